@@ -1,0 +1,3 @@
+from untwine.cli import main
+
+raise SystemExit(main())

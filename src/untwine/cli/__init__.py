@@ -1,0 +1,45 @@
+"""The ``untwine`` command: a thin layer that parses arguments and calls the library.
+
+Each sub-command lives in its own module with a ``register(subparsers)`` function that adds its parser
+and sets ``func``; the list below is explicit so nothing registers itself by being imported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from untwine import __version__
+
+# (module, help) for every sub-command, in the order ``untwine --help`` shows them.
+_COMMANDS = (
+    ("untwine.cli.data", "datasets: list, info, download, verify, prepare, show"),
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="untwine",
+        description="Learn and evaluate disentangled representations: data, train, evaluate, visualize, study.",
+    )
+    parser.add_argument("--version", action="version", version=f"untwine {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name, _ in _COMMANDS:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        result = args.func(args)
+    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"untwine {args.command}: error: {message}", file=sys.stderr)
+        return 1
+    return int(result or 0)

@@ -1,0 +1,20 @@
+"""Ground-truth factor datasets behind one interface (see :mod:`untwine.data.base` for the conventions)."""
+
+from untwine.data.base import FactorSpace, GroundTruthDataset, ImageGridDataset
+from untwine.data.paths import DatasetFileNotFoundError, data_root
+from untwine.data.registry import SPECS, DatasetSpec, get_dataset, get_spec, list_datasets
+from untwine.data.stream import BatchStream
+
+__all__ = [
+    "SPECS",
+    "BatchStream",
+    "DatasetFileNotFoundError",
+    "DatasetSpec",
+    "FactorSpace",
+    "GroundTruthDataset",
+    "ImageGridDataset",
+    "data_root",
+    "get_dataset",
+    "get_spec",
+    "list_datasets",
+]
