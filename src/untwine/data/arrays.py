@@ -18,6 +18,7 @@ import os
 import struct
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,7 +143,7 @@ def iter_member_rows(member: NpyMember, chunk_rows: int) -> Iterator[np.ndarray]
                     if not n:
                         break
                     filled += n
-            except (zipfile.BadZipFile, EOFError, OSError) as error:
+            except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as error:
                 raise ValueError(
                     f"{member.where} could not be read ({error}); the file is probably truncated"
                 ) from None

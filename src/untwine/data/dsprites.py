@@ -24,6 +24,8 @@ sampled) and observations are 0.0/1.0 float32 only for the rows asked for.  Unpa
 from __future__ import annotations
 
 import os
+import zipfile
+import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -32,6 +34,7 @@ import numpy as np
 from untwine.data.arrays import (
     PackedBitImages,
     iter_member_rows,
+    npz_keys,
     npz_member,
     open_npy,
     pack_binary_images,
@@ -116,21 +119,26 @@ def _check_grid(classes: np.ndarray, space: FactorSpace, where: str) -> None:
 
 def _read_npz(path: Path, space: FactorSpace) -> tuple[Iterator[np.ndarray], int]:
     """Check the ``.npz`` layout; return an iterator over chunks of 0/1 images and the row count."""
-    with np.load(path, allow_pickle=True, encoding="latin1") as archive:
-        keys = set(archive.files)
-        for key in ("imgs", "latents_classes", "metadata"):
-            if key not in keys:
-                raise ValueError(
-                    f"{path}: expected arrays imgs, latents_classes, latents_values, metadata; found {sorted(keys)}"
-                )
-        try:
-            metadata = archive["metadata"][()]
-            sizes = tuple(int(s) for s in metadata["latents_sizes"])
-        except Exception as error:  # noqa: BLE001 - any unpickling problem means a damaged file
-            raise ValueError(f"{path}: could not read metadata['latents_sizes'] ({error})") from None
-        if sizes != space.sizes:
-            raise ValueError(f"{path}: expected latents_sizes {list(space.sizes)}, found {list(sizes)}")
-        _check_grid(np.asarray(archive["latents_classes"]), space, f"{path} latents_classes")
+    keys = set(npz_keys(path))  # a clear ValueError when the archive is damaged or truncated
+    try:
+        with np.load(path, allow_pickle=True, encoding="latin1") as archive:
+            for key in ("imgs", "latents_classes", "metadata"):
+                if key not in keys:
+                    raise ValueError(
+                        f"{path}: expected arrays imgs, latents_classes, latents_values, metadata; found {sorted(keys)}"
+                    )
+            try:
+                metadata = archive["metadata"][()]
+                sizes = tuple(int(s) for s in metadata["latents_sizes"])
+            except Exception as error:  # noqa: BLE001 - any unpickling problem means a damaged file
+                raise ValueError(f"{path}: could not read metadata['latents_sizes'] ({error})") from None
+            if sizes != space.sizes:
+                raise ValueError(f"{path}: expected latents_sizes {list(space.sizes)}, found {list(sizes)}")
+            _check_grid(np.asarray(archive["latents_classes"]), space, f"{path} latents_classes")
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as error:
+        raise ValueError(
+            f"{path} could not be read ({error}); the file is probably damaged or truncated"
+        ) from None
     member = npz_member(path, "imgs")
     expected = (space.num_states, *IMAGE_SIZE)
     if member.shape != expected or member.dtype != np.uint8:
