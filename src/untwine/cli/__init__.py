@@ -15,6 +15,7 @@ from untwine import __version__
 # (module, help) for every sub-command, in the order ``untwine --help`` shows them.
 _COMMANDS = (
     ("untwine.cli.data", "datasets: list, info, download, verify, prepare, show"),
+    ("untwine.cli.train", "train a model; export a trained encoder"),
 )
 
 

@@ -1,0 +1,99 @@
+"""Training throughput: the full training step vs the bare forward+backward+Adam loop of the same network.
+
+For each model and channel count it measures
+  * bound:  a bare loop over one pre-made batch (no data, no logging, no checkpoints), in the memory
+            format / precision the full step uses;
+  * full:   ``untwine.training.train`` (data stream, model, logging, checkpoint cadence), images/s from the
+            run's own log, excluding the first logging interval (warm-up);
+and prints a markdown table with the ratio full/bound.  Variants of the bound (NCHW vs channels_last,
+fp32 vs bf16) are measured once to justify the defaults.
+
+    python benchmarks/train_throughput.py [--steps 200] [--threads 1] [--models beta_vae,factor_vae]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from untwine.models import build_model
+from untwine.training import TrainConfig, train
+
+
+def bare_loop(model_name: str, channels: int, steps: int, channels_last: bool, bf16: bool, batch: int = 64) -> float:
+    torch.manual_seed(0)  # benchmark only: the bound does not need an explicit generator
+    model = build_model(model_name, num_channels=channels)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizers = model.make_optimizers()
+    generator = torch.Generator().manual_seed(0)
+    images = torch.rand(batch, channels, 64, 64, generator=generator).round()
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+    def one_step(step: int) -> None:
+        with autocast:
+            out = model.compute_loss(images, step, generator)
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        if out.discriminator_loss is not None:
+            for parameter in model.discriminator_parameters():
+                parameter.grad = None
+            out.discriminator_loss.backward()
+        for optimizer in optimizers:
+            optimizer.step()
+
+    for step in range(5):
+        one_step(step)
+    start = time.perf_counter()
+    for step in range(steps):
+        one_step(step)
+    return steps * batch / (time.perf_counter() - start)
+
+
+def full_step(model_name: str, dataset: str, steps: int, threads: int, channels_last: bool, bf16: bool) -> float:
+    log_every = max(steps // 5, 1)
+    with tempfile.TemporaryDirectory() as tmp:
+        config = TrainConfig.from_overrides({
+            "model": model_name, "dataset": dataset, "steps": steps, "log_every": log_every,
+            "checkpoint_every": max(steps // 2, 1), "threads": threads, "progress": False, "eval_batches": 1,
+            "channels_last": channels_last, "bf16": bf16,
+        })
+        run = train(config, Path(tmp) / "run")
+        rates = [json.loads(line)["images_per_second"] for line in (run / "log.jsonl").read_text().splitlines()]
+    return sum(rates[1:]) / len(rates[1:])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--models", default="beta_vae,factor_vae,beta_tc_vae")
+    parser.add_argument("--skip-variants", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, threads {args.threads}, batch 64, steps {args.steps}\n")
+    if not args.skip_variants:
+        print("| bound variant (beta_vae, 64x64x1) | images/s |\n|---|---|")
+        for channels_last, bf16 in ((False, False), (True, False), (True, True)):
+            rate = bare_loop("beta_vae", 1, args.steps, channels_last, bf16)
+            print(f"| {'channels_last' if channels_last else 'NCHW'} {'bf16 autocast' if bf16 else 'fp32'} | {rate:.0f} |")
+        print()
+    print("| model | data | bound images/s | full step images/s | full / bound |\n|---|---|---|---|---|")
+    for model_name in args.models.split(","):
+        for dataset, channels in (("procedural_dsprites", 1), ("procedural_shapes3d", 3)):
+            bound = bare_loop(model_name, channels, args.steps, True, False)
+            full = full_step(model_name, dataset, args.steps, args.threads, True, False)
+            print(f"| {model_name} | {dataset} (64x64x{channels}) | {bound:.0f} | {full:.0f} | {full / bound:.0%} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Studies: the per-model pipeline (train -> representation -> metrics -> files) and sweeps over it."""

@@ -1,0 +1,291 @@
+"""The training loop, readable top to bottom.
+
+``train(config, run_dir)`` creates a run directory::
+
+    RUN_DIR/config.json       resolved config, library versions, git commit, device
+    RUN_DIR/checkpoint.pt     latest checkpoint (atomic), every ``checkpoint_every`` steps and at the end
+    RUN_DIR/log.jsonl         one JSON line every ``log_every`` steps: loss terms, KL per latent, images/s
+    RUN_DIR/final_eval.json   loss terms averaged over held-out batches after the last step
+    RUN_DIR/tensorboard/      TensorBoard events, when the ``tensorboard`` package is installed
+
+``train(config=None, run_dir, resume=True)`` continues from the last checkpoint and ends with parameters
+bit-identical to an uninterrupted run (same device and thread count), because every source of
+randomness -- model initialisation, data stream, reparameterisation noise -- comes from generators
+seeded from ``config.seed`` and saved in the checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from untwine.data import BatchStream, get_dataset
+from untwine.data.stream import to_torch_images
+from untwine.models import build_model
+from untwine.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from untwine.training.config import TrainConfig
+from untwine.utils.io import atomic_write_json
+from untwine.utils.versions import git_commit, library_versions
+
+CONFIG_NAME = "config.json"
+LOG_NAME = "log.jsonl"
+FINAL_EVAL_NAME = "final_eval.json"
+
+
+class TrainingDivergedError(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is left in place."""
+
+
+@dataclass(frozen=True)
+class RunSeeds:
+    """Independent seeds for each random stream of a run, all derived from ``config.seed``."""
+
+    init: int
+    data: int
+    noise: int
+    eval: int
+
+    @classmethod
+    def from_seed(cls, seed: int) -> RunSeeds:
+        words = np.random.SeedSequence(seed).generate_state(4, dtype=np.uint64)
+        return cls(*(int(w % (2**62)) for w in words))
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available; use device=cpu")
+    return device
+
+
+def build_run_model(config: TrainConfig, num_channels: int, device: torch.device) -> torch.nn.Module:
+    """Build the configured model with weights drawn from the run's init seed.
+
+    The network constructors initialise from torch's default generator, so we fork it: the global
+    state is restored afterwards and nothing outside this function sees the seeding.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RunSeeds.from_seed(config.seed).init)
+        model = build_model(
+            config.model,
+            num_channels=num_channels,
+            num_latents=config.num_latents,
+            architecture=config.architecture,
+            encoder_kernels=config.encoder_kernels,
+            reconstruction=config.reconstruction,
+            **config.model_params,
+        )
+    model = model.to(device)
+    if config.channels_last and config.architecture == "conv":
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+def _scalar_terms(terms: dict[str, torch.Tensor]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in terms.items():
+        value = value.detach().float().cpu() if isinstance(value, torch.Tensor) else value
+        if isinstance(value, torch.Tensor) and value.numel() > 1:
+            out[key] = [float(v) for v in value.flatten()]
+        else:
+            out[key] = float(value)
+    return out
+
+
+def _first_nonfinite_term(terms: dict[str, torch.Tensor]) -> str:
+    for key, value in terms.items():
+        if isinstance(value, torch.Tensor) and not bool(torch.isfinite(value).all()):
+            return f"'{key}' = {value.detach().flatten()[:4].tolist()}"
+    return "the total loss"
+
+
+class _RunLog:
+    """Append-only JSONL log; on resume, lines after the checkpoint's step are dropped (they will be redone)."""
+
+    def __init__(self, path: Path, keep_up_to_step: int):
+        self.path = path
+        if path.exists():
+            kept = [line for line in path.read_text().splitlines()
+                    if line.strip() and json.loads(line)["step"] <= keep_up_to_step]
+            from untwine.utils.io import atomic_write_text
+
+            atomic_write_text(path, "".join(line + "\n" for line in kept))
+        self.handle = path.open("a", encoding="utf-8")
+
+    def write(self, record: dict[str, Any]) -> None:
+        self.handle.write(json.dumps(record) + "\n")
+        self.handle.flush()
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+def _tensorboard_writer(run_dir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is an optional extra
+        return None
+    return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+
+
+def train(config: TrainConfig | None, run_dir: str | Path, resume: bool = False) -> Path:
+    """Train ``config`` into ``run_dir`` (or continue the run there when ``resume``); return ``run_dir``."""
+    run_dir = Path(run_dir)
+    checkpoint_path = run_dir / CHECKPOINT_NAME
+    state: dict[str, Any] | None = None
+    if resume:
+        saved = load_run_config(run_dir)
+        if config is not None and config.to_dict() != saved.to_dict():
+            raise ValueError(f"--resume uses the config saved in {run_dir / CONFIG_NAME}; do not pass another one")
+        config = saved
+        if checkpoint_path.exists():
+            state = load_checkpoint(checkpoint_path)
+    else:
+        if config is None:
+            raise ValueError("a config is required to start a new run")
+        config.validate()
+        if (run_dir / CONFIG_NAME).exists():
+            raise FileExistsError(f"{run_dir} already holds a run; continue it with --resume or choose a new directory")
+
+    device = pick_device(config.device)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    dataset = get_dataset(config.dataset)
+    seeds = RunSeeds.from_seed(config.seed)
+    model = build_run_model(config, dataset.num_channels, device)
+    optimizers = model.make_optimizers()
+    for group in optimizers[0].param_groups:
+        group["lr"] = config.learning_rate
+    generator = torch.Generator(device=device).manual_seed(seeds.noise)
+    stream = BatchStream(dataset, config.batch_size, seeds.data)
+    step = 0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        for optimizer, optimizer_state in zip(optimizers, state["optimizers"], strict=True):
+            optimizer.load_state_dict(optimizer_state)
+        generator.set_state(state["generator"])
+        stream.load_state_dict(state["stream"])
+        step = int(state["step"])
+    if not resume:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(run_dir / CONFIG_NAME, {
+            "config": config.to_dict(),
+            "dataset": {"name": dataset.name, "factor_names": dataset.factor_names,
+                        "factor_sizes": dataset.factor_sizes, "observation_shape": dataset.observation_shape},
+            "seeds": seeds.__dict__,
+            "device": str(device),
+            "versions": library_versions(),
+            "git_commit": git_commit(),
+        })
+
+    def checkpoint(at_step: int) -> None:
+        save_checkpoint(checkpoint_path, {
+            "step": at_step,
+            "model": model.state_dict(),
+            "optimizers": [o.state_dict() for o in optimizers],
+            "generator": generator.get_state(),
+            "stream": stream.state_dict(),
+        })
+
+    log = _RunLog(run_dir / LOG_NAME, keep_up_to_step=step)
+    tensorboard = _tensorboard_writer(run_dir)
+    memory_format = torch.channels_last if config.channels_last and config.architecture == "conv" else None
+    autocast = (torch.autocast(device_type=device.type, dtype=torch.bfloat16) if config.bf16
+                else contextlib.nullcontext())
+    progress = None
+    if config.progress:
+        from tqdm.auto import tqdm
+
+        progress = tqdm(total=config.steps, initial=step, desc=f"{config.model} on {config.dataset}",
+                        unit="step", dynamic_ncols=True)
+    interval_start, interval_steps = time.perf_counter(), 0
+    model.train()
+    try:
+        while step < config.steps:
+            _, images = next(stream)
+            images = images.to(device, non_blocking=True)
+            if memory_format is not None:
+                images = images.contiguous(memory_format=memory_format)
+            with autocast:
+                out = model.compute_loss(images, step, generator)
+            if not torch.isfinite(out.loss):
+                raise TrainingDivergedError(
+                    f"non-finite loss at step {step} ({_first_nonfinite_term(out.terms)}); "
+                    f"the last good checkpoint is kept at {checkpoint_path}"
+                )
+            for optimizer in optimizers:
+                optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+            if out.discriminator_loss is not None:
+                # The discriminator is trained on its own loss only: drop what the VAE loss put there.
+                for parameter in model.discriminator_parameters():
+                    parameter.grad = None
+                out.discriminator_loss.backward()
+            for optimizer in optimizers:
+                optimizer.step()
+            step += 1
+            interval_steps += 1
+
+            if step % config.log_every == 0 or step == config.steps:
+                elapsed = time.perf_counter() - interval_start
+                record = {"step": step, "loss": float(out.loss.detach()), **_scalar_terms(out.terms),
+                          "images_per_second": interval_steps * config.batch_size / max(elapsed, 1e-9)}
+                log.write(record)
+                if tensorboard is not None:
+                    for key, value in record.items():
+                        if isinstance(value, float):
+                            tensorboard.add_scalar(key, value, step)
+                if progress is not None:
+                    progress.set_postfix(loss=f"{record['loss']:.2f}", img_s=f"{record['images_per_second']:.0f}")
+                interval_start, interval_steps = time.perf_counter(), 0
+            if progress is not None:
+                progress.update(1)
+            if step % config.checkpoint_every == 0 or step == config.steps:
+                checkpoint(step)
+    finally:
+        log.close()
+        if progress is not None:
+            progress.close()
+        if tensorboard is not None:
+            tensorboard.close()
+
+    atomic_write_json(run_dir / FINAL_EVAL_NAME, evaluate_held_out(model, dataset, config, seeds.eval, device))
+    return run_dir
+
+
+@torch.no_grad()
+def evaluate_held_out(model, dataset, config: TrainConfig, seed: int, device: torch.device) -> dict[str, Any]:
+    """Loss terms averaged over ``config.eval_batches`` batches drawn from a separate seed."""
+    model.eval()
+    rng = np.random.default_rng(seed)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    totals: dict[str, Any] = {}
+    for _ in range(config.eval_batches):
+        images = to_torch_images(dataset.sample_observations(config.batch_size, rng)).to(device)
+        out = model.compute_loss(images, config.steps, generator)
+        terms = {"loss": float(out.loss), **_scalar_terms(out.terms)}
+        for key, value in terms.items():
+            totals[key] = (np.asarray(totals[key]) + np.asarray(value)) if key in totals else np.asarray(value)
+    model.train()
+    n = max(config.eval_batches, 1)
+    result = {key: (value / n).tolist() for key, value in totals.items()}
+    return {"step": config.steps, "num_batches": config.eval_batches, "batch_size": config.batch_size,
+            "seed": seed, "terms": result,
+            "finite": all(bool(np.isfinite(np.asarray(v)).all()) for v in result.values())}
+
+
+def load_run_config(run_dir: str | Path) -> TrainConfig:
+    path = Path(run_dir) / CONFIG_NAME
+    if not path.exists():
+        raise FileNotFoundError(f"{run_dir} is not a run directory: {CONFIG_NAME} is missing")
+    data = json.loads(path.read_text())
+    return TrainConfig.from_dict(data["config"])
