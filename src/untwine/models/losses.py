@@ -151,30 +151,43 @@ def gaussian_log_density(samples: torch.Tensor, mean: torch.Tensor, logvar: torc
     return -0.5 * (diff * diff * torch.exp(-logvar) + logvar + _LOG_2PI)
 
 
-def _chunk_rows(batch: int, dims: int, max_elements: int) -> int:
-    return max(1, min(batch, max_elements // max(batch * dims, 1)))
+def _tc_per_sample(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor, log_w: torch.Tensor | None,
+                   max_elements: int) -> torch.Tensor:
+    """Per-sample ``log q(z_j) - sum_l log q(z_jl)`` with the mixture weights ``exp(log_w)`` (None: all 1).
+
+    Works in a (latent, j, i) layout so the logsumexp over i runs along contiguous memory, in chunks
+    of rows j holding at most ``max_elements`` entries.
+    """
+    z, mean, logvar = z.float(), mean.float(), logvar.float()
+    batch, dims = z.shape
+    zt, mt, lvt = z.t().contiguous(), mean.t().contiguous(), logvar.t().contiguous()
+    scale = torch.exp(-lvt) * -0.5  # (d, M): -1 / (2 sigma^2)
+    offset = (lvt + _LOG_2PI) * -0.5  # (d, M): log normaliser
+    rows = max(1, min(batch, max_elements // max(batch * dims, 1)))
+    values = []
+    for start in range(0, batch, rows):
+        diff = zt[:, start : start + rows, None] - mt[:, None, :]  # (d, r, M): z_jl - mu_il
+        log_q = offset[:, None, :] + scale[:, None, :] * diff.square()  # log q(z_jl | x_i)
+        joint = log_q.sum(0)  # (r, M): log q(z_j | x_i)
+        if log_w is not None:
+            w = log_w[start : start + rows]
+            log_q = log_q + w
+            joint = joint + w
+        values.append(torch.logsumexp(joint, dim=1) - torch.logsumexp(log_q, dim=2).sum(0))
+    return torch.cat(values)
 
 
 def total_correlation_mws(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor,
-                          max_elements: int = 1 << 24) -> torch.Tensor:
+                          max_elements: int = 1 << 20) -> torch.Tensor:
     """Minibatch-weighted-sampling TC estimate without its constant (disentanglement_lib's ``total_correlation``).
 
-    mean_j [ logsumexp_i sum_l log q(z_jl | x_i) - sum_l logsumexp_i log q(z_jl | x_i) ].
-    The dropped constant is ``(d - 1) * log(N * M)`` (N data points, M batch size), so e.g. for
-    independent codes whose posteriors all coincide the value is exactly ``-(d - 1) * log(M)``.
-    Rows j are processed in chunks of at most ``max_elements`` (j, i, l) entries to bound memory.
+    mean_j [ logsumexp_i sum_l log q(z_jl | x_i) - sum_l logsumexp_i log q(z_jl | x_i) ],
+    log q including its log(2 pi) term.  The dropped constant is ``(d - 1) * log(N * M)`` (N data
+    points, M batch size), so e.g. for codes whose posteriors all coincide the value is exactly
+    ``-(d - 1) * log(M)``.  Memory is bounded by processing ``max_elements`` (j, i, l) entries at a time.
     """
     with _no_autocast(z.device.type):
-        z, mean, logvar = z.float(), mean.float(), logvar.float()
-        batch, dims = z.shape
-        rows = _chunk_rows(batch, dims, max_elements)
-        values = []
-        for start in range(0, batch, rows):
-            log_q = gaussian_log_density(z[start : start + rows].unsqueeze(1), mean.unsqueeze(0), logvar.unsqueeze(0))
-            log_qz_product = torch.logsumexp(log_q, dim=1).sum(1)
-            log_qz = torch.logsumexp(log_q.sum(2), dim=1)
-            values.append(log_qz - log_qz_product)
-        return torch.cat(values).mean()
+        return _tc_per_sample(z, mean, logvar, None, max_elements).mean()
 
 
 def mss_log_weights(batch: int, dataset_size: int, device: torch.device | str | None = None) -> torch.Tensor:
@@ -190,31 +203,21 @@ def mss_log_weights(batch: int, dataset_size: int, device: torch.device | str | 
         raise ValueError(f"dataset_size ({dataset_size}) must be at least the batch size ({batch})")
     w = torch.full((batch, batch), 1.0 / (m - 1.0), dtype=torch.float64, device=device)
     idx = torch.arange(batch, device=device)
-    w[idx, idx] = 1.0 / n
     w[idx, (idx + 1) % batch] = (n - m + 1.0) / (n * (m - 1.0))
+    w[idx, idx] = 1.0 / n
     return w.log().float()
 
 
 def total_correlation_mss(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor, dataset_size: int,
-                          max_elements: int = 1 << 24) -> torch.Tensor:
+                          max_elements: int = 1 << 20) -> torch.Tensor:
     """Minibatch-stratified-sampling TC estimate (Chen et al. 2018), constants included.
 
     mean_j [ log sum_i W_ji q(z_j | x_i) - sum_l log sum_i W_ji q(z_jl | x_i) ] with W from
     :func:`mss_log_weights`.  Needs the data set size N.
     """
     with _no_autocast(z.device.type):
-        z, mean, logvar = z.float(), mean.float(), logvar.float()
-        batch, dims = z.shape
-        log_w = mss_log_weights(batch, dataset_size, z.device)
-        rows = _chunk_rows(batch, dims, max_elements)
-        values = []
-        for start in range(0, batch, rows):
-            lw = log_w[start : start + rows]
-            log_q = gaussian_log_density(z[start : start + rows].unsqueeze(1), mean.unsqueeze(0), logvar.unsqueeze(0))
-            log_qz_product = torch.logsumexp(log_q + lw.unsqueeze(2), dim=1).sum(1)
-            log_qz = torch.logsumexp(log_q.sum(2) + lw, dim=1)
-            values.append(log_qz - log_qz_product)
-        return torch.cat(values).mean()
+        log_w = mss_log_weights(z.shape[0], dataset_size, z.device)
+        return _tc_per_sample(z, mean, logvar, log_w, max_elements).mean()
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -58,16 +58,24 @@ class Conv2dSame(nn.Conv2d):
 
     Symmetric padding is handed to the convolution itself (no copy); asymmetric padding (odd total,
     e.g. a 3x3 kernel with stride 2 on an even input, or a 4x4 kernel on an odd one) is applied with
-    ``F.pad`` first.
+    ``F.pad`` first.  With ``input_size`` given the padding is fixed at construction (no shape logic
+    in ``forward``, so the layer traces cleanly); inputs must then have that size.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int,
+                 input_size: int | None = None):
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=0, bias=True)
+        self.input_size = input_size
+        self._static = None if input_size is None else self._pads(input_size, input_size)
+
+    def _pads(self, h: int, w: int) -> tuple[int, int, int, int]:
+        k, s = self.kernel_size[0], self.stride[0]
+        top, bottom = tf_same_padding(h, k, s)
+        left, right = tf_same_padding(w, k, s)
+        return left, right, top, bottom
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        k, s = self.kernel_size[0], self.stride[0]
-        top, bottom = tf_same_padding(int(x.shape[-2]), k, s)
-        left, right = tf_same_padding(int(x.shape[-1]), k, s)
+        left, right, top, bottom = self._static or self._pads(int(x.shape[-2]), int(x.shape[-1]))
         if top == bottom and left == right:
             return F.conv2d(x, self.weight, self.bias, self.stride, (top, left))
         return F.conv2d(F.pad(x, (left, right, top, bottom)), self.weight, self.bias, self.stride)
@@ -80,20 +88,28 @@ class ConvTranspose2dSame(nn.ConvTranspose2d):
     ``stride`` times larger, so its implicit padding is :func:`tf_same_padding` of the *output* size.
     When that padding is symmetric (all layers of the study: 4x4 kernel, stride 2 -> 1 pixel each side)
     PyTorch's ``padding=p`` gives the identical result; otherwise the full transposed convolution is
-    cropped with TF's offset.
+    cropped at TF's offset.  ``input_size`` fixes the geometry at construction, as for :class:`Conv2dSame`.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int,
+                 input_size: int | None = None):
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=0, bias=True)
+        self.input_size = input_size
+        self._static = None if input_size is None else self._geometry(input_size, input_size)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+    def _geometry(self, h_in: int, w_in: int) -> tuple[int, int, int, int, int, int]:
         k, s = self.kernel_size[0], self.stride[0]
-        h, w = int(x.shape[-2]) * s, int(x.shape[-1]) * s
+        h, w = h_in * s, w_in * s
         top, bottom = tf_same_padding(h, k, s)
         left, right = tf_same_padding(w, k, s)
+        return h, w, top, bottom, left, right
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        h, w, top, bottom, left, right = self._static or self._geometry(int(x.shape[-2]), int(x.shape[-1]))
+        k, s = self.kernel_size[0], self.stride[0]
         if top == bottom and left == right and k >= s:
             return F.conv_transpose2d(x, self.weight, self.bias, self.stride, (top, left))
-        extra = max(s - k, 0)  # full output (n-1)s+k is shorter than n*s when k < s
+        extra = max(s - k, 0)  # the full output (n-1)s+k is shorter than n*s when k < s
         y = F.conv_transpose2d(x, self.weight, self.bias, self.stride, 0, (extra, extra))
         return y[..., top : top + h, left : left + w]
 
@@ -156,6 +172,8 @@ def _unflatten_nhwc(x: torch.Tensor, channels: int, height: int, width: int) -> 
 
 
 def _check_images(x: torch.Tensor, num_channels: int) -> None:
+    if torch.jit.is_tracing() or torch.compiler.is_compiling():
+        return
     if x.dim() != 4 or x.shape[1] != num_channels or x.shape[2] != IMAGE_SIZE or x.shape[3] != IMAGE_SIZE:
         raise ValueError(
             f"expected images of shape (N, {num_channels}, {IMAGE_SIZE}, {IMAGE_SIZE}) (NCHW), got {tuple(x.shape)}"
@@ -180,10 +198,10 @@ class ConvEncoder(nn.Module):
             raise ValueError(f"encoder_kernels must be one of {ENCODER_KERNELS}, got {kernels!r}")
         k34 = 2 if kernels == "dlib" else 4
         self.num_channels, self.num_latents, self.kernels = num_channels, num_latents, kernels
-        self.conv1 = Conv2dSame(num_channels, 32, 4, 2)
-        self.conv2 = Conv2dSame(32, 32, 4, 2)
-        self.conv3 = Conv2dSame(32, 64, k34, 2)
-        self.conv4 = Conv2dSame(64, 64, k34, 2)
+        self.conv1 = Conv2dSame(num_channels, 32, 4, 2, input_size=IMAGE_SIZE)
+        self.conv2 = Conv2dSame(32, 32, 4, 2, input_size=IMAGE_SIZE // 2)
+        self.conv3 = Conv2dSame(32, 64, k34, 2, input_size=IMAGE_SIZE // 4)
+        self.conv4 = Conv2dSame(64, 64, k34, 2, input_size=IMAGE_SIZE // 8)
         self.fc = nn.Linear(4 * 4 * 64, 256)
         self.mean = nn.Linear(256, num_latents)
         self.logvar = nn.Linear(256, num_latents)
@@ -210,10 +228,10 @@ class DeconvDecoder(nn.Module):
         self.num_channels, self.num_latents = num_channels, num_latents
         self.fc1 = nn.Linear(num_latents, 256)
         self.fc2 = nn.Linear(256, 1024)
-        self.deconv1 = ConvTranspose2dSame(64, 64, 4, 2)
-        self.deconv2 = ConvTranspose2dSame(64, 32, 4, 2)
-        self.deconv3 = ConvTranspose2dSame(32, 32, 4, 2)
-        self.deconv4 = ConvTranspose2dSame(32, num_channels, 4, 2)
+        self.deconv1 = ConvTranspose2dSame(64, 64, 4, 2, input_size=4)
+        self.deconv2 = ConvTranspose2dSame(64, 32, 4, 2, input_size=8)
+        self.deconv3 = ConvTranspose2dSame(32, 32, 4, 2, input_size=16)
+        self.deconv4 = ConvTranspose2dSame(32, num_channels, 4, 2, input_size=32)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         h = F.relu(self.fc2(F.relu(self.fc1(z))))
