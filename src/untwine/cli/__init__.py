@@ -16,6 +16,7 @@ from untwine import __version__
 _COMMANDS = (
     ("untwine.cli.data", "datasets: list, info, download, verify, prepare, show"),
     ("untwine.cli.train", "train a model; export a trained encoder"),
+    ("untwine.cli.evaluate", "score a trained run with the metrics"),
 )
 
 

@@ -1,0 +1,39 @@
+"""``untwine evaluate RUN_DIR``: score a trained run with the metrics."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="score a trained run with the disentanglement metrics",
+        description=(
+            "Score RUN_DIR's representation with the metrics and write one JSON per metric to "
+            "RUN_DIR/metrics/<representation>/<metric>.json (values, parameters, seed, versions, seconds). "
+            "--metrics takes 'study' (the nine configs of unsupervised_study_v1, the default), 'all', or a "
+            "comma-separated list of metric names."
+        ),
+    )
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("--metrics", default="study", help="study | all | name,name,... (default: study)")
+    parser.add_argument("--representation", choices=("mean", "sampled"), default="mean")
+    parser.add_argument("--seed", type=int, default=0, help="seed of every draw the metrics make (default 0)")
+    parser.add_argument("--fast", action="store_true", help="histogram boosting and other opt-in approximations")
+    parser.add_argument("--device", default="auto", help="device for encoding (auto, cpu, cuda)")
+    parser.set_defaults(func=_evaluate)
+
+
+def _evaluate(args) -> int:
+    from untwine.studies.pipeline import evaluate_run, metrics_dir
+
+    metrics = args.metrics if args.metrics in ("study", "all") else [m for m in args.metrics.split(",") if m]
+    results = evaluate_run(args.run_dir, metrics=metrics, representation=args.representation, seed=args.seed,
+                           fast=args.fast, device=args.device)
+    for name, result in results.items():
+        values = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                           for k, v in result.get("values", {}).items() if not isinstance(v, list | dict))
+        print(f"{name:32s} {values}")
+    print(f"results written to {metrics_dir(args.run_dir, args.representation)}")
+    return 0
