@@ -12,11 +12,16 @@ Each writer returns the reduced full factor sizes to pass to the loader as ``fac
 from __future__ import annotations
 
 import gzip
+import http.server
 import io
+import re
+import socket
 import tarfile
+import threading
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from untwine.data.base import FactorSpace
 
@@ -247,3 +252,79 @@ def write_smallnorb(directory: Path, sizes=SMALLNORB_SIZES, seed: int = 0) -> tu
 
 def gzip_bytes(data: bytes) -> bytes:
     return gzip.compress(data, mtime=0)
+
+
+# -- a local HTTP server for download tests ---------------------------------------------------------
+class _Handler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args):  # keep test output quiet
+        pass
+
+    def do_GET(self):
+        server = self.server
+        name = self.path.lstrip("/")
+        range_header = self.headers.get("Range")
+        server.requests.append((name, range_header))
+        data = server.files.get(name)
+        if data is None:
+            self.send_error(404, "no such file")
+            return
+        start = 0
+        if range_header and server.ranges:
+            start = int(re.fullmatch(r"bytes=(\d+)-", range_header).group(1))
+            if start >= len(data):
+                self.send_response(416)
+                self.send_header("Content-Range", f"bytes */{len(data)}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(206)
+            self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+        else:
+            self.send_response(200)
+        body = data[start:]
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if server.cut_after is not None:  # close the connection early
+            self.wfile.write(body[: server.cut_after])
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        self.wfile.write(body)
+
+
+def _serve():
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+    httpd.files, httpd.requests, httpd.ranges, httpd.cut_after = {}, [], True, None
+    httpd.base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield httpd
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join(5)
+
+
+def _only_localhost(monkeypatch):
+    """Fail any connection that is not to 127.0.0.1, and any proxy use."""
+    real = socket.create_connection
+
+    def guarded(address, *args, **kwargs):
+        if address[0] != "127.0.0.1":
+            raise AssertionError(f"test tried to contact {address}")
+        return real(address, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "create_connection", guarded)
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def http_server_fixture():
+    """A pytest fixture: a threaded HTTP server on 127.0.0.1 (ephemeral port) serving ``server.files``
+    (name -> bytes), honouring ``Range`` requests unless ``server.ranges`` is False, closing the
+    connection after ``server.cut_after`` body bytes when set, and logging ``server.requests``."""
+    return pytest.fixture(name="server")(_serve)
+
+
+def only_localhost_fixture():
+    """An autouse pytest fixture that fails any connection not to 127.0.0.1 and removes proxies."""
+    return pytest.fixture(autouse=True, name="only_localhost")(_only_localhost)

@@ -47,6 +47,10 @@ def _space(factor_sizes: Sequence[int] | None) -> FactorSpace:
     return FactorSpace(sizes, FACTOR_NAMES)
 
 
+def prepared_file(data_dir=None, **_: object) -> Path:
+    return _directory(data_dir) / PREPARED_FILE
+
+
 def missing(data_dir, **_: object) -> list[str]:
     directory = _directory(data_dir)
     return [] if (directory / MAT_FOLDER).is_dir() or (directory / PREPARED_FILE).exists() else [MAT_FOLDER]

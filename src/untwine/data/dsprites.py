@@ -91,7 +91,7 @@ def source_file(data_dir, dataset: str = "dsprites_full") -> Path:
     return require_file(directory / NPZ_FILE, dataset)
 
 
-def missing(data_dir, variant: str = "full") -> list[str]:
+def missing(data_dir, variant: str = "full", **_: object) -> list[str]:
     """Names of files the variant needs that are absent (the prepared file stands in for the published one)."""
     directory = _directory(data_dir)
     absent = []
@@ -100,6 +100,10 @@ def missing(data_dir, variant: str = "full") -> list[str]:
     if variant == "scream" and not (directory / SCREAM_FILE).exists():
         absent.append(SCREAM_FILE)
     return absent
+
+
+def prepared_file(data_dir=None, **_: object) -> Path:
+    return _directory(data_dir) / PREPARED_FILE
 
 
 def _check_grid(classes: np.ndarray, space: FactorSpace, where: str) -> None:

@@ -57,6 +57,10 @@ def _space(factor_sizes: Sequence[int] | None) -> FactorSpace:
     return FactorSpace(sizes, MPI3D_FACTORS)
 
 
+def prepared_file(data_dir=None, variant: str = "toy", **_: object) -> Path:
+    return _directory(data_dir) / _names(variant)[2]
+
+
 def missing(data_dir, variant: str = "toy", **_: object) -> list[str]:
     _, published, prepared = _names(variant)
     directory = _directory(data_dir)

@@ -45,6 +45,10 @@ def _space(factor_sizes: Sequence[int] | None) -> FactorSpace:
     return FactorSpace(sizes, SHAPES3D_FACTORS)
 
 
+def prepared_file(data_dir=None, **_: object) -> Path:
+    return _directory(data_dir) / PREPARED_FILE
+
+
 def missing(data_dir, **_: object) -> list[str]:
     directory = _directory(data_dir)
     return [] if (directory / H5_FILE).exists() or (directory / PREPARED_FILE).exists() else [H5_FILE]
