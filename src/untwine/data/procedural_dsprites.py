@@ -78,7 +78,7 @@ ELLIPSE_SEMI_AXES = (10.0, 5.0)  # long axis along x at orientation 0
 HEART_CENTROID_Y = 0.2935
 HEART_UNIT = 8.6
 
-_CACHE_VERSION = 1
+_CACHE_VERSION = 1  # bump when the rendering code changes: the cache file name follows it
 
 
 def _position_centres() -> np.ndarray:
@@ -212,6 +212,7 @@ def load_or_build_patches(root: str | os.PathLike | None = None) -> np.ndarray:
         try:
             patches = np.load(path, allow_pickle=False)
             if patches.shape == expected and patches.dtype == np.uint8:
+                patches.flags.writeable = False
                 return patches
             logger.warning("ignoring %s: shape %s, expected %s", path, patches.shape, expected)
         except (OSError, ValueError) as error:
@@ -251,7 +252,7 @@ class ProceduralDSprites(GroundTruthDataset):
         elif cache == "none":
             self.patches = None
         else:
-            raise ValueError(f"cache must be 'disk', 'memory' or 'none', got {cache!r}")
+            raise ValueError(f"cache must be 'memory', 'disk' or 'none', got {cache!r}")
         self.cache = cache
         centres = _position_centres()
         phase_of = {p: i for i, p in enumerate(_phases())}

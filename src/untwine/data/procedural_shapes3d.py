@@ -68,7 +68,7 @@ CORNER_DISTANCE = 4.5  # walls: z' + |x'| = CORNER_DISTANCE in the room frame
 LIGHT = np.array([-0.5, 1.0, -0.7]) / np.linalg.norm([-0.5, 1.0, -0.7])  # towards the light, camera-fixed
 AMBIENT = 0.35
 _EPS = 1e-6
-_CACHE_VERSION = 1
+_CACHE_VERSION = 1  # bump when the rendering code changes: the cache file name follows it
 
 
 def hue_to_rgb(hue) -> np.ndarray:
@@ -365,6 +365,7 @@ def load_or_build_geometry(root: str | os.PathLike | None = None) -> np.ndarray:
         try:
             geometry = np.load(path, allow_pickle=False)
             if geometry.shape == expected and geometry.dtype == np.float32:
+                geometry.flags.writeable = False
                 return geometry
             logger.warning("ignoring %s: shape %s, expected %s", path, geometry.shape, expected)
         except (OSError, ValueError) as error:
