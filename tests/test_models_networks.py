@@ -51,12 +51,36 @@ def test_conv_shapes(channels, kernels):
     assert enc.conv1.kernel_size == enc.conv2.kernel_size == (4, 4)
     assert enc.conv3.kernel_size == enc.conv4.kernel_size == (k34, k34)
     assert [tuple(p.shape) for p in enc.parameters()] == [
-        (32, channels, 4, 4), (32,), (32, 32, 4, 4), (32,), (64, 32, k34, k34), (64,), (64, 64, k34, k34), (64,),
-        (256, 1024), (256,), (10, 256), (10,), (10, 256), (10,)]
+        (32, channels, 4, 4),
+        (32,),
+        (32, 32, 4, 4),
+        (32,),
+        (64, 32, k34, k34),
+        (64,),
+        (64, 64, k34, k34),
+        (64,),
+        (256, 1024),
+        (256,),
+        (10, 256),
+        (10,),
+        (10, 256),
+        (10,),
+    ]
     dec = model.decoder
     assert [tuple(p.shape) for p in dec.parameters()] == [
-        (256, 10), (256,), (1024, 256), (1024,), (64, 64, 4, 4), (64,), (64, 32, 4, 4), (32,),
-        (32, 32, 4, 4), (32,), (32, channels, 4, 4), (channels,)]
+        (256, 10),
+        (256,),
+        (1024, 256),
+        (1024,),
+        (64, 64, 4, 4),
+        (64,),
+        (64, 32, 4, 4),
+        (32,),
+        (32, 32, 4, 4),
+        (32,),
+        (32, channels, 4, 4),
+        (channels,),
+    ]
 
 
 @pytest.mark.parametrize("channels", [1, 3])
@@ -68,9 +92,25 @@ def test_fc_shapes_and_structure(channels):
     assert mean.shape == logvar.shape == (3, 6)
     assert model.decode(mean).shape == (3, channels, 64, 64)
     assert [tuple(p.shape) for p in model.encoder.parameters()] == [
-        (1200, 4096 * channels), (1200,), (1200, 1200), (1200,), (6, 1200), (6,), (6, 1200), (6,)]
+        (1200, 4096 * channels),
+        (1200,),
+        (1200, 1200),
+        (1200,),
+        (6, 1200),
+        (6,),
+        (6, 1200),
+        (6,),
+    ]
     assert [tuple(p.shape) for p in model.decoder.parameters()] == [
-        (1200, 6), (1200,), (1200, 1200), (1200,), (1200, 1200), (1200,), (4096 * channels, 1200), (4096 * channels,)]
+        (1200, 6),
+        (1200,),
+        (1200, 1200),
+        (1200,),
+        (1200, 1200),
+        (1200,),
+        (4096 * channels, 1200),
+        (4096 * channels,),
+    ]
     # The FC decoder uses tanh (dlib's fc_decoder): hidden units are bounded by 1.
     dec, z = model.decoder, torch.randn(4, 6, generator=_gen(2)) * 50
     h = torch.tanh(dec.fc3(torch.tanh(dec.fc2(torch.tanh(dec.fc1(z))))))
@@ -120,7 +160,9 @@ def _tf_same_conv_reference(x, w, stride):
     return out
 
 
-@pytest.mark.parametrize("size,kernel,stride", [(8, 4, 2), (7, 4, 2), (8, 2, 2), (8, 3, 2), (7, 3, 1), (6, 4, 1)])
+@pytest.mark.parametrize(
+    "size,kernel,stride", [(8, 4, 2), (7, 4, 2), (8, 2, 2), (8, 3, 2), (7, 3, 1), (6, 4, 1)]
+)
 def test_conv2d_same_matches_tf_reference(size, kernel, stride):
     layer = Conv2dSame(2, 3, kernel, stride).double()
     with torch.no_grad():
@@ -147,7 +189,9 @@ def test_conv2d_same_known_answer_with_asymmetric_padding():
     torch.testing.assert_close(layer64(x), F.conv2d(x, layer64.weight, layer64.bias, 2, 1))
 
 
-@pytest.mark.parametrize("size,kernel,stride", [(4, 4, 2), (5, 4, 2), (4, 3, 2), (3, 2, 2), (4, 1, 2), (4, 5, 2)])
+@pytest.mark.parametrize(
+    "size,kernel,stride", [(4, 4, 2), (5, 4, 2), (4, 3, 2), (3, 2, 2), (4, 1, 2), (4, 5, 2)]
+)
 def test_conv_transpose_same_is_gradient_of_tf_same_conv(size, kernel, stride):
     """TF's conv2d_transpose(padding="same") is the input-gradient of conv2d(padding="same") on an
     input ``stride`` times larger; our layer must equal that vector-Jacobian product."""
@@ -261,7 +305,8 @@ def test_init_generator_is_deterministic_and_leaves_global_rng_alone():
 def test_discriminator_structure_and_detached_weights():
     disc = Discriminator(10)
     assert [tuple(p.shape) for p in disc.parameters()] == (
-        [(1000, 10), (1000,)] + [(1000, 1000), (1000,)] * 5 + [(2, 1000), (2,)])
+        [(1000, 10), (1000,)] + [(1000, 1000), (1000,)] * 5 + [(2, 1000), (2,)]
+    )
     reset_parameters_tf(disc, _gen(0))
     z = torch.randn(4, 10, generator=_gen(1), requires_grad=True)
     h = z

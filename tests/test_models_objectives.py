@@ -28,7 +28,9 @@ def test_kl_values():
     assert float(L.gaussian_kl(zeros, zeros)) == 0.0
     # disentanglement_lib's vae_test values
     assert float(L.gaussian_kl(torch.ones(10, 10), zeros)) == pytest.approx(5.0)
-    assert float(L.gaussian_kl(torch.ones(10, 10), torch.ones(10, 10))) == pytest.approx(5 * (math.e - 1), rel=1e-6)
+    assert float(L.gaussian_kl(torch.ones(10, 10), torch.ones(10, 10))) == pytest.approx(
+        5 * (math.e - 1), rel=1e-6
+    )
     # hand-computed: KL(N(m, s^2) || N(0, 1)) = (m^2 + s^2 - log s^2 - 1) / 2, batch-averaged per latent
     mean = torch.tensor([[1.0, -2.0], [0.0, 0.5]])
     logvar = torch.tensor([[0.0, math.log(4.0)], [math.log(0.25), 0.0]])
@@ -40,7 +42,10 @@ def test_kl_values():
 
 
 def test_sample_gaussian_uses_the_generator_only():
-    mean, logvar = torch.tensor([[1.0, -1.0]]).repeat(20000, 1), torch.tensor([[math.log(4.0), 0.0]]).repeat(20000, 1)
+    mean, logvar = (
+        torch.tensor([[1.0, -1.0]]).repeat(20000, 1),
+        torch.tensor([[math.log(4.0), 0.0]]).repeat(20000, 1),
+    )
     state = torch.get_rng_state()
     z = L.sample_gaussian(mean, logvar, _gen(0))
     assert torch.equal(torch.get_rng_state(), state)
@@ -60,13 +65,18 @@ def test_bernoulli_loss_against_hand_computation():
     x = torch.rand(3, 2, 64, 64, generator=_gen(3))
     p = torch.sigmoid(logits.double())
     expected = -(x * torch.log(p) + (1 - x) * torch.log(1 - p)).flatten(1).sum(1)
-    torch.testing.assert_close(L.bernoulli_reconstruction_loss(logits, x).double(), expected, rtol=1e-5, atol=1e-3)
+    torch.testing.assert_close(
+        L.bernoulli_reconstruction_loss(logits, x).double(), expected, rtol=1e-5, atol=1e-3
+    )
     # logits 0: log 2 per pixel and channel, whatever the image
-    assert float(L.bernoulli_reconstruction_loss(torch.zeros(1, 3, 64, 64), x[:1, :1].repeat(1, 3, 1, 1))[0]) == \
-        pytest.approx(3 * 4096 * math.log(2), rel=1e-6)
+    assert float(
+        L.bernoulli_reconstruction_loss(torch.zeros(1, 3, 64, 64), x[:1, :1].repeat(1, 3, 1, 1))[0]
+    ) == pytest.approx(3 * 4096 * math.log(2), rel=1e-6)
     # subtracting the image entropy: perfect prediction of grey images costs 0
     grey = torch.full((2, 1, 64, 64), 0.5)
-    assert float(L.bernoulli_reconstruction_loss(torch.zeros_like(grey), grey)[0]) == pytest.approx(4096 * math.log(2))
+    assert float(L.bernoulli_reconstruction_loss(torch.zeros_like(grey), grey)[0]) == pytest.approx(
+        4096 * math.log(2)
+    )
     sub = L.bernoulli_reconstruction_loss(torch.zeros_like(grey), grey, subtract_true_image_entropy=True)
     torch.testing.assert_close(sub, torch.zeros(2), atol=1e-3, rtol=0)
 
@@ -76,8 +86,9 @@ def test_l2_loss_against_hand_computation():
     x = torch.rand(3, 3, 64, 64, generator=_gen(5))
     expected = ((x - torch.sigmoid(logits)) ** 2).sum((1, 2, 3))
     torch.testing.assert_close(L.l2_reconstruction_loss(logits, x), expected)
-    assert float(L.l2_reconstruction_loss(torch.zeros(1, 1, 64, 64), torch.zeros(1, 1, 64, 64))[0]) == \
-        pytest.approx(0.25 * 4096)
+    assert float(
+        L.l2_reconstruction_loss(torch.zeros(1, 1, 64, 64), torch.zeros(1, 1, 64, 64))[0]
+    ) == pytest.approx(0.25 * 4096)
 
 
 @pytest.mark.parametrize("reconstruction", ["bernoulli", "l2"])
@@ -85,7 +96,9 @@ def test_compute_loss_is_batch_mean_of_per_image_sums(reconstruction):
     model = build_model("beta_vae", 3, reconstruction=reconstruction, init_generator=_gen(0), beta=4.0)
     x = _images(5, 3)
     out = model.compute_loss(x, 0, _gen(7))
-    per_image = (L.bernoulli_reconstruction_loss if reconstruction == "bernoulli" else L.l2_reconstruction_loss)(out.logits, x)
+    per_image = (
+        L.bernoulli_reconstruction_loss if reconstruction == "bernoulli" else L.l2_reconstruction_loss
+    )(out.logits, x)
     torch.testing.assert_close(out.terms["reconstruction"], per_image.mean().detach())
     kl = L.gaussian_kl(out.mean, out.logvar).detach()
     t = out.terms
@@ -106,8 +119,14 @@ def test_anneal_schedule():
     # disentanglement_lib's test values (c_max 100, threshold 100)
     assert [L.anneal(100.0, t, 100) for t in (0, 10, 100, 101)] == [0.0, 10.0, 100.0, 100.0]
     model = build_model("annealed_vae", 1, init_generator=_gen(0), c_max=25.0)
-    assert [model.capacity(t) for t in (0, 1, 50_000, 99_999, 100_000, 300_000)] == \
-        [0.0, 25.0 / 100_000, 12.5, 25.0 * 99_999 / 100_000, 25.0, 25.0]
+    assert [model.capacity(t) for t in (0, 1, 50_000, 99_999, 100_000, 300_000)] == [
+        0.0,
+        25.0 / 100_000,
+        12.5,
+        25.0 * 99_999 / 100_000,
+        25.0,
+        25.0,
+    ]
     x = _images(4)
     for step, c in ((0, 0.0), (40_000, 10.0), (250_000, 25.0)):
         out = model.compute_loss(x, step, _gen(1))
@@ -129,8 +148,12 @@ def test_covariance_and_dip_penalty():
     assert float(diag) == pytest.approx(0.0625)
     assert float(penalty) == pytest.approx(2.0 * 0.5 + 20.0 * 0.0625)
     # disentanglement_lib's regularize_diag_off_diag_dip test values with lambda_od = lambda_d = 1
-    for matrix, value in ((torch.ones(10, 10), 90.0), (torch.zeros(10, 10), 10.0), (torch.eye(10), 0.0),
-                          (2 * torch.eye(10), 10.0)):
+    for matrix, value in (
+        (torch.ones(10, 10), 90.0),
+        (torch.zeros(10, 10), 10.0),
+        (torch.eye(10), 0.0),
+        (2 * torch.eye(10), 10.0),
+    ):
         assert float(L.dip_penalty(matrix, 1.0, 1.0)[0]) == pytest.approx(value)
 
 
@@ -155,8 +178,12 @@ def test_dip_vae_regularizers():
 # --------------------------------------------------------------------------------------------------
 def test_gaussian_log_density_values():
     # disentanglement_lib's test values
-    assert float(L.gaussian_log_density(torch.ones(1), torch.tensor(0.0), torch.tensor(0.0))) == pytest.approx(-1.41894, abs=1e-4)
-    assert float(L.gaussian_log_density(torch.ones(1), torch.tensor(1.0), torch.tensor(0.0))) == pytest.approx(-0.91894, abs=1e-4)
+    assert float(
+        L.gaussian_log_density(torch.ones(1), torch.tensor(0.0), torch.tensor(0.0))
+    ) == pytest.approx(-1.41894, abs=1e-4)
+    assert float(
+        L.gaussian_log_density(torch.ones(1), torch.tensor(1.0), torch.tensor(0.0))
+    ) == pytest.approx(-0.91894, abs=1e-4)
 
 
 def test_mws_total_correlation_matches_dlib_value():
@@ -187,15 +214,20 @@ def test_tc_estimators_match_brute_force():
     mean = torch.randn(7, 3, generator=g)
     logvar = torch.randn(7, 3, generator=g) * 0.5
     z = mean + torch.exp(logvar / 2) * torch.randn(7, 3, generator=g)
-    assert float(L.total_correlation_mws(z, mean, logvar)) == pytest.approx(_tc_brute_force(z, mean, logvar), abs=1e-4)
+    assert float(L.total_correlation_mws(z, mean, logvar)) == pytest.approx(
+        _tc_brute_force(z, mean, logvar), abs=1e-4
+    )
     # chunked evaluation gives the same value
-    assert float(L.total_correlation_mws(z, mean, logvar, max_elements=5)) == \
-        pytest.approx(float(L.total_correlation_mws(z, mean, logvar)), abs=1e-5)
+    assert float(L.total_correlation_mws(z, mean, logvar, max_elements=5)) == pytest.approx(
+        float(L.total_correlation_mws(z, mean, logvar)), abs=1e-5
+    )
     log_w = L.mss_log_weights(7, 100)
-    assert float(L.total_correlation_mss(z, mean, logvar, 100)) == \
-        pytest.approx(_tc_brute_force(z, mean, logvar, log_w), abs=1e-4)
-    assert float(L.total_correlation_mss(z, mean, logvar, 100, max_elements=5)) == \
-        pytest.approx(float(L.total_correlation_mss(z, mean, logvar, 100)), abs=1e-5)
+    assert float(L.total_correlation_mss(z, mean, logvar, 100)) == pytest.approx(
+        _tc_brute_force(z, mean, logvar, log_w), abs=1e-4
+    )
+    assert float(L.total_correlation_mss(z, mean, logvar, 100, max_elements=5)) == pytest.approx(
+        float(L.total_correlation_mss(z, mean, logvar, 100)), abs=1e-5
+    )
 
 
 def test_mss_weights_and_independent_value():
@@ -214,10 +246,15 @@ def test_mss_weights_and_independent_value():
 
 @pytest.mark.parametrize("estimator", ["mws", "mss"])
 def test_beta_tc_vae_regularizer(estimator):
-    model = build_model("beta_tc_vae", 1, init_generator=_gen(0), beta=6.0, tc_estimator=estimator, dataset_size=1000)
+    model = build_model(
+        "beta_tc_vae", 1, init_generator=_gen(0), beta=6.0, tc_estimator=estimator, dataset_size=1000
+    )
     out = model.compute_loss(_images(8), 0, _gen(2))
-    tc = (L.total_correlation_mws(out.z, out.mean, out.logvar) if estimator == "mws"
-          else L.total_correlation_mss(out.z, out.mean, out.logvar, 1000)).detach()
+    tc = (
+        L.total_correlation_mws(out.z, out.mean, out.logvar)
+        if estimator == "mws"
+        else L.total_correlation_mss(out.z, out.mean, out.logvar, 1000)
+    ).detach()
     torch.testing.assert_close(out.terms["tc_estimate"], tc)
     torch.testing.assert_close(out.terms["regularizer"], out.terms["kl"] + 5.0 * tc)
 
@@ -264,7 +301,9 @@ def test_factor_vae_tc_sign_and_discriminator_loss():
     # dlib clips the probabilities to [1e-6, 1 - 1e-6] before the log
     model = _factor_vae_with_constant_discriminator(40.0, -40.0)
     out = model.compute_loss(_images(8), 0, _gen(1))
-    assert float(out.discriminator_loss.detach()) == pytest.approx(-0.5 * math.log(1 - 1e-6) - 0.5 * math.log(1e-6), rel=1e-4)
+    assert float(out.discriminator_loss.detach()) == pytest.approx(
+        -0.5 * math.log(1 - 1e-6) - 0.5 * math.log(1e-6), rel=1e-4
+    )
 
 
 def test_factor_vae_gradients_go_to_their_own_parameters():
@@ -297,8 +336,14 @@ def _gen_after_noise(out):
 def test_factor_vae_optimizers_and_training_step():
     model = build_model("factor_vae", 1, init_generator=_gen(0))
     main, disc = model.make_optimizers()
-    assert main.defaults["lr"] == 1e-4 and main.defaults["betas"] == (0.9, 0.999) and main.defaults["eps"] == 1e-8
-    assert disc.defaults["lr"] == 1e-4 and disc.defaults["betas"] == (0.5, 0.9) and disc.defaults["eps"] == 1e-8
+    assert (
+        main.defaults["lr"] == 1e-4
+        and main.defaults["betas"] == (0.9, 0.999)
+        and main.defaults["eps"] == 1e-8
+    )
+    assert (
+        disc.defaults["lr"] == 1e-4 and disc.defaults["betas"] == (0.5, 0.9) and disc.defaults["eps"] == 1e-8
+    )
     main_ids = {id(p) for g in main.param_groups for p in g["params"]}
     disc_ids = {id(p) for g in disc.param_groups for p in g["params"]}
     assert not main_ids & disc_ids and main_ids | disc_ids == {id(p) for p in model.parameters()}
@@ -341,8 +386,11 @@ def test_every_model_trains_deterministically(name):
         assert all(torch.equal(oa.terms[k], ob.terms[k]) for k in oa.terms)
     assert not torch.equal(a[0].loss, c[0].loss)
     required = {"reconstruction", "kl", "regularizer", "elbo", "kl_per_latent"}
-    extra = {"annealed_vae": {"c"}, "beta_tc_vae": {"tc_estimate"},
-             "factor_vae": {"tc_estimate", "discriminator_accuracy", "discriminator_loss"}}.get(name, set())
+    extra = {
+        "annealed_vae": {"c"},
+        "beta_tc_vae": {"tc_estimate"},
+        "factor_vae": {"tc_estimate", "discriminator_accuracy", "discriminator_loss"},
+    }.get(name, set())
     assert required | extra <= set(a[0].terms)
     assert all(torch.isfinite(o.loss) for o in a)
     assert float(a[-1].terms["reconstruction"]) < float(a[0].terms["reconstruction"])
@@ -356,7 +404,7 @@ def test_bf16_autocast_keeps_losses_float32_and_close():
         out = model.compute_loss(x, 0, _gen(1))
     assert out.loss.dtype == torch.float32
     assert all(v.dtype == torch.float32 for v in out.terms.values())
-    assert float(out.loss) == pytest.approx(float(ref.loss), rel=0.01)
+    assert float(out.loss.detach()) == pytest.approx(float(ref.loss.detach()), rel=0.01)
     out.loss.backward()
     out.discriminator_loss.backward()
 
@@ -379,7 +427,10 @@ def test_build_model_validation():
     with pytest.raises(ValueError, match="num_channels must be a positive int"):
         build_model("vae", 0)
     assert MODEL_DEFAULTS["annealed_vae"] == {"gamma": 1000.0, "c_max": 25.0, "iteration_threshold": 100000}
-    assert MODEL_DEFAULTS["dip_vae_i"]["lambda_d_factor"] == 10.0 and MODEL_DEFAULTS["dip_vae_ii"]["lambda_d_factor"] == 1.0
+    assert (
+        MODEL_DEFAULTS["dip_vae_i"]["lambda_d_factor"] == 10.0
+        and MODEL_DEFAULTS["dip_vae_ii"]["lambda_d_factor"] == 1.0
+    )
     model = build_model("dip_vae_ii", 3, num_latents=4, architecture="fc", reconstruction="l2", lambda_od=20)
     assert model.params == {"lambda_od": 20.0, "lambda_d_factor": 1.0} and model.num_latents == 4
     assert "dip_vae_ii" in repr(model)

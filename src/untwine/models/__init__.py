@@ -9,6 +9,7 @@ from untwine.models import losses, networks
 from untwine.models.objectives import (
     ADAM_DEFAULTS,
     ARCHITECTURES,
+    DIPVAE,
     DISCRIMINATOR_ADAM_DEFAULTS,
     MODEL_CLASSES,
     MODEL_DEFAULTS,
@@ -16,7 +17,6 @@ from untwine.models.objectives import (
     AnnealedVAE,
     BetaTCVAE,
     BetaVAE,
-    DIPVAE,
     FactorVAE,
     LossOutput,
     VAEModel,

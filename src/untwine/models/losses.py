@@ -45,8 +45,9 @@ def _no_autocast(device_type: str):
 # ---------------------------------------------------------------------------------------------------
 # Reconstruction
 # ---------------------------------------------------------------------------------------------------
-def bernoulli_reconstruction_loss(logits: torch.Tensor, images: torch.Tensor,
-                                  subtract_true_image_entropy: bool = False) -> torch.Tensor:
+def bernoulli_reconstruction_loss(
+    logits: torch.Tensor, images: torch.Tensor, subtract_true_image_entropy: bool = False
+) -> torch.Tensor:
     """Per-image Bernoulli negative log-likelihood on logits, summed over pixels and channels: shape (N,).
 
     ``sum(softplus(l) - x * l)`` = sigmoid cross-entropy, also for non-binary ``x`` in [0, 1] (then the
@@ -100,7 +101,9 @@ def sample_gaussian(mean: torch.Tensor, logvar: torch.Tensor, generator: torch.G
     the model is on) and moved to ``mean``'s device.
     """
     if not isinstance(generator, torch.Generator):
-        raise TypeError(f"a torch.Generator is required for the reparameterisation noise, got {type(generator).__name__}")
+        raise TypeError(
+            f"a torch.Generator is required for the reparameterisation noise, got {type(generator).__name__}"
+        )
     eps = torch.randn(mean.shape, generator=generator, device=generator.device, dtype=torch.float32)
     eps = eps.to(mean.device)
     with _no_autocast(mean.device.type):
@@ -130,7 +133,9 @@ def covariance(x: torch.Tensor) -> torch.Tensor:
         return exx - ex.unsqueeze(1) * ex.unsqueeze(0)
 
 
-def dip_penalty(cov: torch.Tensor, lambda_od: float, lambda_d: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def dip_penalty(
+    cov: torch.Tensor, lambda_od: float, lambda_d: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``lambda_od * sum(offdiag(cov)**2) + lambda_d * sum((diag(cov) - 1)**2)``.
 
     Returns (penalty, off-diagonal sum of squares, diagonal sum of squared deviations).
@@ -151,8 +156,9 @@ def gaussian_log_density(samples: torch.Tensor, mean: torch.Tensor, logvar: torc
     return -0.5 * (diff * diff * torch.exp(-logvar) + logvar + _LOG_2PI)
 
 
-def _tc_per_sample(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor, log_w: torch.Tensor | None,
-                   max_elements: int) -> torch.Tensor:
+def _tc_per_sample(
+    z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor, log_w: torch.Tensor | None, max_elements: int
+) -> torch.Tensor:
     """Per-sample ``log q(z_j) - sum_l log q(z_jl)`` with the mixture weights ``exp(log_w)`` (None: all 1).
 
     Works in a (latent, j, i) layout so the logsumexp over i runs along contiguous memory, in chunks
@@ -177,8 +183,9 @@ def _tc_per_sample(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor, lo
     return torch.cat(values)
 
 
-def total_correlation_mws(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor,
-                          max_elements: int = 1 << 20) -> torch.Tensor:
+def total_correlation_mws(
+    z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor, max_elements: int = 1 << 20
+) -> torch.Tensor:
     """Minibatch-weighted-sampling TC estimate without its constant (disentanglement_lib's ``total_correlation``).
 
     mean_j [ logsumexp_i sum_l log q(z_jl | x_i) - sum_l logsumexp_i log q(z_jl | x_i) ],
@@ -208,8 +215,9 @@ def mss_log_weights(batch: int, dataset_size: int, device: torch.device | str | 
     return w.log().float()
 
 
-def total_correlation_mss(z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor, dataset_size: int,
-                          max_elements: int = 1 << 20) -> torch.Tensor:
+def total_correlation_mss(
+    z: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor, dataset_size: int, max_elements: int = 1 << 20
+) -> torch.Tensor:
     """Minibatch-stratified-sampling TC estimate (Chen et al. 2018), constants included.
 
     mean_j [ log sum_i W_ji q(z_j | x_i) - sum_l log sum_i W_ji q(z_jl | x_i) ] with W from
@@ -231,5 +239,7 @@ def permute_dims(z: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     (``torch.randperm``) and come from ``generator``.
     """
     batch, dims = z.shape
-    perms = torch.stack([torch.randperm(batch, generator=generator, device=generator.device) for _ in range(dims)], 1)
+    perms = torch.stack(
+        [torch.randperm(batch, generator=generator, device=generator.device) for _ in range(dims)], 1
+    )
     return torch.gather(z, 0, perms.to(z.device))

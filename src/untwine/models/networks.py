@@ -62,8 +62,14 @@ class Conv2dSame(nn.Conv2d):
     in ``forward``, so the layer traces cleanly); inputs must then have that size.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int,
-                 input_size: int | None = None):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int,
+        input_size: int | None = None,
+    ):
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=0, bias=True)
         self.input_size = input_size
         self._static = None if input_size is None else self._pads(input_size, input_size)
@@ -91,8 +97,14 @@ class ConvTranspose2dSame(nn.ConvTranspose2d):
     cropped at TF's offset.  ``input_size`` fixes the geometry at construction, as for :class:`Conv2dSame`.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int,
-                 input_size: int | None = None):
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int,
+        input_size: int | None = None,
+    ):
         super().__init__(in_channels, out_channels, kernel_size, stride=stride, padding=0, bias=True)
         self.input_size = input_size
         self._static = None if input_size is None else self._geometry(input_size, input_size)
@@ -134,8 +146,9 @@ def tf_fans(module: nn.Module) -> tuple[int, int]:
     raise TypeError(f"no TF fan rule for {type(module).__name__}")
 
 
-def glorot_uniform_(weight: torch.Tensor, fan_in: int, fan_out: int,
-                    generator: torch.Generator | None = None) -> torch.Tensor:
+def glorot_uniform_(
+    weight: torch.Tensor, fan_in: int, fan_out: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """Fill ``weight`` from U(-l, l), l = sqrt(6 / (fan_in + fan_out)) (variance 2 / (fan_in + fan_out))."""
     limit = math.sqrt(6.0 / (fan_in + fan_out))
     with torch.no_grad():
@@ -237,8 +250,12 @@ class DeconvDecoder(nn.Module):
         h = F.relu(self.fc2(F.relu(self.fc1(z))))
         h = _unflatten_nhwc(h, 64, 4, 4)
         # Follow the weights' memory format (the reshape yields channels_last strides for free).
-        fmt = (torch.channels_last if self.deconv1.weight.is_contiguous(memory_format=torch.channels_last)
-               and not self.deconv1.weight.is_contiguous() else torch.contiguous_format)
+        fmt = (
+            torch.channels_last
+            if self.deconv1.weight.is_contiguous(memory_format=torch.channels_last)
+            and not self.deconv1.weight.is_contiguous()
+            else torch.contiguous_format
+        )
         h = h.contiguous(memory_format=fmt)
         h = F.relu(self.deconv1(h))
         h = F.relu(self.deconv2(h))
@@ -287,7 +304,9 @@ class Discriminator(nn.Module):
     the weights cut from autograd, so a loss through it sends gradients to ``z`` only.
     """
 
-    def __init__(self, num_latents: int = 10, hidden: int = 1000, depth: int = 6, negative_slope: float = 0.2):
+    def __init__(
+        self, num_latents: int = 10, hidden: int = 1000, depth: int = 6, negative_slope: float = 0.2
+    ):
         super().__init__()
         self.negative_slope = negative_slope
         sizes = [num_latents] + [hidden] * depth
@@ -309,7 +328,9 @@ class Discriminator(nn.Module):
         return torch.softmax(logits.float(), dim=1).clamp(1e-6, 1 - 1e-6)
 
 
-def make_encoder(architecture: str, num_channels: int, num_latents: int, encoder_kernels: str = "dlib") -> nn.Module:
+def make_encoder(
+    architecture: str, num_channels: int, num_latents: int, encoder_kernels: str = "dlib"
+) -> nn.Module:
     if architecture == "conv":
         return ConvEncoder(num_channels, num_latents, encoder_kernels)
     if architecture == "fc":

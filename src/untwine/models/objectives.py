@@ -101,10 +101,19 @@ class VAEModel(nn.Module):
     name = "vae"
     defaults: dict[str, Any] = {}
 
-    def __init__(self, num_channels: int, num_latents: int = 10, architecture: str = "conv",
-                 encoder_kernels: str = "dlib", reconstruction: str = "bernoulli"):
+    def __init__(
+        self,
+        num_channels: int,
+        num_latents: int = 10,
+        architecture: str = "conv",
+        encoder_kernels: str = "dlib",
+        reconstruction: str = "bernoulli",
+    ):
         super().__init__()
-        num_channels, num_latents = _positive_int("num_channels", num_channels), _positive_int("num_latents", num_latents)
+        num_channels, num_latents = (
+            _positive_int("num_channels", num_channels),
+            _positive_int("num_latents", num_latents),
+        )
         if architecture not in ARCHITECTURES:
             raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
         if reconstruction not in L.RECONSTRUCTIONS:
@@ -150,9 +159,15 @@ class VAEModel(nn.Module):
         return [torch.optim.Adam(self.main_parameters(), **ADAM_DEFAULTS, fused=fused)]
 
     # -- objective ----------------------------------------------------------------------------------
-    def regularizer(self, kl: torch.Tensor, mean: torch.Tensor, logvar: torch.Tensor, z: torch.Tensor,
-                    step: int, generator: torch.Generator) -> tuple[torch.Tensor, dict[str, torch.Tensor],
-                                                                     torch.Tensor | None]:
+    def regularizer(
+        self,
+        kl: torch.Tensor,
+        mean: torch.Tensor,
+        logvar: torch.Tensor,
+        z: torch.Tensor,
+        step: int,
+        generator: torch.Generator,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor | None]:
         """(regularizer, extra terms, discriminator loss or None); all inputs are float32."""
         return kl, {}, None
 
@@ -182,11 +197,23 @@ class VAEModel(nn.Module):
             **{k: v.detach() for k, v in extra.items()},
             "kl_per_latent": kl_per_latent.detach(),
         }
-        return LossOutput(loss=loss, terms=terms, discriminator_loss=discriminator_loss,
-                          mean=mean, logvar=logvar, z=z, logits=logits)
+        return LossOutput(
+            loss=loss,
+            terms=terms,
+            discriminator_loss=discriminator_loss,
+            mean=mean,
+            logvar=logvar,
+            z=z,
+            logits=logits,
+        )
 
-    def training_step(self, x: torch.Tensor, step: int, generator: torch.Generator,
-                      optimizers: Sequence[torch.optim.Optimizer]) -> LossOutput:
+    def training_step(
+        self,
+        x: torch.Tensor,
+        step: int,
+        generator: torch.Generator,
+        optimizers: Sequence[torch.optim.Optimizer],
+    ) -> LossOutput:
         """compute_loss, backward of each loss into its own parameters, then every optimizer steps."""
         out = self.compute_loss(x, step, generator)
         for optimizer in optimizers:
@@ -202,9 +229,11 @@ class VAEModel(nn.Module):
 
     def extra_repr(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
-        return (f"name={self.name!r}, num_channels={self.num_channels}, num_latents={self.num_latents}, "
-                f"architecture={self.architecture!r}, encoder_kernels={self.encoder_kernels!r}, "
-                f"reconstruction={self.reconstruction!r}" + (f", {params}" if params else ""))
+        return (
+            f"name={self.name!r}, num_channels={self.num_channels}, num_latents={self.num_latents}, "
+            f"architecture={self.architecture!r}, encoder_kernels={self.encoder_kernels!r}, "
+            f"reconstruction={self.reconstruction!r}" + (f", {params}" if params else "")
+        )
 
 
 class BetaVAE(VAEModel):
@@ -237,20 +266,38 @@ class AnnealedVAE(VAEModel):
     name = "annealed_vae"
     defaults = {"gamma": 1000.0, "c_max": 25.0, "iteration_threshold": 100000}
 
-    def __init__(self, *args: Any, gamma: float = 1000.0, c_max: float = 25.0, iteration_threshold: int = 100000,
-                 **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        gamma: float = 1000.0,
+        c_max: float = 25.0,
+        iteration_threshold: int = 100000,
+        **kwargs: Any,
+    ):
         super().__init__(*args, **kwargs)
         if int(iteration_threshold) <= 0:
             raise ValueError(f"iteration_threshold must be positive, got {iteration_threshold!r}")
-        self.gamma, self.c_max, self.iteration_threshold = float(gamma), float(c_max), int(iteration_threshold)
-        self.params = {"gamma": self.gamma, "c_max": self.c_max, "iteration_threshold": self.iteration_threshold}
+        self.gamma, self.c_max, self.iteration_threshold = (
+            float(gamma),
+            float(c_max),
+            int(iteration_threshold),
+        )
+        self.params = {
+            "gamma": self.gamma,
+            "c_max": self.c_max,
+            "iteration_threshold": self.iteration_threshold,
+        }
 
     def capacity(self, step: int) -> float:
         return L.anneal(self.c_max, step, self.iteration_threshold)
 
     def regularizer(self, kl, mean, logvar, z, step, generator):
         c = self.capacity(step)
-        return self.gamma * (kl - c).abs(), {"c": torch.tensor(c, dtype=torch.float32, device=kl.device)}, None
+        return (
+            self.gamma * (kl - c).abs(),
+            {"c": torch.tensor(c, dtype=torch.float32, device=kl.device)},
+            None,
+        )
 
 
 class FactorVAE(VAEModel):
@@ -275,8 +322,10 @@ class FactorVAE(VAEModel):
 
     def make_optimizers(self, fused: bool | None = None) -> list[torch.optim.Optimizer]:
         """VAE Adam as in the base class, plus Adam(lr=1e-4, betas=(0.5, 0.9), eps=1e-8) for the discriminator."""
-        return [*super().make_optimizers(fused),
-                torch.optim.Adam(self.discriminator_parameters(), **DISCRIMINATOR_ADAM_DEFAULTS, fused=fused)]
+        return [
+            *super().make_optimizers(fused),
+            torch.optim.Adam(self.discriminator_parameters(), **DISCRIMINATOR_ADAM_DEFAULTS, fused=fused),
+        ]
 
     def regularizer(self, kl, mean, logvar, z, step, generator):
         # VAE side: gradients reach z (and the encoder), never the discriminator's weights.
@@ -286,14 +335,21 @@ class FactorVAE(VAEModel):
         z_detached = z.detach()
         z_permuted = L.permute_dims(z_detached, generator)
         logits = self.discriminator(torch.cat([z_detached, z_permuted], 0)).float()
-        logits_real, logits_permuted = logits[: z.shape[0]], logits[z.shape[0]:]
+        logits_real, logits_permuted = logits[: z.shape[0]], logits[z.shape[0] :]
         with torch.autocast(device_type=z.device.type, enabled=False):
             p_real = Discriminator.clipped_probabilities(logits_real)
             p_permuted = Discriminator.clipped_probabilities(logits_permuted)
-            discriminator_loss = -(0.5 * torch.log(p_real[:, 0]).mean() + 0.5 * torch.log(p_permuted[:, 1]).mean())
-            accuracy = 0.5 * ((logits_real.argmax(1) == 0).float().mean() + (logits_permuted.argmax(1) == 1).float().mean())
-        extra = {"tc_estimate": tc.detach(), "discriminator_loss": discriminator_loss.detach(),
-                 "discriminator_accuracy": accuracy.detach()}
+            discriminator_loss = -(
+                0.5 * torch.log(p_real[:, 0]).mean() + 0.5 * torch.log(p_permuted[:, 1]).mean()
+            )
+            accuracy = 0.5 * (
+                (logits_real.argmax(1) == 0).float().mean() + (logits_permuted.argmax(1) == 1).float().mean()
+            )
+        extra = {
+            "tc_estimate": tc.detach(),
+            "discriminator_loss": discriminator_loss.detach(),
+            "discriminator_accuracy": accuracy.detach(),
+        }
         return kl + self.gamma * tc, extra, discriminator_loss
 
 
@@ -305,7 +361,9 @@ class DIPVAE(VAEModel):
 
     dip_type = "i"
 
-    def __init__(self, *args: Any, lambda_od: float = 1.0, lambda_d_factor: float | None = None, **kwargs: Any):
+    def __init__(
+        self, *args: Any, lambda_od: float = 1.0, lambda_d_factor: float | None = None, **kwargs: Any
+    ):
         super().__init__(*args, **kwargs)
         if lambda_d_factor is None:
             lambda_d_factor = self.defaults["lambda_d_factor"]
@@ -324,7 +382,9 @@ class DIPVAE(VAEModel):
 
     def regularizer(self, kl, mean, logvar, z, step, generator):
         with torch.autocast(device_type=mean.device.type, enabled=False):
-            penalty, off_sq, diag_sq = L.dip_penalty(self.dip_covariance(mean, logvar), self.lambda_od, self.lambda_d)
+            penalty, off_sq, diag_sq = L.dip_penalty(
+                self.dip_covariance(mean, logvar), self.lambda_od, self.lambda_d
+            )
         extra = {"dip_penalty": penalty, "dip_off_diagonal": off_sq, "dip_diagonal": diag_sq}
         return kl + penalty, extra, None
 
@@ -352,8 +412,14 @@ class BetaTCVAE(VAEModel):
     name = "beta_tc_vae"
     defaults = {"beta": 1.0, "tc_estimator": "mws", "dataset_size": None}
 
-    def __init__(self, *args: Any, beta: float = 1.0, tc_estimator: str = "mws", dataset_size: int | None = None,
-                 **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        beta: float = 1.0,
+        tc_estimator: str = "mws",
+        dataset_size: int | None = None,
+        **kwargs: Any,
+    ):
         super().__init__(*args, **kwargs)
         if tc_estimator not in TC_ESTIMATORS:
             raise ValueError(f"tc_estimator must be one of {TC_ESTIMATORS}, got {tc_estimator!r}")
@@ -379,9 +445,16 @@ MODEL_CLASSES: dict[str, type[VAEModel]] = {
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {name: dict(cls.defaults) for name, cls in MODEL_CLASSES.items()}
 
 
-def build_model(name: str, num_channels: int, num_latents: int = 10, architecture: str = "conv",
-                encoder_kernels: str = "dlib", reconstruction: str = "bernoulli",
-                init_generator: torch.Generator | None = None, **model_params: Any) -> VAEModel:
+def build_model(
+    name: str,
+    num_channels: int,
+    num_latents: int = 10,
+    architecture: str = "conv",
+    encoder_kernels: str = "dlib",
+    reconstruction: str = "bernoulli",
+    init_generator: torch.Generator | None = None,
+    **model_params: Any,
+) -> VAEModel:
     """Build one of :data:`MODEL_DEFAULTS`' models with TF-style initialisation.
 
     ``model_params`` override the model's defaults; unknown names raise ValueError listing the valid
@@ -393,13 +466,21 @@ def build_model(name: str, num_channels: int, num_latents: int = 10, architectur
     defaults = MODEL_DEFAULTS[name]
     unknown = sorted(set(model_params) - set(defaults))
     if unknown:
-        raise ValueError(f"unknown parameter(s) {', '.join(unknown)} for model {name!r}; valid: "
-                         f"{', '.join(defaults) or 'none'}")
+        raise ValueError(
+            f"unknown parameter(s) {', '.join(unknown)} for model {name!r}; valid: "
+            f"{', '.join(defaults) or 'none'}"
+        )
     params = {**defaults, **model_params}
     ctx = torch.random.fork_rng(devices=[]) if init_generator is not None else contextlib.nullcontext()
     with ctx:
-        model = MODEL_CLASSES[name](num_channels, num_latents, architecture=architecture,
-                                    encoder_kernels=encoder_kernels, reconstruction=reconstruction, **params)
+        model = MODEL_CLASSES[name](
+            num_channels,
+            num_latents,
+            architecture=architecture,
+            encoder_kernels=encoder_kernels,
+            reconstruction=reconstruction,
+            **params,
+        )
         model.reset_parameters(init_generator)
     return model
 
