@@ -185,7 +185,7 @@ def cmd_prepare(args) -> int:
     from untwine.data.prepare import prepare_dataset
 
     path = prepare_dataset(args.name, args.root, force=args.force, factor_sizes=args.factor_sizes)
-    print(f"{args.name}: loads will memory-map {path}")
+    print(f"{args.name}: loads will read {path}")
     return 0
 
 

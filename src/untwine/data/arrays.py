@@ -1,12 +1,16 @@
 """Storage helpers shared by the real-dataset loaders: nothing here ever holds a whole image grid as float.
 
 * ``.npz`` archives are zip files of ``.npy`` members.  :func:`npz_member` reads one member's ``.npy``
-  header without reading its data.  A member stored uncompressed (``numpy.savez``) is memory-mapped
-  in place (:func:`memmap_npz_member`): its data starts at the zip local-header offset + 30 + name
-  length + extra length + the ``.npy`` header length.  A compressed member (``numpy.savez_compressed``)
+  header without reading its data.  A member stored uncompressed (``numpy.savez``) is read in place
+  (:func:`npz_member_rows`): its data starts at the zip local-header offset + 30 + name length +
+  extra length + the ``.npy`` header length.  A compressed member (``numpy.savez_compressed``)
   can only be streamed, chunk of rows by chunk of rows (:func:`iter_member_rows`).
 * Prepared files are plain ``.npy`` files opened with ``numpy.load(mmap_mode="r")``; they are written
   atomically (:func:`write_npy_atomic`): a temporary file beside the destination, renamed when complete.
+* :class:`RowFile` reads rows of a raw C-order array in a file (a ``.npy`` or an uncompressed ``.npz``
+  member) with positional reads.  The multi-gigabyte grids (MPI3D, 3D Shapes) use it instead of a
+  memory map: a memory map counts every page the kernel maps around a random access (read-ahead
+  folios can be megabytes) in the process's resident size, while a read copies just the rows asked for.
 * :class:`PackedBitImages` keeps binary images (dSprites) as 1 bit per pixel and unpacks only the
   rows asked for.
 """
@@ -17,6 +21,7 @@ import contextlib
 import os
 import struct
 import tempfile
+import threading
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
@@ -107,17 +112,6 @@ def npz_member(path: str | os.PathLike, key: str) -> NpyMember:
             f"{where}: the header promises {shape} {dtype} but the member holds {info.file_size} bytes"
         )
     return NpyMember(path, key, shape, dtype, fortran, False, data_offset)
-
-
-def memmap_npz_member(member: NpyMember) -> np.memmap:
-    """Memory-map an uncompressed ``.npz`` member read-only (no data is read until rows are indexed)."""
-    if member.compressed or member.data_offset is None:
-        raise ValueError(f"{member.where} is compressed and cannot be memory-mapped")
-    if member.fortran_order:
-        raise ValueError(f"{member.where} is stored in Fortran order; expected C order")
-    if os.path.getsize(member.path) < member.data_offset + int(np.prod(member.shape)) * member.dtype.itemsize:
-        raise ValueError(f"{member.where} is truncated")
-    return np.memmap(member.path, dtype=member.dtype, mode="r", offset=member.data_offset, shape=member.shape)
 
 
 def iter_member_rows(member: NpyMember, chunk_rows: int) -> Iterator[np.ndarray]:
@@ -236,3 +230,101 @@ class PackedBitImages:
         bits = np.unpackbits(np.atleast_2d(self.packed[rows]), axis=1, count=self.shape[1] * self.shape[2])
         out = bits.reshape((-1, self.shape[1], self.shape[2]))
         return out[0] if rows.ndim == 0 else out
+
+
+class RowFile:
+    """Rows of a C-order array stored raw in a file from byte ``offset`` on, read only when indexed.
+
+    Indexing with an int or an integer array returns a fresh ``(..., *row_shape)`` array; memory use is
+    the rows returned.  Reads are positional (``os.pread``), so one instance may serve several threads,
+    and it pickles by path (the file is reopened where it is unpickled).
+    """
+
+    def __init__(self, path: str | os.PathLike, offset: int, shape: tuple[int, ...], dtype):
+        self.path = Path(path)
+        self.offset = int(offset)
+        self.shape = tuple(int(s) for s in shape)
+        self.dtype = np.dtype(dtype)
+        self.row_shape = self.shape[1:]
+        self.row_bytes = int(np.prod(self.row_shape, dtype=np.int64)) * self.dtype.itemsize
+        needed = self.offset + self.shape[0] * self.row_bytes
+        size = os.path.getsize(self.path)
+        if size < needed:
+            raise ValueError(
+                f"{self.path}: expected at least {needed} bytes for {self.shape} {self.dtype} at offset "
+                f"{self.offset}, the file has {size}; it is truncated"
+            )
+        self._handle = None
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __repr__(self) -> str:
+        return f"RowFile({str(self.path)!r}, shape={self.shape}, dtype={self.dtype})"
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k not in ("_handle", "_lock")}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._handle, self._lock = None, threading.Lock()
+
+    def _read(self, row: int, out: memoryview) -> None:
+        if self._handle is None:
+            with self._lock:
+                if self._handle is None:
+                    self._handle = open(self.path, "rb")  # noqa: SIM115 - kept open for the object's life
+        position = self.offset + row * self.row_bytes
+        if hasattr(os, "pread"):
+            data = os.pread(self._handle.fileno(), self.row_bytes, position)
+            if len(data) != self.row_bytes:
+                raise ValueError(f"{self.path}: short read of row {row}; the file is truncated")
+            out[:] = data
+        else:  # pragma: no cover - Windows
+            with self._lock:
+                self._handle.seek(position)
+                if self._handle.readinto(out) != self.row_bytes:
+                    raise ValueError(f"{self.path}: short read of row {row}; the file is truncated")
+
+    def __getitem__(self, rows) -> np.ndarray:
+        rows = np.asarray(rows)
+        if rows.dtype.kind not in "iu":
+            raise IndexError(f"RowFile rows must be integers, got dtype {rows.dtype}")
+        flat = rows.reshape(-1).astype(np.int64)
+        flat = np.where(flat < 0, flat + self.shape[0], flat)
+        if flat.size and (flat.min() < 0 or flat.max() >= self.shape[0]):
+            raise IndexError(f"row index out of range for {self.shape[0]} rows")
+        out = np.empty((flat.size, *self.row_shape), dtype=self.dtype)
+        buffer = memoryview(out.reshape(-1).view(np.uint8))
+        for i, row in enumerate(flat):
+            self._read(int(row), buffer[i * self.row_bytes : (i + 1) * self.row_bytes])
+        return out.reshape(rows.shape + self.row_shape)
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+
+def npz_member_rows(member: NpyMember) -> RowFile:
+    """Row reader for an uncompressed, C-order ``.npz`` member."""
+    if member.compressed or member.data_offset is None:
+        raise ValueError(f"{member.where} is compressed and cannot be read in place")
+    if member.fortran_order:
+        raise ValueError(f"{member.where} is stored in Fortran order; expected C order")
+    return RowFile(member.path, member.data_offset, member.shape, member.dtype)
+
+
+def npy_rows(path: str | os.PathLike) -> RowFile:
+    """Row reader for a prepared ``.npy`` file, with a clear error if it is damaged."""
+    path = Path(path)
+    with open(path, "rb") as handle:
+        shape, fortran, dtype = read_npy_header(handle, str(path))
+        offset = handle.tell()
+    if fortran:
+        raise ValueError(f"{path} is stored in Fortran order; expected C order")
+    try:
+        return RowFile(path, offset, shape, dtype)
+    except ValueError as error:
+        raise ValueError(f"{error}; delete it and prepare it again") from None

@@ -6,10 +6,11 @@ object colour (6), object shape (6), object size (2), camera height (3), backgro
 horizontal axis (40) and vertical axis (40).  (disentanglement_lib's older ``mpi3d_toy`` release had
 4 colours x 4 shapes; the files published with the final data set have 6 x 6.)
 
-The images are 12.7 GB, so they are never read whole: the published files are written by
-``numpy.savez`` (stored, not compressed), and the ``images`` member is memory-mapped in place.  If a
-copy is compressed, ``untwine data prepare mpi3d_<variant>`` streams it into
-``mpi3d_<variant>.images.npy``, which is then memory-mapped instead (and preferred when present).
+The images are 12.7 GB, so they are never loaded: the published files are written by ``numpy.savez``
+(stored, not compressed), so the ``images`` member lies raw inside the zip and the rows sampled are read
+from it in place (:class:`untwine.data.arrays.RowFile`; resident memory is the batch, not the file).  If
+a copy is compressed, ``untwine data prepare mpi3d_<variant>`` streams it once into
+``mpi3d_<variant>.images.npy``, which is then read the same way (and preferred when present).
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from untwine.data.arrays import (
+    RowFile,
     check_array,
     iter_member_rows,
-    memmap_npz_member,
+    npy_rows,
     npz_member,
-    open_npy,
+    npz_member_rows,
     write_npy_atomic,
 )
 from untwine.data.base import FactorSpace, ImageGridDataset
@@ -73,8 +75,8 @@ def _member(path: Path, space: FactorSpace):
     return member
 
 
-def _open_prepared(path: Path, space: FactorSpace, name: str) -> np.ndarray:
-    images = open_npy(path)
+def _open_prepared(path: Path, space: FactorSpace, name: str) -> RowFile:
+    images = npy_rows(path)
     check_array(
         images,
         f"{path} (prepared; rebuild with `untwine data prepare {name} --force`)",
@@ -89,7 +91,7 @@ def load_mpi3d(
     variant: str = "toy",
     factor_sizes: Sequence[int] | None = None,
 ) -> ImageGridDataset:
-    """Load ``mpi3d_<variant>`` memory-mapped (prepared ``.npy`` if present, else the ``.npz`` member).
+    """Load ``mpi3d_<variant>``, rows read on demand (prepared ``.npy`` if present, else the ``.npz`` member).
 
     ``factor_sizes`` is for tests only: the 7 grid sizes of a reduced file in the published format.
     """
@@ -102,10 +104,10 @@ def load_mpi3d(
         member = _member(require_file(directory / published, name), space)
         if member.compressed:
             raise ValueError(
-                f"{member.where} is compressed, so it cannot be memory-mapped and is too large to load; "
+                f"{member.where} is compressed, so its rows cannot be read in place and it is too large to load; "
                 f"run `untwine data prepare {name}` once to convert it to {prepared}"
             )
-        images = memmap_npz_member(member)
+        images = npz_member_rows(member)
     return ImageGridDataset(name, images, space, range(space.num_factors), 1 / 255)
 
 
@@ -121,7 +123,7 @@ def check_files(
         lines.append(f"{prepared}: {space.num_states} uint8 images of 64x64x3")
     if (directory / published).exists() or not (directory / prepared).exists():
         member = _member(require_file(directory / published, name), space)
-        how = "compressed (run prepare)" if member.compressed else "stored uncompressed, memory-mappable"
+        how = "compressed (run prepare)" if member.compressed else "stored uncompressed, rows read in place"
         lines.append(f"{published}: images {member.shape} uint8, {how}")
     return lines
 
@@ -135,7 +137,7 @@ def prepare(
 ) -> Path:
     """Stream the ``images`` member into ``mpi3d_<variant>.images.npy`` (atomic; one chunk in memory).
 
-    An uncompressed ``.npz`` is already memory-mappable, so unless ``force`` is set nothing is written
+    An uncompressed ``.npz`` is already read in place, so unless ``force`` is set nothing is written
     and the ``.npz`` path is returned.
     """
     name, published, prepared = _names(variant)
@@ -147,7 +149,7 @@ def prepare(
         return target
     member = _member(require_file(directory / published, name), space)
     if not member.compressed and not force:
-        return member.path  # already memory-mapped in place: a copy would gain nothing
+        return member.path  # already read in place: a copy would gain nothing
 
     def fill(array):
         done = 0

@@ -9,8 +9,8 @@ The HDF5 file (folder ``shapes3d`` under the data root) holds two datasets:
 Rows are the row-major grid over these six factors (the last varies fastest), which is checked by
 ranking each label column's values.  Images stay uint8 and are scaled by 1/255 only for the rows
 sampled.  Random row access into the (gzip-chunked) HDF5 file is slow;
-``untwine data prepare shapes3d`` writes ``3dshapes.images.npy`` (5.9 GB, uint8), which later loads
-memory-map instead.
+``untwine data prepare shapes3d`` writes ``3dshapes.images.npy`` (5.9 GB, uint8), whose rows later
+loads read directly (:class:`untwine.data.arrays.RowFile`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from untwine.data.arrays import check_array, open_npy, write_npy_atomic
+from untwine.data.arrays import RowFile, check_array, npy_rows, write_npy_atomic
 from untwine.data.base import FactorSpace, H5Images, ImageGridDataset
 from untwine.data.paths import dataset_dir, require_file
 from untwine.data.registry import SHAPES3D_FACTORS, SHAPES3D_SIZES
@@ -97,8 +97,8 @@ def _check_h5(path: Path, space: FactorSpace) -> None:
         check_labels(np.asarray(labels[()], dtype=np.float64), space, f"{path} labels")
 
 
-def _open_prepared(path: Path, space: FactorSpace) -> np.ndarray:
-    images = open_npy(path)
+def _open_prepared(path: Path, space: FactorSpace) -> RowFile:
+    images = npy_rows(path)
     check_array(
         images,
         f"{path} (prepared; rebuild with `untwine data prepare {NAME} --force`)",
@@ -111,7 +111,7 @@ def _open_prepared(path: Path, space: FactorSpace) -> np.ndarray:
 def load_shapes3d(
     data_dir: str | os.PathLike | None = None, factor_sizes: Sequence[int] | None = None
 ) -> ImageGridDataset:
-    """Load 3D Shapes: the prepared ``.npy`` memory map if present, else rows read from the HDF5 file.
+    """Load 3D Shapes: rows of the prepared ``.npy`` if present, else rows read from the HDF5 file.
 
     ``factor_sizes`` is for tests only: the grid of a reduced file written in the published format.
     """
