@@ -68,22 +68,18 @@ def pick_device(name: str) -> torch.device:
 
 
 def build_run_model(config: TrainConfig, num_channels: int, device: torch.device) -> torch.nn.Module:
-    """Build the configured model with weights drawn from the run's init seed.
-
-    The network constructors initialise from torch's default generator, so we fork it: the global
-    state is restored afterwards and nothing outside this function sees the seeding.
-    """
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(RunSeeds.from_seed(config.seed).init)
-        model = build_model(
-            config.model,
-            num_channels=num_channels,
-            num_latents=config.num_latents,
-            architecture=config.architecture,
-            encoder_kernels=config.encoder_kernels,
-            reconstruction=config.reconstruction,
-            **config.model_params,
-        )
+    """Build the configured model with weights drawn from the run's own init seed (no global RNG)."""
+    init_generator = torch.Generator().manual_seed(RunSeeds.from_seed(config.seed).init)
+    model = build_model(
+        config.model,
+        num_channels=num_channels,
+        num_latents=config.num_latents,
+        architecture=config.architecture,
+        encoder_kernels=config.encoder_kernels,
+        reconstruction=config.reconstruction,
+        init_generator=init_generator,
+        **config.model_params,
+    )
     model = model.to(device)
     if config.channels_last and config.architecture == "conv":
         model = model.to(memory_format=torch.channels_last)
@@ -162,6 +158,11 @@ def train(config: TrainConfig | None, run_dir: str | Path, resume: bool = False)
     dataset = get_dataset(config.dataset)
     seeds = RunSeeds.from_seed(config.seed)
     model = build_run_model(config, dataset.num_channels, device)
+    # Semi-supervised models label a fixed subset of the dataset (chosen from the data seed) and read
+    # each batch's factors; every other model sees images only.
+    needs_factors = getattr(model, "needs_factors", False)
+    if needs_factors:
+        model.attach_dataset(dataset, seeds.data)
     optimizers = model.make_optimizers()
     for group in optimizers[0].param_groups:
         group["lr"] = config.learning_rate
@@ -211,12 +212,15 @@ def train(config: TrainConfig | None, run_dir: str | Path, resume: bool = False)
     model.train()
     try:
         while step < config.steps:
-            _, images = next(stream)
+            factors, images = next(stream)
             images = images.to(device, non_blocking=True)
             if memory_format is not None:
                 images = images.contiguous(memory_format=memory_format)
             with autocast:
-                out = model.compute_loss(images, step, generator)
+                if needs_factors:
+                    out = model.compute_loss(images, step, generator, factors=factors)
+                else:
+                    out = model.compute_loss(images, step, generator)
             if not torch.isfinite(out.loss):
                 raise TrainingDivergedError(
                     f"non-finite loss at step {step} ({_first_nonfinite_term(out.terms)}); "
@@ -226,9 +230,8 @@ def train(config: TrainConfig | None, run_dir: str | Path, resume: bool = False)
                 optimizer.zero_grad(set_to_none=True)
             out.loss.backward()
             if out.discriminator_loss is not None:
-                # The discriminator is trained on its own loss only: drop what the VAE loss put there.
-                for parameter in model.discriminator_parameters():
-                    parameter.grad = None
+                # FactorVAE: the VAE loss reads the discriminator with detached weights, so these
+                # gradients come from the discriminator's own loss only (as in disentanglement_lib).
                 out.discriminator_loss.backward()
             for optimizer in optimizers:
                 optimizer.step()
@@ -270,8 +273,12 @@ def evaluate_held_out(model, dataset, config: TrainConfig, seed: int, device: to
     generator = torch.Generator(device=device).manual_seed(seed)
     totals: dict[str, Any] = {}
     for _ in range(config.eval_batches):
-        images = to_torch_images(dataset.sample_observations(config.batch_size, rng)).to(device)
-        out = model.compute_loss(images, config.steps, generator)
+        factors, images = dataset.sample(config.batch_size, rng)
+        images = to_torch_images(images).to(device)
+        if getattr(model, "needs_factors", False):
+            out = model.compute_loss(images, config.steps, generator, factors=factors)
+        else:
+            out = model.compute_loss(images, config.steps, generator)
         terms = {"loss": float(out.loss), **_scalar_terms(out.terms)}
         for key, value in terms.items():
             totals[key] = (np.asarray(totals[key]) + np.asarray(value)) if key in totals else np.asarray(value)
