@@ -235,6 +235,9 @@ def test_prepared_file_gives_identical_observations(name, module, kwargs, source
     target = module.prepare(folder, factor_sizes=SIZES[name], **kwargs)
     assert target.exists() and target.suffix == ".npy"
     assert not list(folder.glob(".*.tmp")), "no temporary file is left behind"
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~umask, "permissions of a normal new file, not 0600"
     for path in sources(tmp_path):  # the prepared file alone suffices now
         path.unlink()
     assert module.missing(folder, **{k: v for k, v in kwargs.items() if k == "variant"}) == []

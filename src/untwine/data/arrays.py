@@ -24,11 +24,13 @@ import tempfile
 import threading
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from untwine.utils.io import atomic_open
 
 _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")  # the 30-byte zip local file header
 _LOCAL_SIGNATURE = b"PK\x03\x04"
@@ -170,6 +172,13 @@ def check_array(array, where: str, shape: tuple[int, ...], dtype) -> None:
         )
 
 
+def share_like_new_file(path: str | os.PathLike) -> None:
+    """Give ``path`` the permissions a newly created file (or folder) would get; temporary ones are private."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~mask)
+
+
 def write_npy_atomic(
     path: str | os.PathLike, shape: tuple[int, ...], dtype, fill: Callable[[np.ndarray], None]
 ) -> Path:
@@ -189,11 +198,39 @@ def write_npy_atomic(
         del array
         with open(tmp, "rb+") as handle:
             os.fsync(handle.fileno())
+        share_like_new_file(tmp)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+    return path
+
+
+def write_npy_chunks_atomic(
+    path: str | os.PathLike, shape: tuple[int, ...], dtype, chunks: Iterable[np.ndarray]
+) -> Path:
+    """Write a C-order ``.npy`` of ``shape``/``dtype`` from consecutive row ``chunks``, atomically.
+
+    Plain sequential writes (no memory map, so resident memory stays one chunk); the file appears
+    under ``path`` only when every byte is written, and a ValueError is raised if the chunks do not
+    add up to ``shape``.
+    """
+    path = Path(path)
+    dtype = np.dtype(dtype)
+    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    written = 0
+    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": tuple(shape)}
+    with atomic_open(path, "wb") as handle:
+        np.lib.format.write_array_header_2_0(handle, header)
+        for chunk in chunks:
+            block = np.ascontiguousarray(chunk, dtype=dtype)
+            handle.write(memoryview(block.reshape(-1).view(np.uint8)))
+            written += block.nbytes
+        if written != expected:
+            raise ValueError(
+                f"{path}: the chunks hold {written} bytes, {tuple(shape)} {dtype} needs {expected}"
+            )
     return path
 
 

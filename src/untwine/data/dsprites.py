@@ -38,7 +38,7 @@ from untwine.data.arrays import (
     npz_member,
     open_npy,
     pack_binary_images,
-    write_npy_atomic,
+    write_npy_chunks_atomic,
 )
 from untwine.data.base import FactorSpace, GroundTruthDataset, ImageGridDataset
 from untwine.data.paths import dataset_dir, require_file
@@ -282,8 +282,4 @@ def prepare(
         _open_prepared(target, _full_space(factor_sizes))
         return target
     packed = read_packed(directory, factor_sizes)
-
-    def fill(array):
-        array[:] = packed
-
-    return write_npy_atomic(target, packed.shape, np.uint8, fill)
+    return write_npy_chunks_atomic(target, packed.shape, np.uint8, [packed])

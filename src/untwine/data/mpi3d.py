@@ -28,7 +28,7 @@ from untwine.data.arrays import (
     npy_rows,
     npz_member,
     npz_member_rows,
-    write_npy_atomic,
+    write_npy_chunks_atomic,
 )
 from untwine.data.base import FactorSpace, ImageGridDataset
 from untwine.data.paths import dataset_dir, require_file
@@ -151,10 +151,4 @@ def prepare(
     if not member.compressed and not force:
         return member.path  # already read in place: a copy would gain nothing
 
-    def fill(array):
-        done = 0
-        for chunk in iter_member_rows(member, _CHUNK_ROWS):
-            array[done : done + len(chunk)] = chunk
-            done += len(chunk)
-
-    return write_npy_atomic(target, member.shape, np.uint8, fill)
+    return write_npy_chunks_atomic(target, member.shape, np.uint8, iter_member_rows(member, _CHUNK_ROWS))

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from untwine.data.arrays import RowFile, check_array, npy_rows, write_npy_atomic
+from untwine.data.arrays import RowFile, check_array, npy_rows, write_npy_chunks_atomic
 from untwine.data.base import FactorSpace, H5Images, ImageGridDataset
 from untwine.data.paths import dataset_dir, require_file
 from untwine.data.registry import SHAPES3D_FACTORS, SHAPES3D_SIZES
@@ -155,10 +155,10 @@ def prepare(
     path = require_file(directory / H5_FILE, NAME)
     _check_h5(path, space)
 
-    def fill(array):
+    def chunks():
         with _open_h5(path) as handle:
             images = handle["images"]
             for start in range(0, space.num_states, _CHUNK_ROWS):
-                array[start : start + _CHUNK_ROWS] = images[start : start + _CHUNK_ROWS]
+                yield images[start : start + _CHUNK_ROWS]
 
-    return write_npy_atomic(target, (space.num_states, *IMAGE_SHAPE), np.uint8, fill)
+    return write_npy_chunks_atomic(target, (space.num_states, *IMAGE_SHAPE), np.uint8, chunks())
