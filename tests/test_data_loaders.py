@@ -477,3 +477,14 @@ def test_row_file_reads_rows_like_the_array(tmp_path):
     (tmp_path / "a.npy").write_bytes(data[:-4])
     with pytest.raises(ValueError, match="truncated"):
         npy_rows(tmp_path / "a.npy")
+
+
+def test_chunked_npy_writer_is_atomic(tmp_path):
+    from untwine.data.arrays import write_npy_chunks_atomic
+
+    data = np.arange(24, dtype=np.uint8).reshape(6, 4)
+    path = write_npy_chunks_atomic(tmp_path / "x.npy", data.shape, np.uint8, [data[:4], data[4:]])
+    np.testing.assert_array_equal(np.load(path), data)
+    with pytest.raises(ValueError, match="the chunks hold 16 bytes"):
+        write_npy_chunks_atomic(tmp_path / "y.npy", data.shape, np.uint8, [data[:4]])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.npy"]

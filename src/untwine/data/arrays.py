@@ -231,6 +231,7 @@ def write_npy_chunks_atomic(
             raise ValueError(
                 f"{path}: the chunks hold {written} bytes, {tuple(shape)} {dtype} needs {expected}"
             )
+    share_like_new_file(path)
     return path
 
 
