@@ -17,6 +17,7 @@ _COMMANDS = (
     ("untwine.cli.data", "datasets: list, info, download, verify, prepare, show"),
     ("untwine.cli.train", "train a model; export a trained encoder"),
     ("untwine.cli.evaluate", "score a trained run with the metrics"),
+    ("untwine.cli.visualize", "draw a trained run and write its HTML report"),
 )
 
 

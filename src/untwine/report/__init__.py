@@ -1,0 +1,10 @@
+"""Reports of trained runs: a self-contained HTML page per run (``untwine visualize RUN_DIR``).
+
+>>> from untwine.report import write_run_report
+>>> write_run_report("runs/beta_vae-procedural_dsprites-seed0")   # -> RUN_DIR/report.html
+"""
+
+from untwine.report.run_report import REPORT_NAME, data_uri, render_run_report, write_run_report
+from untwine.visualisation.run_visuals import VisualisationSettings, visualize_run
+
+__all__ = ["REPORT_NAME", "VisualisationSettings", "data_uri", "render_run_report", "visualize_run", "write_run_report"]
