@@ -288,4 +288,17 @@ def test_metric_results_table_and_matrices(tmp_path):
     for entry in written:
         assert Image.open(entry["path"]).format == "PNG"
     np.testing.assert_array_equal(metric_plots.orient_latents_by_factors(mi.T, 3), mi)
+    # latents x latents (unsupervised scores) and IRS's matrix over the active latents only
+    square, label, columns = metric_plots.matrix_axes(np.eye(5), ["a", "b", "c"], num_latents=5)
+    assert label == "latent" and columns == [f"z{i}" for i in range(5)]
+    _, label, columns = metric_plots.matrix_axes(mi.T, ["a", "b", "c"], num_latents=5)
+    assert label == "factor" and columns == ["a", "b", "c"]
+    irs = {"values": {"IRS": 0.5}, "matrices": {"irs_matrix": mi[:2].tolist(), "active_dims": [0, 1, 0, 0, 1]}}
+    assert metric_plots._active_rows(irs, 2, 5) == ["z1", "z4"]
+    (folder / "irs.json").write_text(json.dumps({"metric": "irs", **irs}))
+    (folder / "unsupervised.json").write_text(json.dumps(
+        {"metric": "unsupervised", "values": {"mutual_info_score": 0.1}, "matrices": {"covariance": np.eye(5).tolist()}}))
+    written = metric_plots.write_metric_plots(tmp_path, tmp_path / "plots", ["shape", "scale", "x"], num_latents=5)
+    assert [(w["metric"], w["name"]) for w in written] == [
+        ("dci", "importance_matrix"), ("irs", "irs_matrix"), ("mig", "mi_matrix"), ("unsupervised", "covariance")]
     assert metric_plots.load_metric_results(tmp_path / "nowhere") == {}

@@ -99,8 +99,47 @@ def orient_latents_by_factors(matrix: np.ndarray, num_factors: int | None) -> np
     return matrix
 
 
-def plot_matrix(matrix, title: str, factor_names: Sequence[str] | None = None, annotate: bool | None = None):
-    """Heatmap of a latents x factors matrix (``matrix[i, k]`` = latent ``i``, factor ``k``)."""
+def _active_rows(result: dict[str, Any], rows: int, num_latents: int | None) -> list[str]:
+    """Row labels ``z<i>``; when a matrix covers only the active latents (IRS), name those latents."""
+    matrices = result.get("matrices") if isinstance(result.get("matrices"), dict) else {}
+    values = result.get("values") if isinstance(result.get("values"), dict) else {}
+    active = matrices.get("active_dims", values.get("active_dims"))
+    if isinstance(active, list) and num_latents and rows < num_latents:
+        if len(active) == num_latents and all(isinstance(a, bool) or a in (0, 1) for a in active):
+            indices = [i for i, a in enumerate(active) if a]
+        else:
+            indices = [int(a) for a in active if _is_number(a)]
+        if len(indices) == rows:
+            return [f"z{i}" for i in indices]
+    return [f"z{i}" for i in range(rows)]
+
+
+def matrix_axes(
+    matrix: np.ndarray, factor_names: Sequence[str] | None, num_latents: int | None
+) -> tuple[np.ndarray, str, list[str] | None]:
+    """(oriented matrix, column axis name, column tick labels) for a metric matrix.
+
+    Latents x factors (transposed when stored the other way) get the factor names; a square
+    ``d x d`` matrix over the latents (covariance, pairwise mutual information) gets latent labels.
+    """
+    num_factors = len(factor_names) if factor_names is not None else None
+    matrix = orient_latents_by_factors(matrix, num_factors)
+    if num_factors and matrix.shape[1] == num_factors:
+        return matrix, "factor", list(factor_names)
+    if num_latents and matrix.shape == (num_latents, num_latents):
+        return matrix, "latent", [f"z{i}" for i in range(num_latents)]
+    return matrix, "column", None
+
+
+def plot_matrix(
+    matrix, title: str, factor_names: Sequence[str] | None = None, annotate: bool | None = None,
+    row_names: Sequence[str] | None = None, column_label: str = "factor",
+):
+    """Heatmap of a latents x factors matrix (``matrix[i, k]`` = latent ``i``, factor ``k``).
+
+    ``factor_names`` label the columns (when there are as many), ``row_names`` the rows (default
+    ``z0, z1, ...``); ``column_label`` names the column axis.
+    """
     matrix = np.asarray(matrix, dtype=np.float64)
     rows, columns = matrix.shape
     figure = new_figure(max(3.8, 0.75 * columns + 2.4), max(2.8, 0.36 * rows + 1.6))
@@ -110,11 +149,12 @@ def plot_matrix(matrix, title: str, factor_names: Sequence[str] | None = None, a
     vmin = min(0.0, float(finite.min())) if finite.size else 0.0
     image = axis.imshow(matrix, cmap="viridis", vmin=vmin, vmax=vmax, aspect="auto", interpolation="nearest")
     figure.colorbar(image, ax=axis, shrink=0.9)
-    axis.set_yticks(range(rows), [f"z{i}" for i in range(rows)], fontsize=8)
+    rows_named = list(row_names) if row_names is not None and len(row_names) == rows else None
+    axis.set_yticks(range(rows), rows_named or [f"z{i}" for i in range(rows)], fontsize=8)
     names = list(factor_names) if factor_names is not None and len(factor_names) == columns else None
     axis.set_xticks(range(columns), names if names else [str(k) for k in range(columns)], fontsize=8,
                     rotation=30 if names else 0, ha="right" if names else "center")
-    axis.set_xlabel("factor")
+    axis.set_xlabel(column_label)
     axis.set_ylabel("latent")
     axis.set_title(title, fontsize=10)
     if annotate if annotate is not None else rows * columns <= 160:
@@ -140,19 +180,20 @@ def metric_table(results: dict[str, dict[str, dict[str, Any]]]) -> list[tuple[st
 
 def write_metric_plots(
     run_dir: str | os.PathLike, out_dir: str | os.PathLike, factor_names: Sequence[str] | None = None,
-    results: dict[str, dict[str, dict[str, Any]]] | None = None,
+    results: dict[str, dict[str, dict[str, Any]]] | None = None, num_latents: int | None = None,
 ) -> list[dict[str, Any]]:
     """Write one heatmap PNG per matrix found; return ``[{representation, metric, name, path}]``."""
     results = load_metric_results(run_dir) if results is None else results
     out_dir = Path(out_dir)
     written = []
-    num_factors = len(factor_names) if factor_names is not None else None
     for representation, metrics in sorted(results.items()):
         for metric, result in sorted(metrics.items()):
             for name, matrix in metric_matrices(result).items():
-                matrix = orient_latents_by_factors(matrix, num_factors)
+                matrix, column_label, columns = matrix_axes(matrix, factor_names, num_latents)
+                rows = _active_rows(result, matrix.shape[0], num_latents)
                 safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in f"{representation}_{metric}_{name}")
-                figure = plot_matrix(matrix, f"{metric}: {name} ({representation})", factor_names)
+                figure = plot_matrix(matrix, f"{metric}: {name} ({representation})", columns, row_names=rows,
+                                     column_label=column_label)
                 path = save_figure(figure, out_dir / f"{safe}.png")
                 written.append({"representation": representation, "metric": metric, "name": name, "path": path})
     return written
