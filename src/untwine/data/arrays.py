@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from untwine.utils.io import atomic_open
+from untwine.utils.io import atomic_open, share_like_new_file
 
 _LOCAL_HEADER = struct.Struct("<4s2B4HL2L2H")  # the 30-byte zip local file header
 _LOCAL_SIGNATURE = b"PK\x03\x04"
@@ -170,13 +170,6 @@ def check_array(array, where: str, shape: tuple[int, ...], dtype) -> None:
             f"{where}: expected an array of shape {tuple(shape)} and dtype {np.dtype(dtype)}, "
             f"found shape {found_shape} and dtype {np.dtype(array.dtype)}"
         )
-
-
-def share_like_new_file(path: str | os.PathLike) -> None:
-    """Give ``path`` the permissions a newly created file (or folder) would get; temporary ones are private."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~mask)
 
 
 def write_npy_atomic(

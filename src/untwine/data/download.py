@@ -42,7 +42,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from untwine.data.arrays import share_like_new_file
+from untwine.utils.io import share_like_new_file
 from untwine.utils.io import atomic_open, atomic_write_json
 
 USER_AGENT = "untwine-dataset-downloader/0.1 (+https://github.com/google-research/disentanglement_lib)"
@@ -324,7 +324,6 @@ def record_checksums(directory: Path, entries: dict[str, str], source: str) -> N
     for name, md5 in entries.items():
         manifest[name] = {"md5": md5, "derived_from": source}
     atomic_write_json(directory / MANIFEST, manifest)
-    share_like_new_file(directory / MANIFEST)
 
 
 def recorded_checksums(directory: str | os.PathLike) -> dict[str, str]:
@@ -343,7 +342,6 @@ def gunzip(source: Path, target: Path) -> str:
         raise DownloadError(
             f"could not decompress {source}: {error}; nothing was written to {target}"
         ) from None
-    share_like_new_file(target)
     return digest.hexdigest()
 
 
