@@ -1,0 +1,235 @@
+"""Studies as data: a declarative grid of datasets x models x hyperparameter values x seeds.
+
+A :class:`Study` says *what* to run -- which datasets, which model sweeps (one swept parameter per
+model, plus fixed parameters), which seeds, the fixed training settings and the evaluation (metrics,
+representations, metric seed).  Nothing here runs anything: :mod:`untwine.studies.grid` expands a study
+(optionally scaled down by a :class:`~untwine.studies.grid.Selection`) into numbered runs, and
+:mod:`untwine.studies.runner` executes them.
+
+A new study is one more entry in :data:`STUDIES` (or a ``Study`` built in Python and handed to
+``run_study``)::
+
+    my_study = Study(
+        name="beta_sweep", description="β-VAE on procedural dSprites",
+        datasets=("procedural_dsprites",),
+        models=(ModelSweep("beta_vae", "beta", (1.0, 4.0, 16.0)),),
+        seeds=tuple(range(5)), train={"steps": 20_000, "batch_size": 64},
+        metrics=("mig", "dci"),
+    )
+
+Model numbers follow disentanglement_lib's ``get_config()[model_num]`` ordering -- datasets outermost,
+then models in the study's order, then values, then seeds -- so with equal-length value lists
+``model_num = (dataset_index * num_models + model_index) * num_values * num_seeds + value_index * num_seeds
++ seed_index``.  For ``unsupervised_study_v1`` this is ``1800 d + 300 m + 50 v + seed``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+REFERENCE_V1 = (
+    "Locatello, Bauer, Lucic, Rätsch, Gelly, Schölkopf, Bachem (2019). Challenging Common Assumptions in the "
+    "Unsupervised Learning of Disentangled Representations. ICML. Grid as in disentanglement_lib's "
+    "config/unsupervised_study_v1/sweep.py."
+)
+
+
+@dataclass(frozen=True)
+class ModelSweep:
+    """One model of a study: a swept parameter and its values, plus fixed parameters.
+
+    ``step_params`` are model parameters counted in training steps (AnnealedVAE's
+    ``iteration_threshold``), given for the study's nominal ``train["steps"]``; a scaled study with other
+    ``steps`` scales them in proportion (100k of 300k steps stays one third of the run).
+    """
+
+    model: str
+    parameter: str
+    values: tuple[float, ...]
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+    step_params: Mapping[str, int] = field(default_factory=dict)
+    label: str = ""  # display name in reports, e.g. "β-VAE"
+    symbol: str = ""  # display name of the swept parameter, e.g. "β"
+
+    def __post_init__(self) -> None:
+        from untwine.models import MODEL_DEFAULTS
+
+        if self.model not in MODEL_DEFAULTS:
+            raise ValueError(f"unknown model {self.model!r}; valid models: {', '.join(MODEL_DEFAULTS)}")
+        valid = MODEL_DEFAULTS[self.model]
+        for name in (self.parameter, *self.fixed, *self.step_params):
+            if name not in valid:
+                raise ValueError(f"model {self.model!r} has no parameter {name!r}; valid: {', '.join(valid) or 'none'}")
+        if not self.values:
+            raise ValueError(f"model sweep {self.model!r} needs at least one value")
+        if len(set(self.values)) != len(self.values):
+            raise ValueError(f"model sweep {self.model!r} repeats a value: {self.values}")
+        object.__setattr__(self, "values", tuple(self.values))
+        object.__setattr__(self, "fixed", dict(self.fixed))
+        object.__setattr__(self, "step_params", dict(self.step_params))
+
+    @property
+    def display(self) -> str:
+        return self.label or self.model
+
+    @property
+    def parameter_display(self) -> str:
+        return self.symbol or self.parameter
+
+
+@dataclass(frozen=True)
+class Study:
+    """A declarative grid.  ``train`` holds fixed ``TrainConfig`` keys (``steps``, ``batch_size``, ...);
+    ``metrics`` are metric names understood by ``untwine.metrics.runner``; every metric is computed for
+    every representation in ``representations`` with seed ``metric_seed``."""
+
+    name: str
+    description: str
+    datasets: tuple[str, ...]
+    models: tuple[ModelSweep, ...]
+    seeds: tuple[int, ...]
+    train: Mapping[str, Any] = field(default_factory=dict)
+    metrics: tuple[str, ...] = ()
+    representations: tuple[str, ...] = ("mean", "sampled")
+    metric_seed: int = 0
+    fast: bool = False  # opt-in metric approximations (histogram boosting, ...): off for faithful studies
+    reference: str = ""
+
+    def __post_init__(self) -> None:
+        from untwine.training import TrainConfig
+        from untwine.training.representation import REPRESENTATIONS
+
+        for name in ("datasets", "models", "seeds", "metrics", "representations"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        object.__setattr__(self, "train", dict(self.train))
+        if not self.datasets or not self.models or not self.seeds:
+            raise ValueError(f"study {self.name!r} needs at least one dataset, model and seed")
+        for label, items in (("dataset", self.datasets), ("model", [m.model for m in self.models]),
+                             ("seed", self.seeds)):
+            if len(set(items)) != len(items):
+                raise ValueError(f"study {self.name!r} lists a {label} twice: {list(items)}")
+        for rep in self.representations:
+            if rep not in REPRESENTATIONS:
+                raise ValueError(f"representation must be one of {REPRESENTATIONS}, got {rep!r}")
+        reserved = {"model", "dataset", "seed", "model_params"}
+        bad = sorted(set(self.train) & reserved)
+        if bad:
+            raise ValueError(f"study {self.name!r}: {bad} are set by the grid, not by `train`")
+        TrainConfig.from_overrides(dict(self.train))  # unknown keys fail here, listing the valid ones
+
+    @property
+    def steps(self) -> int:
+        from untwine.training import TrainConfig
+
+        return int(self.train.get("steps", TrainConfig.steps))
+
+    @property
+    def max_values(self) -> int:
+        return max(len(m.values) for m in self.models)
+
+    def model(self, name: str) -> ModelSweep:
+        for sweep in self.models:
+            if sweep.model == name:
+                return sweep
+        raise KeyError(f"study {self.name!r} has no model {name!r}; its models: {', '.join(m.model for m in self.models)}")
+
+    def replace(self, **changes: Any) -> Study:
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["models"] = [dataclasses.asdict(m) for m in self.models]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Study:
+        data = dict(data)
+        data["models"] = tuple(ModelSweep(**{**m, "values": tuple(m["values"])}) for m in data["models"])
+        return cls(**data)
+
+
+# -- the metric sets -----------------------------------------------------------------------------------
+# The nine metric configs of disentanglement_lib's unsupervised_study_v1/metric_configs, by the names
+# untwine.metrics.runner gives them (its "study" preset).
+STUDY_V1_METRICS = (
+    "beta_vae_sklearn",
+    "factor_vae_metric",
+    "mig",
+    "dci",
+    "modularity_explicitness",
+    "sap_score",
+    "unsupervised",
+    "downstream_task_logistic_regression",
+    "downstream_task_boosted_trees",
+)
+
+
+def _v1_models() -> tuple[ModelSweep, ...]:
+    # disentanglement_lib's get_default_models() chains the models in this order; the order fixes model_num.
+    return (
+        ModelSweep("beta_vae", "beta", (1.0, 2.0, 4.0, 6.0, 8.0, 16.0), label="β-VAE", symbol="β"),
+        ModelSweep("factor_vae", "gamma", (10.0, 20.0, 30.0, 40.0, 50.0, 100.0), label="FactorVAE", symbol="γ"),
+        ModelSweep("dip_vae_i", "lambda_od", (1.0, 2.0, 5.0, 10.0, 20.0, 50.0), fixed={"lambda_d_factor": 10.0},
+                   label="DIP-VAE-I", symbol="λ_od"),
+        ModelSweep("dip_vae_ii", "lambda_od", (1.0, 2.0, 5.0, 10.0, 20.0, 50.0), fixed={"lambda_d_factor": 1.0},
+                   label="DIP-VAE-II", symbol="λ_od"),
+        ModelSweep("beta_tc_vae", "beta", (1.0, 2.0, 4.0, 6.0, 8.0, 10.0), label="β-TCVAE", symbol="β"),
+        ModelSweep("annealed_vae", "c_max", (5.0, 10.0, 25.0, 50.0, 75.0, 100.0), fixed={"gamma": 1000.0},
+                   step_params={"iteration_threshold": 100_000}, label="AnnealedVAE", symbol="C_max"),
+    )
+
+
+UNSUPERVISED_STUDY_V1 = Study(
+    name="unsupervised_study_v1",
+    description="The 12,600 models of Locatello et al. (2019): 7 datasets x 6 models x 6 values x 50 seeds.",
+    datasets=("dsprites_full", "color_dsprites", "noisy_dsprites", "scream_dsprites", "smallnorb", "cars3d",
+              "shapes3d"),
+    models=_v1_models(),
+    seeds=tuple(range(50)),
+    # model_configs/shared.gin: batch 64, 300k steps, 10 latents, Adam 1e-4, conv encoder/deconv decoder,
+    # Bernoulli reconstruction.
+    train={"steps": 300_000, "batch_size": 64, "num_latents": 10, "learning_rate": 1e-4, "architecture": "conv",
+           "reconstruction": "bernoulli"},
+    metrics=STUDY_V1_METRICS,
+    representations=("mean", "sampled"),  # postprocess_configs/{mean,sampled}.gin, random_seed 0
+    metric_seed=0,  # every metric config has evaluation.random_seed = 0
+    fast=False,
+    reference=REFERENCE_V1,
+)
+
+# A seconds-per-model smoke test of the whole machinery (the test suite runs it through both executors):
+# two cheap metrics with reduced sample sizes, tiny training.
+SMOKE_METRICS = ("mig_smoke", "unsupervised_smoke")
+
+SMOKE_TEST = Study(
+    name="smoke_test",
+    description="Seconds per model: procedural dSprites, 3 models x 2 values x 2 seeds, 10 steps of batch 16, "
+                "two cheap metrics on small samples. For checking an installation, not for science.",
+    datasets=("procedural_dsprites",),
+    models=(
+        ModelSweep("beta_vae", "beta", (1.0, 16.0), label="β-VAE", symbol="β"),
+        ModelSweep("factor_vae", "gamma", (10.0, 100.0), label="FactorVAE", symbol="γ"),
+        ModelSweep("annealed_vae", "c_max", (5.0, 100.0), fixed={"gamma": 1000.0},
+                   step_params={"iteration_threshold": 3}, label="AnnealedVAE", symbol="C_max"),
+    ),
+    seeds=(0, 1),
+    train={"steps": 10, "batch_size": 16, "eval_batches": 2, "checkpoint_every": 5, "log_every": 5},
+    metrics=SMOKE_METRICS,
+    representations=("mean", "sampled"),
+)
+
+STUDIES: dict[str, Study] = {study.name: study for study in (UNSUPERVISED_STUDY_V1, SMOKE_TEST)}
+
+
+def get_study(name: str) -> Study:
+    try:
+        return STUDIES[name]
+    except KeyError:
+        raise KeyError(f"unknown study {name!r}; known studies: {', '.join(STUDIES)}") from None
+
+
+def list_studies() -> list[str]:
+    return list(STUDIES)

@@ -1,0 +1,241 @@
+"""Where the models of a study run: a local process pool (default) or a Ray cluster.
+
+An executor runs ``untwine.studies.runner.run_model(task) -> payload`` for the driver, at most
+``slots`` at a time.  The driver submits only as many tasks as there are slots, so a submitted task is
+a running task.  Workers never touch the results store; they return a payload and the driver stores it.
+
+* :class:`LocalExecutor` -- ``workers`` spawned processes with ``threads`` torch/BLAS threads each.  A worker
+  exits when the driver dies (Linux parent-death signal, plus a watchdog thread everywhere), so a killed
+  driver leaves no orphan writing into a run directory.  If a worker dies, the pool is rebuilt and
+  the tasks that were in flight are reported as :class:`WorkerLost` (the driver retries them; training
+  resumes from its checkpoint).
+* :class:`RayExecutor` -- one Ray task per model with ``num_cpus=threads`` (and ``num_gpus`` if asked) on
+  a running cluster (``address``) or on a local Ray instance started for the study.  The study
+  directory must be on a filesystem every node sees (run directories hold the checkpoints).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+class WorkerLost(RuntimeError):
+    """The process running a task died (killed, out of memory, ...) before returning."""
+
+
+def default_parallelism(cpus: int | None = None, gpus: int | None = None) -> tuple[int, int]:
+    """(workers, threads per worker) for this machine.
+
+    CPU only: one thread per worker up to 4 cores (small convolutions scale poorly across threads, and
+    independent models scale perfectly), then 2-4 threads per worker.  With GPUs: one worker per GPU and
+    the cores shared among them.
+    """
+    cpus = cpus or os.cpu_count() or 1
+    if gpus is None:
+        try:
+            import torch
+
+            gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        except Exception:  # pragma: no cover - torch always importable in practice
+            gpus = 0
+    if gpus:
+        return gpus, max(1, cpus // gpus)
+    if cpus <= 4:
+        return cpus, 1
+    threads = 2 if cpus <= 16 else 4
+    return cpus // threads, threads
+
+
+@dataclass
+class Completion:
+    handle: Any
+    payload: dict[str, Any] | None = None
+    error: BaseException | None = None
+
+
+def _limit_threads_env(threads: int) -> None:
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[name] = str(threads)
+
+
+def _watch_parent(parent_pid: int) -> None:
+    """Exit this worker as soon as the driver that started it is gone."""
+    try:  # Linux: the kernel delivers SIGKILL when the parent dies
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
+        os._exit(70)
+
+    def loop() -> None:
+        import time
+
+        while True:
+            time.sleep(1.0)
+            if os.getppid() != parent_pid:
+                os._exit(70)
+
+    threading.Thread(target=loop, name="untwine-parent-watch", daemon=True).start()
+
+
+def _init_local_worker(threads: int, parent_pid: int) -> None:
+    _limit_threads_env(threads)
+    _watch_parent(parent_pid)
+
+
+class LocalExecutor:
+    name = "local"
+
+    def __init__(self, workers: int | None = None, threads: int | None = None):
+        auto_workers, auto_threads = default_parallelism()
+        self.workers = int(workers or auto_workers)
+        self.threads = int(threads or (auto_threads if workers is None else max(1, (os.cpu_count() or 1) // self.workers)))
+        if self.workers < 1 or self.threads < 1:
+            raise ValueError("workers and threads must be >= 1")
+        self.slots = self.workers
+        self._pool = None
+        self._futures: dict[Any, Any] = {}
+
+    def describe(self) -> str:
+        return f"local process pool: {self.workers} worker(s) x {self.threads} thread(s)"
+
+    def _ensure_pool(self):
+        if self._pool is None:
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_init_local_worker, initargs=(self.threads, os.getpid()))
+        return self._pool
+
+    def submit(self, fn: Callable[[dict], dict], task: dict) -> Any:
+        future = self._ensure_pool().submit(fn, task)
+        self._futures[future] = task
+        return future
+
+    def wait(self, handles: list[Any], timeout: float | None = None) -> list[Completion]:
+        from concurrent.futures import FIRST_COMPLETED
+        from concurrent.futures import wait as futures_wait
+        from concurrent.futures.process import BrokenProcessPool
+
+        done, _ = futures_wait(handles, timeout=timeout, return_when=FIRST_COMPLETED)
+        out, broken = [], False
+        for future in done:
+            self._futures.pop(future, None)
+            try:
+                out.append(Completion(future, payload=future.result()))
+            except BrokenProcessPool as error:
+                broken = True
+                out.append(Completion(future, error=WorkerLost(f"a worker process died ({error})")))
+            except BaseException as error:  # the task function raised outside its own handling
+                out.append(Completion(future, error=error))
+        if broken:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+        return out
+
+    def shutdown(self, cancel: bool = False) -> None:
+        if self._pool is not None:
+            if cancel:
+                self._terminate_workers()
+            self._pool.shutdown(wait=not cancel, cancel_futures=cancel)
+            self._pool = None
+
+    def _terminate_workers(self) -> None:
+        processes = getattr(self._pool, "_processes", None) or {}
+        for process in list(processes.values()):
+            if process.is_alive():
+                process.terminate()
+
+
+class RayExecutor:
+    """Ray tasks, ``num_cpus=threads`` each.  ``address``: ``auto``, ``ray://host:10001``, ``host:6379``, or
+    None to start a local instance with ``workers * threads`` CPUs."""
+
+    name = "ray"
+
+    def __init__(self, address: str | None = None, workers: int | None = None, threads: int | None = None,
+                 gpus_per_task: float = 0.0, init_kwargs: dict[str, Any] | None = None):
+        try:
+            import ray
+        except ImportError:
+            raise RuntimeError("--executor ray needs Ray: pip install 'untwine[ray]'") from None
+        self.ray = ray
+        self.address = address
+        auto_workers, auto_threads = default_parallelism()
+        self.threads = int(threads or (1 if address is None else auto_threads))
+        self.gpus_per_task = float(gpus_per_task)
+        self._started_here = False
+        kwargs = {"include_dashboard": False, "log_to_driver": False, "ignore_reinit_error": True,
+                  "configure_logging": False, **(init_kwargs or {})}
+        if not ray.is_initialized():
+            if address is None:
+                local_workers = int(workers or auto_workers)
+                ray.init(num_cpus=local_workers * self.threads, **kwargs)
+            else:
+                ray.init(address=address, **kwargs)
+            self._started_here = True
+        cpus = int(ray.cluster_resources().get("CPU", 1))
+        self.slots = int(workers or max(1, cpus // self.threads))
+        self.workers = self.slots
+        self._remote = ray.remote(num_cpus=self.threads, num_gpus=self.gpus_per_task, max_retries=0)
+        self._functions: dict[Any, Any] = {}
+        self._in_flight: set[Any] = set()
+
+    def describe(self) -> str:
+        where = self.address or "a local Ray instance"
+        return f"Ray on {where}: {self.slots} task(s) at a time x {self.threads} CPU(s)"
+
+    def submit(self, fn: Callable[[dict], dict], task: dict) -> Any:
+        remote = self._functions.get(fn)
+        if remote is None:
+            remote = self._functions[fn] = self._remote(fn)
+        ref = remote.remote(task)
+        self._in_flight.add(ref)
+        return ref
+
+    def wait(self, handles: list[Any], timeout: float | None = None) -> list[Completion]:
+        ray = self.ray
+        ready, _ = ray.wait(handles, num_returns=1, timeout=timeout)
+        out = []
+        for ref in ready:
+            self._in_flight.discard(ref)
+            try:
+                out.append(Completion(ref, payload=ray.get(ref)))
+            except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
+                    ray.exceptions.TaskUnschedulableError, ray.exceptions.ObjectLostError) as error:
+                out.append(Completion(ref, error=WorkerLost(f"the Ray worker died ({type(error).__name__})")))
+            except ray.exceptions.RayTaskError as error:
+                out.append(Completion(ref, error=error))
+        return out
+
+    def shutdown(self, cancel: bool = False) -> None:
+        if cancel:
+            for ref in list(self._in_flight):
+                try:
+                    self.ray.cancel(ref, force=True)
+                except Exception:  # already finished, or the cluster is gone
+                    pass
+            self._in_flight.clear()
+        if self._started_here:
+            self.ray.shutdown()
+            self._started_here = False
+
+
+def make_executor(kind: str = "local", address: str | None = None, workers: int | None = None,
+                  threads: int | None = None, gpus_per_task: float = 0.0):
+    if kind == "local":
+        if address:
+            raise ValueError("--address is for --executor ray")
+        return LocalExecutor(workers, threads)
+    if kind == "ray":
+        return RayExecutor(address, workers, threads, gpus_per_task)
+    raise ValueError(f"executor must be local or ray, got {kind!r}")
