@@ -8,7 +8,7 @@ from pathlib import Path
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "visualize",
-        help="draw a trained run (traversals, animations, curves, metrics) and write RUN_DIR/report.html",
+        help="draw a trained run; write RUN_DIR/report.html",
         description=(
             "Write reconstructions, prior samples, latent traversals labelled by KL, the five animated latent "
             "cycles of disentanglement_lib (GIF), training curves and metric heatmaps to RUN_DIR/visualisation "
