@@ -1,0 +1,223 @@
+"""A fast stand-in for ``sklearn.ensemble.GradientBoostingClassifier()`` used by the metrics' fast mode.
+
+It runs the *same algorithm* as scikit-learn's default gradient boosting classifier -- log-loss,
+100 stages, learning rate 0.1, one regression tree of depth 3 per class and stage (a single tree for
+two classes) fitted to the negative gradient with the Friedman-MSE split criterion and
+``min_samples_leaf=1``, followed by one Newton step per leaf (scaled by ``(K-1)/K`` for K > 2 classes),
+and impurity-decrease feature importances -- with two differences:
+
+* split thresholds are restricted to at most ``max_bins`` candidates per input column (all of them when
+  a column has at most ``max_bins`` distinct values, as grid-valued codes do; otherwise midpoints
+  between quantiles), and
+* ties between equally good splits go to the lowest column and threshold instead of a random column.
+
+The K trees of a stage are grown together: per-node histograms of residual sums and counts come from
+one sparse one-hot matrix product per tree level (the right child is the parent minus the left child),
+so a fit costs a few dense passes over ``n x K`` arrays per level instead of K x (columns) sorts.
+Agreement with the exact classifier is checked on the reference cases (see ``docs/metrics.md``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import sparse
+
+
+def _bin_thresholds(column: np.ndarray, max_bins: int) -> np.ndarray:
+    values = np.unique(column)
+    if values.shape[0] <= max_bins:
+        return values[:-1] / 2.0 + values[1:] / 2.0
+    quantiles = np.quantile(column, np.linspace(0.0, 1.0, max_bins + 1)[1:-1])
+    # Split between the quantile value and the next larger distinct value, so no threshold equals a
+    # data value.
+    position = np.searchsorted(values, quantiles, side="right")
+    position = np.unique(np.clip(position, 1, values.shape[0] - 1))
+    return values[position - 1] / 2.0 + values[position] / 2.0
+
+
+class BinnedGradientBoostingClassifier:
+    """Minimal classifier API: ``fit(X, y)``, ``predict(X)``, ``classes_``, ``feature_importances_``."""
+
+    def __init__(self, n_estimators: int = 100, learning_rate: float = 0.1, max_depth: int = 3, max_bins: int = 255):
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.max_depth = max_depth
+        self.max_bins = max_bins
+
+    # -- binning ------------------------------------------------------------------------------------
+    def _bin(self, X: np.ndarray) -> np.ndarray:
+        X = np.asarray(X, dtype=np.float64)
+        out = np.empty(X.shape, dtype=np.intp)
+        for f, thresholds in enumerate(self.thresholds_):
+            out[:, f] = np.searchsorted(thresholds, X[:, f], side="left")
+        return out
+
+    # -- fitting ------------------------------------------------------------------------------------
+    def fit(self, X, y):
+        X = np.asarray(X, dtype=np.float64)
+        y = np.asarray(y)
+        n, d = X.shape
+        self.classes_, y_index = np.unique(y, return_inverse=True)
+        num_classes = self.classes_.shape[0]
+        if num_classes < 2:
+            raise ValueError("y must contain at least two classes")
+        self.thresholds_ = [_bin_thresholds(X[:, f], self.max_bins) for f in range(d)]
+        bins_per_feature = np.array([t.shape[0] + 1 for t in self.thresholds_])
+        offsets = np.concatenate([[0], np.cumsum(bins_per_feature)])
+        total_bins = int(offsets[-1])
+        Xb = self._bin(X)
+        # Row r of the one-hot matrix is (feature f, bin b); column i is sample i.
+        one_hot = sparse.csr_matrix(
+            (np.ones(n * d), ((Xb + offsets[:-1]).T.ravel(), np.tile(np.arange(n), d))), shape=(total_bins, n)
+        )
+        feature_of_row = np.repeat(np.arange(d), bins_per_feature)
+        segment_start = offsets[feature_of_row]
+        candidate = np.ones(total_bins, dtype=bool)
+        candidate[offsets[1:] - 1] = False  # the last bin of a column is no threshold
+        root_counts = np.asarray(one_hot.sum(axis=1)).ravel()
+
+        self.binary_ = num_classes == 2
+        num_trees = 1 if self.binary_ else num_classes
+        if self.binary_:
+            targets = (y_index == 1).astype(np.float64)[:, np.newaxis]
+            prior = targets.mean()
+            self.init_ = np.array([np.log(prior / (1.0 - prior))])
+        else:
+            targets = (y_index[:, np.newaxis] == np.arange(num_classes)).astype(np.float64)
+            self.init_ = np.log(targets.mean(axis=0))
+        raw = np.tile(self.init_, (n, 1))
+        importances = np.zeros(d)
+        trees = np.arange(num_trees)
+        depth = self.max_depth
+        num_leaves = 2**depth
+        # Per stage: split features and bins for the 2**depth - 1 inner nodes (heap order), leaf values.
+        self.split_feature_ = np.zeros((self.n_estimators, num_trees, num_leaves - 1), dtype=np.int64)
+        self.split_bin_ = np.zeros((self.n_estimators, num_trees, num_leaves - 1), dtype=np.int64)
+        self.leaf_value_ = np.zeros((self.n_estimators, num_trees, num_leaves))
+        Xb_flat = Xb.ravel()
+        row_offset = (np.arange(n) * d)[:, np.newaxis]
+
+        def best_splits(sums, counts, total_sum, total_count):
+            """sums/counts: (total_bins, M) histograms of M nodes; returns feature, bin, gain, decrease."""
+            cum_sums = np.cumsum(sums, axis=0)
+            cum_counts = np.cumsum(counts, axis=0)
+            padded_sums = np.vstack([np.zeros((1, sums.shape[1])), cum_sums])
+            padded_counts = np.vstack([np.zeros((1, counts.shape[1])), cum_counts])
+            left_sum = cum_sums - padded_sums[segment_start]
+            left_count = cum_counts - padded_counts[segment_start]
+            right_sum = total_sum - left_sum
+            right_count = total_count - left_count
+            valid = candidate[:, np.newaxis] & (left_count > 0.5) & (right_count > 0.5)
+            safe_left = np.where(valid, left_count, 1.0)
+            safe_right = np.where(valid, right_count, 1.0)
+            proxy = np.where(
+                valid, (right_count * left_sum - left_count * right_sum) ** 2 / (safe_left * safe_right), -1.0
+            )
+            best_row = np.argmax(proxy, axis=0)
+            columns = np.arange(sums.shape[1])
+            gain = proxy[best_row, columns]
+            ls, rs = left_sum[best_row, columns], right_sum[best_row, columns]
+            lc, rc = safe_left[best_row, columns], safe_right[best_row, columns]
+            safe_total = np.maximum(total_count, 1.0)
+            decrease = ls**2 / lc + rs**2 / rc - total_sum**2 / safe_total
+            feature = feature_of_row[best_row]
+            return feature, best_row - offsets[feature], gain, decrease
+
+        for stage in range(self.n_estimators):
+            if self.binary_:
+                prob = 1.0 / (1.0 + np.exp(-raw))
+            else:
+                shifted = np.exp(raw - raw.max(axis=1, keepdims=True))
+                prob = shifted / shifted.sum(axis=1, keepdims=True)
+            residual = targets - prob
+            node = np.zeros((n, num_trees), dtype=np.intp)
+            parent_sums = parent_counts = None
+            parent_total_sum = parent_total_count = None
+            for level in range(depth):
+                width = 2**level
+                if level == 0:
+                    sums = (one_hot @ residual)[:, :, np.newaxis]  # (bins, trees, 1)
+                    counts = np.repeat(root_counts[:, np.newaxis, np.newaxis], num_trees, axis=1)
+                    total_sum = residual.sum(axis=0)[:, np.newaxis]
+                    total_count = np.full((num_trees, 1), float(n))
+                else:
+                    # Left children (even nodes) from one product; right = parent - left.
+                    left_masks = [(node == 2 * p).astype(np.float64) for p in range(width // 2)]
+                    stacked = np.concatenate([residual * m for m in left_masks] + left_masks, axis=1)
+                    product = one_hot @ stacked
+                    half = num_trees * (width // 2)
+                    left_sums = product[:, :half].reshape(total_bins, width // 2, num_trees).transpose(0, 2, 1)
+                    left_counts = product[:, half:].reshape(total_bins, width // 2, num_trees).transpose(0, 2, 1)
+                    sums = np.empty((total_bins, num_trees, width))
+                    counts = np.empty((total_bins, num_trees, width))
+                    sums[:, :, 0::2] = left_sums
+                    sums[:, :, 1::2] = parent_sums - left_sums
+                    counts[:, :, 0::2] = left_counts
+                    counts[:, :, 1::2] = parent_counts - left_counts
+                    # Node totals: the column sums of any single feature's bins.
+                    first = slice(0, int(bins_per_feature[0]))
+                    total_sum = sums[first].sum(axis=0)
+                    total_count = counts[first].sum(axis=0)
+                feature, threshold_bin, gain, decrease = best_splits(
+                    sums.reshape(total_bins, -1),
+                    counts.reshape(total_bins, -1),
+                    total_sum.reshape(-1),
+                    total_count.reshape(-1),
+                )
+                split = (gain > 0.0) & (total_count.reshape(-1) >= 2)
+                np.add.at(importances, feature[split], decrease[split] / n)
+                feature = np.where(split, feature, 0).reshape(num_trees, width)
+                threshold_bin = np.where(split, threshold_bin, np.iinfo(np.int64).max).reshape(num_trees, width)
+                heap = slice(width - 1, 2 * width - 1)
+                self.split_feature_[stage, :, heap] = feature
+                self.split_bin_[stage, :, heap] = np.minimum(threshold_bin, total_bins)
+                flat_node = node + trees * width  # index into the (trees, width) tables
+                go_right = np.take(Xb_flat, row_offset + np.take(feature, flat_node)) > np.take(threshold_bin, flat_node)
+                node = 2 * node + go_right
+                parent_sums, parent_counts = sums, counts
+            leaf_index = (trees[np.newaxis, :] * num_leaves + node).ravel()
+            numerator = np.bincount(leaf_index, weights=residual.ravel(), minlength=num_trees * num_leaves)
+            denominator = np.bincount(
+                leaf_index, weights=(prob * (1.0 - prob)).ravel(), minlength=num_trees * num_leaves
+            )
+            safe = np.abs(denominator) >= 1e-150
+            values = np.where(safe, numerator / np.where(safe, denominator, 1.0), 0.0)
+            if not self.binary_:
+                values *= (num_classes - 1) / num_classes
+            values = values.reshape(num_trees, num_leaves)
+            self.leaf_value_[stage] = values
+            raw += self.learning_rate * values[trees, node]
+        self.train_raw_ = raw
+        total = importances.sum()
+        self.feature_importances_ = importances / total if total > 0 else importances
+        return self
+
+    # -- prediction ---------------------------------------------------------------------------------
+    def decision_function(self, X) -> np.ndarray:
+        Xb = self._bin(X)
+        n = Xb.shape[0]
+        num_trees = self.leaf_value_.shape[1]
+        trees = np.arange(num_trees)
+        rows = np.arange(n)[:, np.newaxis]
+        raw = np.tile(self.init_, (n, 1))
+        for stage in range(self.n_estimators):
+            heap_node = np.zeros((n, num_trees), dtype=np.int64)
+            for _ in range(self.max_depth):
+                feature = self.split_feature_[stage][trees, heap_node]
+                threshold = self.split_bin_[stage][trees, heap_node]
+                heap_node = 2 * heap_node + 1 + (Xb[rows, feature] > threshold)
+            leaf = heap_node - (2**self.max_depth - 1)
+            raw += self.learning_rate * self.leaf_value_[stage][trees, leaf]
+        return raw
+
+    def _labels(self, raw: np.ndarray) -> np.ndarray:
+        if self.binary_:
+            return self.classes_[(raw[:, 0] > 0).astype(np.int64)]
+        return self.classes_[np.argmax(raw, axis=1)]
+
+    def predict(self, X) -> np.ndarray:
+        return self._labels(self.decision_function(X))
+
+    def predict_train(self) -> np.ndarray:
+        """Predictions for the training data, from the raw scores kept by ``fit``."""
+        return self._labels(self.train_raw_)
