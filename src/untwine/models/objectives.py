@@ -439,8 +439,12 @@ class BetaTCVAE(VAEModel):
         return kl + (self.beta - 1.0) * tc, {"tc_estimate": tc}, None
 
 
+# Semi-supervised models live in models/semi_supervised.py; they subclass the classes above.
+from untwine.models.semi_supervised import SEMI_SUPERVISED_MODELS  # noqa: E402
+
 MODEL_CLASSES: dict[str, type[VAEModel]] = {
-    cls.name: cls for cls in (PlainVAE, BetaVAE, AnnealedVAE, FactorVAE, DIPVAEI, DIPVAEII, BetaTCVAE)
+    cls.name: cls for cls in (PlainVAE, BetaVAE, AnnealedVAE, FactorVAE, DIPVAEI, DIPVAEII, BetaTCVAE,
+                              *SEMI_SUPERVISED_MODELS)
 }
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {name: dict(cls.defaults) for name, cls in MODEL_CLASSES.items()}
 
