@@ -295,9 +295,11 @@ class ResultStore:
             return frame
         frame = frame.assign(column=frame["representation"] + "/" + frame["metric"] + "/" + frame["key"])
         index = ["model_num", "dataset", "model", "parameter", "value", "value_index", "seed"]
-        table = frame.pivot_table(index=index, columns="column", values="score", aggfunc="first", dropna=False)
+        if frame.empty:
+            return pd.DataFrame(columns=index)
+        table = frame.set_index([*index, "column"])["score"].unstack("column")
         table.columns.name = None
-        return table.reset_index()
+        return table.reset_index().sort_values("model_num", ignore_index=True)
 
     # -- export -------------------------------------------------------------------------------------------
     def export(self, out_dir: str | Path, formats: Sequence[str] = ("csv", "parquet")) -> list[Path]:
