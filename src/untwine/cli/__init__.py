@@ -18,6 +18,7 @@ _COMMANDS = (
     ("untwine.cli.train", "train a model; export a trained encoder"),
     ("untwine.cli.evaluate", "score a trained run with the metrics"),
     ("untwine.cli.visualize", "draw a trained run and write its HTML report"),
+    ("untwine.cli.study", "reproducible sweeps: run, status, reproduce, export, report"),
 )
 
 

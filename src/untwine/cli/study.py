@@ -1,0 +1,280 @@
+"""``untwine study``: reproducible sweeps -- run, status, reproduce, export, report.
+
+* ``untwine study list``                        the defined studies and their sizes
+* ``untwine study run STUDY --dir DIR [flags]`` train -> postprocess -> evaluate every model, store results;
+                                                re-running continues where it stopped (finished models are skipped)
+* ``untwine study status DIR``                  done / running / failed / pending, failures, time per model
+* ``untwine study reproduce STUDY --model-num N`` one model of a study, as disentanglement_lib numbered it
+* ``untwine study export DIR``                  runs and results as CSV and Parquet (also: pandas via Python)
+* ``untwine study report DIR``                  the paper's analyses as DIR/report/index.html (+ PNG, CSV)
+
+Scaling a study down is done with flags, not copies: ``--datasets procedural_dsprites --values 0,5
+--seeds 0-1 --steps 3000`` keeps each run's model_num from the full study.  ``--values 0,5`` picks
+positions in every model's value list; ``--values beta_vae=1,16`` picks values of one model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _selection_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("selection (scale the study down; model numbers are kept)")
+    group.add_argument("--datasets", type=_csv, help="comma-separated datasets (any registered dataset, "
+                       "e.g. procedural_dsprites)")
+    group.add_argument("--models", type=_csv, help="comma-separated models of the study")
+    group.add_argument("--values", action="append", default=[], metavar="SPEC",
+                       help="'0,5': positions in every model's value list; 'beta_vae=1,16': values of one model "
+                            "(repeatable)")
+    group.add_argument("--seeds", help="seeds, e.g. 0-4 or 0,3,7")
+    group.add_argument("--steps", type=int, help="training steps (step-counted parameters such as AnnealedVAE's "
+                       "capacity ramp scale with it)")
+    group.add_argument("--set", dest="train", action="append", default=[], metavar="KEY=VALUE",
+                       help="extra training config override, e.g. learning_rate=5e-4 (repeatable)")
+    group.add_argument("--model-num", dest="model_nums", help="only these model numbers, e.g. 4321 or 0-9")
+
+
+def _selection(args):
+    from untwine.studies.grid import Selection, parse_int_list, parse_values
+    from untwine.training.config import _parse_value, _split
+
+    positions, by_model = parse_values(args.values)
+    train = {}
+    for item in args.train:
+        key, value = _split(item)
+        train[key] = _parse_value(value)
+    return Selection(
+        datasets=args.datasets, models=args.models, values=positions, model_values=by_model,
+        seeds=parse_int_list(args.seeds) if args.seeds else None, steps=args.steps, train=train,
+        model_nums=parse_int_list(args.model_nums) if args.model_nums else None,
+    )
+
+
+def _has_selection_flags(args) -> bool:
+    return any([args.datasets, args.models, args.values, args.seeds, args.steps, args.train, args.model_nums])
+
+
+def _executor_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("execution")
+    group.add_argument("--executor", choices=("local", "ray"), default="local",
+                       help="local process pool (default) or Ray")
+    group.add_argument("--address", help="Ray cluster address (auto, host:6379, ray://host:10001); default: "
+                       "start a local Ray instance")
+    group.add_argument("--workers", type=int, help="models in parallel (default: chosen for the machine)")
+    group.add_argument("--threads", type=int, help="torch/BLAS threads per model (default: chosen for the machine)")
+    group.add_argument("--gpus-per-task", type=float, default=0.0, help="Ray only: GPUs per model (default 0)")
+    group.add_argument("--device", default="auto", help="training/encoding device: auto, cpu, cuda (default auto)")
+    group.add_argument("--retry-failed", action="store_true", help="run models recorded as failed again")
+    group.add_argument("--no-progress", action="store_true", help="no progress line")
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "study", help="reproducible sweeps: run, status, reproduce, export, report",
+        description=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    actions = parser.add_subparsers(dest="study_command", metavar="ACTION")
+    parser.set_defaults(func=lambda args: _help(parser))
+
+    p = actions.add_parser("list", help="the defined studies")
+    p.set_defaults(func=cmd_list)
+
+    p = actions.add_parser("run", help="run or continue a study", formatter_class=argparse.RawDescriptionHelpFormatter,
+                           description="Train, postprocess (mean and sampled representations) and evaluate every "
+                           "model of STUDY, storing results in DIR/results.sqlite (or --store). Re-running the "
+                           "same command continues: finished models are skipped, interrupted ones resume from "
+                           "their checkpoints. Without STUDY, continues the study saved in DIR.")
+    p.add_argument("study", nargs="?", help="study name (see `untwine study list`); omit to continue DIR's study")
+    p.add_argument("--dir", type=Path, help="study directory (default studies/STUDY)")
+    p.add_argument("--store", help="postgresql://user@host/db URL for a shared results database "
+                   "(default: DIR/results.sqlite)")
+    p.add_argument("--dry-run", action="store_true", help="list the runs and exit")
+    _selection_flags(p)
+    _executor_flags(p)
+    p.set_defaults(func=cmd_run)
+
+    p = actions.add_parser("status", help="progress of a study directory")
+    p.add_argument("dir", type=Path)
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=cmd_status)
+
+    p = actions.add_parser("reproduce", help="one model of a study by its model number",
+                           description="Show and run (train -> postprocess -> evaluate) model --model-num of STUDY, "
+                           "numbered as in disentanglement_lib (unsupervised_study_v1: 1800 dataset + 300 model + "
+                           "50 value + seed).")
+    p.add_argument("study")
+    p.add_argument("--model-num", type=int, required=True)
+    p.add_argument("--dir", type=Path, help="study directory (default studies/STUDY-model<N>)")
+    p.add_argument("--steps", type=int, help="train for fewer steps than the study (step-counted parameters scale)")
+    p.add_argument("--set", dest="train", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--print-only", action="store_true", help="print the model's config and exit")
+    p.add_argument("--threads", type=int, help="torch/BLAS threads (default: all cores)")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=cmd_reproduce)
+
+    p = actions.add_parser("export", help="runs and results as CSV / Parquet")
+    p.add_argument("dir", type=Path)
+    p.add_argument("--out", type=Path, help="output folder (default DIR/export)")
+    p.add_argument("--format", default="csv,parquet", help="csv, parquet or both (default csv,parquet)")
+    p.set_defaults(func=cmd_export)
+
+    p = actions.add_parser("report", help="the paper's analyses as a self-contained HTML report")
+    p.add_argument("dir", type=Path)
+    p.add_argument("--out", type=Path, help="output folder (default DIR/report)")
+    p.set_defaults(func=cmd_report)
+
+
+def _help(parser) -> int:
+    parser.print_help()
+    return 2
+
+
+def cmd_list(args) -> int:
+    from untwine.studies.definitions import STUDIES
+
+    for study in STUDIES.values():
+        size = len(study.datasets) * sum(len(m.values) for m in study.models) * len(study.seeds)
+        models = ", ".join(f"{m.model}({len(m.values)})" for m in study.models)
+        print(f"{study.name}: {size} models, {study.steps} steps each")
+        print(f"  {study.description}")
+        print(f"  datasets: {', '.join(study.datasets)}")
+        print(f"  models:   {models}; seeds {min(study.seeds)}-{max(study.seeds)}")
+        print(f"  metrics:  {', '.join(study.metrics) or 'none'} on {', '.join(study.representations)}")
+    return 0
+
+
+def _resolve_study(args):
+    from untwine.studies.definitions import get_study
+    from untwine.studies.runner import STUDY_FILE, load_study_file
+
+    if args.study is None:
+        if args.dir is None or not (args.dir / STUDY_FILE).exists():
+            raise ValueError("name a study (see `untwine study list`) or --dir of an existing study directory")
+        if _has_selection_flags(args):
+            raise ValueError("selection flags need the study name too (they replace the saved selection)")
+        study, selection, store = load_study_file(args.dir)
+        return study, selection, args.dir, args.store or (store if store and store.startswith("postgres") else None)
+    study = get_study(args.study)
+    study_dir = args.dir or Path("studies") / study.name
+    if not _has_selection_flags(args) and (study_dir / STUDY_FILE).exists():
+        saved, selection, store = load_study_file(study_dir)
+        if saved.name == study.name:  # re-running the same command without its flags: keep the saved selection
+            print(f"continuing {study.name} in {study_dir} with its saved selection", file=sys.stderr)
+            return study, selection, study_dir, args.store or (store if store and store.startswith("postgres") else None)
+    return study, _selection(args), study_dir, args.store
+
+
+def _executor(args):
+    from untwine.studies.executors import make_executor
+
+    return make_executor(args.executor, address=args.address, workers=args.workers, threads=args.threads,
+                         gpus_per_task=args.gpus_per_task)
+
+
+def cmd_run(args) -> int:
+    from untwine.studies.grid import expand
+    from untwine.studies.runner import describe_spec, run_study
+
+    study, selection, study_dir, store = _resolve_study(args)
+    if args.dry_run:
+        specs = expand(study, selection)
+        for spec in specs:
+            info = describe_spec(spec, study)
+            print(f"{info['model_num']:>6}  {info['dataset']:<22} {info['model']:<13} "
+                  f"{info['parameter']}={info['value']:g} seed={info['seed']}")
+        print(f"{len(specs)} models")
+        return 0
+    summary = run_study(study, study_dir, selection, executor=_executor(args), store=store,
+                        retry_failed=args.retry_failed, progress=not args.no_progress, device=args.device)
+    print(summary)
+    print(f"results: {study_dir}  (untwine study report {study_dir})")
+    return 0 if summary.failed == 0 else 3
+
+
+def cmd_status(args) -> int:
+    from untwine.studies.runner import _duration, study_status
+
+    status = study_status(args.dir)
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return 0
+    counts = status["counts"]
+    print(f"{status['study']} in {args.dir} ({status['store']})")
+    print(f"  {counts['done']}/{status['total']} done, {counts['running']} running, {counts['failed']} failed, "
+          f"{counts['pending']} pending; {status['results']} stored numbers")
+    if status["mean_model_seconds"] is not None:
+        left = counts["pending"] + counts["running"]
+        print(f"  {status['mean_model_seconds']:.1f} s per model (train + evaluate, one worker); "
+              f"{_duration(left * status['mean_model_seconds'])} of work left")
+    for failure in status["failed"]:
+        print(f"  failed model {failure['model_num']}: {failure['error']}")
+    if status["failed"]:
+        print("  (untwine study run --dir DIR --retry-failed runs them again; tracebacks are in the store's runs table)")
+    return 0
+
+
+def cmd_reproduce(args) -> int:
+    from untwine.studies.definitions import get_study
+    from untwine.studies.executors import LocalExecutor
+    from untwine.studies.grid import Selection, spec_for_model_num
+    from untwine.studies.runner import describe_spec, run_study
+    from untwine.training.config import _parse_value, _split
+
+    study = get_study(args.study)
+    train = {}
+    for item in args.train:
+        key, value = _split(item)
+        train[key] = _parse_value(value)
+    spec = spec_for_model_num(study, args.model_num, args.steps, train)
+    info = describe_spec(spec, study)
+    print(f"{study.name} model {spec.model_num}: {info['label']} on {spec.dataset}, {spec.parameter}={spec.value:g}, "
+          f"seed {spec.seed} (value {spec.value_index + 1} of {len(study.model(spec.model).values)})")
+    print(f"  {info['train']}")
+    print(f"  metrics: {', '.join(study.metrics) or 'none'} on {', '.join(study.representations)} "
+          f"representations, seed {study.metric_seed}")
+    if args.print_only:
+        return 0
+    study_dir = args.dir or Path("studies") / f"{study.name}-model{spec.model_num}"
+    selection = Selection(model_nums=(spec.model_num,), steps=args.steps, train=train)
+    import os
+
+    executor = LocalExecutor(workers=1, threads=args.threads or os.cpu_count() or 1)
+    summary = run_study(study, study_dir, selection, executor=executor, device=args.device)
+    print(summary)
+    return 0 if summary.failed == 0 else 3
+
+
+def cmd_export(args) -> int:
+    from untwine.studies.runner import load_study_file
+    from untwine.studies.store import open_store
+
+    _, _, location = load_study_file(args.dir)
+    formats = _csv(args.format)
+    target = location if location and location.startswith("postgres") else args.dir
+    with open_store(target, args.dir.resolve().name) as store:
+        try:
+            paths = store.export(args.out or args.dir / "export", formats)
+        except RuntimeError as error:
+            if "parquet" in formats and "csv" in formats:
+                print(f"untwine study export: {error}; writing CSV only", file=sys.stderr)
+                paths = store.export(args.out or args.dir / "export", ("csv",))
+            else:
+                raise
+    for path in paths:
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from untwine.report.study_report import write_study_report
+
+    path = write_study_report(args.dir, args.out)
+    print(f"wrote {path}")
+    return 0
