@@ -1,0 +1,261 @@
+"""Studies as data: the unsupervised_study_v1 grid and its model numbers, selections, flag parsing,
+the results store (SQLite; PostgreSQL in test_studies_postgres.py) and the CLI's dry run."""
+
+import json
+import sqlite3
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from untwine.cli import main as cli_main
+from untwine.studies.definitions import SMOKE_TEST, UNSUPERVISED_STUDY_V1, ModelSweep, Study, get_study
+from untwine.studies.grid import (
+    Selection,
+    config_hash,
+    decode_model_num,
+    expand,
+    parse_int_list,
+    parse_values,
+    spec_for_model_num,
+)
+from untwine.studies.store import ConfigMismatchError, flatten_values, open_store
+
+V1 = UNSUPERVISED_STUDY_V1
+V1_DATASETS = ["dsprites_full", "color_dsprites", "noisy_dsprites", "scream_dsprites", "smallnorb", "cars3d", "shapes3d"]
+# (model, swept parameter, values, fixed parameters) in the order disentanglement_lib's sweep.py chains them.
+V1_MODELS = [
+    ("beta_vae", "beta", [1, 2, 4, 6, 8, 16], {}),
+    ("factor_vae", "gamma", [10, 20, 30, 40, 50, 100], {}),
+    ("dip_vae_i", "lambda_od", [1, 2, 5, 10, 20, 50], {"lambda_d_factor": 10.0}),
+    ("dip_vae_ii", "lambda_od", [1, 2, 5, 10, 20, 50], {"lambda_d_factor": 1.0}),
+    ("beta_tc_vae", "beta", [1, 2, 4, 6, 8, 10], {}),
+    ("annealed_vae", "c_max", [5, 10, 25, 50, 75, 100], {"gamma": 1000.0, "iteration_threshold": 100000}),
+]
+
+
+def _hand(number):
+    """model_num -> (dataset, model, params, seed) the way dlib's h.product([datasets, models, seeds]) lists them."""
+    grid = [(d, m, {p: float(v), **fixed}, s)
+            for d in V1_DATASETS for m, p, values, fixed in V1_MODELS for v in values for s in range(50)]
+    return grid[number]
+
+
+@pytest.mark.parametrize("number, expected", [
+    (0, ("dsprites_full", "beta_vae", {"beta": 1.0}, 0)),
+    (300, ("dsprites_full", "factor_vae", {"gamma": 10.0}, 0)),
+    (1799, ("dsprites_full", "annealed_vae", {"c_max": 100.0, "gamma": 1000.0, "iteration_threshold": 100000}, 49)),
+    (4321, ("noisy_dsprites", "dip_vae_i", {"lambda_od": 5.0, "lambda_d_factor": 10.0}, 21)),
+    (5432, ("scream_dsprites", "beta_vae", {"beta": 1.0}, 32)),
+    (7777, ("smallnorb", "factor_vae", {"gamma": 100.0}, 27)),
+    (9876, ("cars3d", "dip_vae_i", {"lambda_od": 50.0, "lambda_d_factor": 10.0}, 26)),
+    (10026, ("cars3d", "dip_vae_ii", {"lambda_od": 5.0, "lambda_d_factor": 1.0}, 26)),
+    (12599, ("shapes3d", "annealed_vae", {"c_max": 100.0, "gamma": 1000.0, "iteration_threshold": 100000}, 49)),
+])
+def test_v1_model_numbers_match_hand_derived_configs(number, expected):
+    # 4321 = 1800*2 + 300*2 + 50*2 + 21: noisy_dsprites (3rd dataset), DIP-VAE-I (3rd model), λ_od=5 (3rd value), seed 21
+    assert _hand(number) == expected
+    spec = spec_for_model_num(V1, number)
+    dataset, model, params, seed = expected
+    assert (spec.dataset, spec.model, spec.seed) == (dataset, model, seed)
+    assert spec.config["model_params"] == {**spec.config["model_params"], **params}
+    assert spec.config["steps"] == 300_000 and spec.config["batch_size"] == 64
+    assert spec.config["learning_rate"] == 1e-4 and spec.config["num_latents"] == 10
+    assert spec.model_num == number == 1800 * V1_DATASETS.index(dataset) + 300 * [m[0] for m in V1_MODELS].index(model) \
+        + 50 * spec.value_index + seed
+
+
+def test_v1_grid_is_the_published_one():
+    assert len(V1.datasets) == 7 and list(V1.datasets) == V1_DATASETS
+    assert [(m.model, m.parameter, list(m.values)) for m in V1.models] == [(m, p, [float(x) for x in v])
+                                                                        for m, p, v, _ in V1_MODELS]
+    assert V1.seeds == tuple(range(50)) and len(V1.metrics) == 9 and V1.representations == ("mean", "sampled")
+    runs = expand(V1)
+    assert len(runs) == 12_600 and [r.model_num for r in runs] == list(range(12_600))
+    for number in (0, 4321, 12_599):  # expand and decode agree
+        assert decode_model_num(V1, number) == (runs[number].dataset, runs[number].model, runs[number].value_index,
+                                                runs[number].seed)
+    # DIP-VAE lambda_d = 10 lambda_od (I) and = lambda_od (II), as in the paper
+    assert runs[spec_for_model_num(V1, 700).model_num].config["model_params"]["lambda_d_factor"] == 10.0
+    assert runs[1000].model == "dip_vae_ii" and runs[1000].config["model_params"]["lambda_d_factor"] == 1.0
+
+
+def test_selection_scales_down_and_keeps_numbers():
+    selection = Selection(datasets=("shapes3d", "procedural_dsprites"), values=(0, 5), seeds=(0, 1), steps=3000,
+                          train={"learning_rate": 5e-4})
+    runs = expand(V1, selection)
+    assert len(runs) == 2 * 6 * 2 * 2
+    full = {r.model_num: r for r in runs if r.dataset == "shapes3d"}
+    assert 10800 in full and 10800 + 250 + 1 in full  # shapes3d is dataset 6: 1800*6; value 5 seed 1
+    for run in runs:
+        assert run.config["steps"] == 3000 and run.config["learning_rate"] == 5e-4
+        assert run.value == V1.model(run.model).values[run.value_index]
+        if run.model == "annealed_vae":  # 100k of 300k steps -> 1000 of 3000
+            assert run.config["model_params"]["iteration_threshold"] == 1000
+    # procedural datasets are numbered after the study's seven, in registry order
+    from untwine.data import list_datasets
+
+    base = (7 + list_datasets().index("procedural_dsprites")) * 1800
+    assert min(r.model_num for r in runs if r.dataset == "procedural_dsprites") == base
+    # by value, for one model
+    runs = expand(V1, Selection(datasets=("procedural_dsprites",), models=("beta_vae",),
+                                model_values={"beta_vae": (1, 16)}, seeds=(3,)))
+    assert [(r.value, r.seed) for r in runs] == [(1.0, 3), (16.0, 3)]
+    # explicit model numbers
+    assert [r.model_num for r in expand(V1, Selection(model_nums=(4321, 5)))] == [5, 4321]
+
+
+@pytest.mark.parametrize("selection, message", [
+    (Selection(seeds=(50,)), "seed 50 is not in study"),
+    (Selection(values=(6,)), "value position 6 is outside"),
+    (Selection(model_values={"beta_vae": (3,)}), "beta_vae.beta=3 is not in study"),
+    (Selection(models=("vae",)), "has no model 'vae'"),
+    (Selection(datasets=("mnist",)), "unknown dataset 'mnist'"),
+    (Selection(train={"seed": 3}), "dedicated flags"),
+    (Selection(train={"stepz": 3}), "unknown config key 'stepz'"),
+])
+def test_selection_errors_name_the_problem(selection, message):
+    with pytest.raises((ValueError, KeyError), match=message):
+        expand(V1, selection)
+
+
+def test_flag_parsing():
+    assert parse_int_list("0-4") == (0, 1, 2, 3, 4)
+    assert parse_int_list("0,3,7-8") == (0, 3, 7, 8)
+    with pytest.raises(ValueError, match="ranges like 0-4"):
+        parse_int_list("a-b")
+    assert parse_values(["0,5"]) == ((0, 5), {})
+    assert parse_values(["beta_vae=1,16", "factor_vae=10"]) == (None, {"beta_vae": (1.0, 16.0), "factor_vae": (10.0,)})
+
+
+def test_studies_are_data_and_validate():
+    study = Study(name="mine", description="", datasets=("procedural_dsprites",),
+                  models=(ModelSweep("beta_vae", "beta", (1.0, 4.0)),), seeds=(0,), train={"steps": 5})
+    assert Study.from_dict(json.loads(json.dumps(study.to_dict()))) == study
+    assert Study.from_dict(json.loads(json.dumps(V1.to_dict()))) == V1
+    with pytest.raises(ValueError, match="has no parameter 'gamma'"):
+        ModelSweep("beta_vae", "gamma", (1.0,))
+    with pytest.raises(ValueError, match="set by the grid"):
+        study.replace(train={"seed": 1})
+    with pytest.raises(ValueError, match="unknown config key"):
+        study.replace(train={"stepz": 1})
+    with pytest.raises(KeyError, match="known studies"):
+        get_study("nope")
+    # uneven value lists leave gaps in the numbering, never collisions
+    uneven = study.replace(models=(ModelSweep("beta_vae", "beta", (1.0, 4.0, 8.0)), ModelSweep("factor_vae", "gamma", (10.0,))))
+    numbers = [r.model_num for r in expand(uneven)]
+    assert numbers == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="gap"):
+        decode_model_num(uneven, 4)
+
+
+def test_config_hash_ignores_the_machine():
+    spec = spec_for_model_num(V1, 4321)
+    assert config_hash({**spec.config, "threads": 7, "device": "cuda"}) == spec.config_hash
+    assert config_hash({**spec.config, "steps": 5}) != spec.config_hash
+    assert spec.train_config(threads=1, device="cpu").threads == 1
+
+
+def test_flatten_values():
+    values = {"a": 1, "b": {"c": 2.5, "d": [1, 2]}, "e": "text", "f": float("nan"), "g": True, "h": np.float32(0.5)}
+    assert dict(flatten_values(values)) == {"a": 1.0, "b/c": 2.5, "b/d/0": 1.0, "b/d/1": 2.0, "f": None, "g": 1.0,
+                                            "h": 0.5}
+
+
+def _payload(value, extra=None):
+    return {"evaluations": [{"representation": "mean", "metric": "mig", "seconds": 0.1,
+                             "result": {"values": {"discrete_mig": value, "per_factor": [value, 0.0], **(extra or {})}}},
+                            {"representation": "train", "metric": "final_eval", "result": {"values": {"elbo": -1.0}}}],
+            "train_seconds": 1.0, "eval_seconds": 0.5, "versions": {"torch": "x"}, "git_commit": "abc", "worker": "w"}
+
+
+def test_sqlite_store_round_trip_idempotent_and_frames(tmp_path):
+    specs = expand(SMOKE_TEST, Selection(models=("beta_vae",), seeds=(0,)))
+    store = open_store(tmp_path)
+    assert store.register_runs(specs) == 2 and store.register_runs(specs) == 0
+    assert store.status_counts() == {"pending": 2, "running": 0, "done": 0, "failed": 0}
+    store.mark_running(specs[0].model_num, "local")
+    store.record_success(specs[0].model_num, _payload(0.25))
+    store.record_success(specs[0].model_num, _payload(0.25))  # a repeated write replaces, never duplicates
+    store.mark_running(specs[1].model_num)
+    assert store.reset_interrupted() == 1
+    store.record_failure(specs[1].model_num, "ValueError: boom", "Traceback ...", "w")
+    runs = {r["model_num"]: r for r in store.runs()}
+    assert runs[specs[0].model_num]["status"] == "done" and runs[specs[0].model_num]["attempts"] == 1
+    assert runs[specs[1].model_num]["error"] == "ValueError: boom" and runs[specs[1].model_num]["traceback"]
+    assert store.num_results() == 4
+    long = store.results_frame()
+    assert len(long) == 4 and set(long["key"]) == {"discrete_mig", "per_factor/0", "per_factor/1", "elbo"}
+    wide = store.results_frame(wide=True)
+    assert len(wide) == 1 and wide.loc[0, "mean/mig/discrete_mig"] == 0.25 and wide.loc[0, "value"] == 1.0
+    assert store.evaluated(specs[0].model_num) == {("mean", "mig"), ("train", "final_eval")}
+    # a different config under the same model number is refused
+    other = expand(SMOKE_TEST, Selection(models=("beta_vae",), seeds=(0,), steps=11))
+    with pytest.raises(ConfigMismatchError, match="another training config"):
+        store.register_runs(other)
+    # non-finite numbers are NULL
+    store.record_success(specs[0].model_num, _payload(float("inf")))
+    assert store.results_frame(wide=True)["mean/mig/discrete_mig"].isna().all()
+    store.close()
+    with sqlite3.connect(tmp_path / "results.sqlite") as raw:
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_export_csv_and_parquet(tmp_path):
+    specs = expand(SMOKE_TEST, Selection(models=("beta_vae",), seeds=(0,)))
+    with open_store(tmp_path) as store:
+        store.register_runs(specs)
+        for i, spec in enumerate(specs):
+            store.record_success(spec.model_num, _payload(0.1 * i))
+        paths = store.export(tmp_path / "export")
+        wide = store.results_frame(wide=True)
+    assert sorted(p.name for p in paths) == sorted(f"{t}.{f}" for t in ("runs", "results", "results_wide")
+                                                   for f in ("csv", "parquet"))
+    csv = pd.read_csv(tmp_path / "export" / "results_wide.csv")
+    pd.testing.assert_frame_equal(csv, wide, check_dtype=False)
+    parquet = pd.read_parquet(tmp_path / "export" / "results.parquet")
+    assert len(parquet) == 8 and set(parquet.columns) >= {"model_num", "representation", "metric", "key", "score"}
+
+
+def test_sqlite_readers_do_not_block_the_writer(tmp_path):
+    specs = expand(SMOKE_TEST)
+    writer = open_store(tmp_path)
+    writer.register_runs(specs)
+    stop, errors = threading.Event(), []
+
+    def read():
+        reader = open_store(tmp_path)
+        try:
+            while not stop.is_set():
+                reader.results_frame(wide=True)
+                reader.status_counts()
+        except Exception as error:  # pragma: no cover - the failure being tested for
+            errors.append(error)
+        finally:
+            reader.close()
+
+    thread = threading.Thread(target=read)
+    thread.start()
+    try:
+        for spec in specs:
+            writer.record_success(spec.model_num, _payload(0.5))
+    finally:
+        stop.set()
+        thread.join()
+    assert not errors and writer.status_counts()["done"] == len(specs)
+
+
+def test_cli_dry_run_and_reproduce_print_only(capsys):
+    assert cli_main(["study", "reproduce", "unsupervised_study_v1", "--model-num", "4321", "--print-only"]) == 0
+    out = capsys.readouterr().out
+    assert "DIP-VAE-I on noisy_dsprites, lambda_od=5, seed 21" in out
+    assert "untwine train model=dip_vae_i dataset=noisy_dsprites seed=21 model.lambda_od=5.0 model.lambda_d_factor=10.0" in out
+    assert cli_main(["study", "run", "unsupervised_study_v1", "--datasets", "procedural_dsprites", "--values", "0,5",
+                     "--seeds", "0-1", "--steps", "3000", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.strip().endswith("24 models") and "annealed_vae  c_max=100 seed=1" in out
+    assert cli_main(["study", "list"]) == 0
+    assert "unsupervised_study_v1: 12600 models" in capsys.readouterr().out
+    assert cli_main(["study", "run", "unsupervised_study_v1", "--seeds", "77", "--dry-run"]) == 1
+    assert "seed 77 is not in study" in capsys.readouterr().err
