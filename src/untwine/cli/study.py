@@ -63,8 +63,8 @@ def _has_selection_flags(args) -> bool:
 
 def _executor_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("execution")
-    group.add_argument("--executor", choices=("local", "ray"), default="local",
-                       help="local process pool (default) or Ray")
+    group.add_argument("--executor", choices=("local", "ray", "inline"), default="local",
+                       help="local process pool (default), Ray, or inline (in this process, for debugging)")
     group.add_argument("--address", help="Ray cluster address (auto, host:6379, ray://host:10001); default: "
                        "start a local Ray instance")
     group.add_argument("--workers", type=int, help="models in parallel (default: chosen for the machine)")

@@ -9,6 +9,7 @@ a running task.  Workers never touch the results store; they return a payload an
   driver leaves no orphan writing into a run directory.  If a worker dies, the pool is rebuilt and
   the tasks that were in flight are reported as :class:`WorkerLost` (the driver retries them; training
   resumes from its checkpoint).
+* :class:`InlineExecutor` -- in the driver process, one model at a time (debugging).
 * :class:`RayExecutor` -- one Ray task per model with ``num_cpus=threads`` (and ``num_gpus`` if asked) on
   a running cluster (``address``) or on a local Ray instance started for the study.  The study
   directory must be on a filesystem every node sees (run directories hold the checkpoints).
@@ -230,6 +231,39 @@ class RayExecutor:
             self._started_here = False
 
 
+class InlineExecutor:
+    """Runs each task in the driver process, one at a time: for debugging (a breakpoint in a metric
+    works) and for machines where spawning processes is not wanted."""
+
+    name = "inline"
+    slots = 1
+    workers = 1
+
+    def __init__(self, threads: int | None = None):
+        self.threads = int(threads or 1)
+        self._pending: dict[int, tuple[Callable[[dict], dict], dict]] = {}
+        self._next = 0
+
+    def describe(self) -> str:
+        return f"inline (in the driver process, {self.threads} thread(s))"
+
+    def submit(self, fn: Callable[[dict], dict], task: dict) -> Any:
+        self._next += 1
+        self._pending[self._next] = (fn, task)
+        return self._next
+
+    def wait(self, handles: list[Any], timeout: float | None = None) -> list[Completion]:
+        handle = handles[0]
+        fn, task = self._pending.pop(handle)
+        try:
+            return [Completion(handle, payload=fn(task))]
+        except Exception as error:
+            return [Completion(handle, error=error)]
+
+    def shutdown(self, cancel: bool = False) -> None:
+        self._pending.clear()
+
+
 def make_executor(kind: str = "local", address: str | None = None, workers: int | None = None,
                   threads: int | None = None, gpus_per_task: float = 0.0):
     if kind == "local":
@@ -238,4 +272,6 @@ def make_executor(kind: str = "local", address: str | None = None, workers: int 
         return LocalExecutor(workers, threads)
     if kind == "ray":
         return RayExecutor(address, workers, threads, gpus_per_task)
-    raise ValueError(f"executor must be local or ray, got {kind!r}")
+    if kind == "inline":
+        return InlineExecutor(threads)
+    raise ValueError(f"executor must be local, ray or inline, got {kind!r}")

@@ -1,0 +1,203 @@
+"""Running studies for real with tiny models: the local process pool and Ray give identical stored
+results; re-running is idempotent; a SIGKILLed driver leaves no orphans and a re-run completes the study
+with no lost or duplicated rows; a failing model is recorded and the others go on."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from untwine.cli import main as cli_main
+from untwine.studies.definitions import SMOKE_TEST
+from untwine.studies.executors import InlineExecutor, LocalExecutor
+from untwine.studies.grid import Selection, expand
+from untwine.studies.runner import FINAL_EVAL_METRIC, TRAIN_REPRESENTATION, run_dir_for, run_study, study_status
+from untwine.studies.store import open_store
+
+STUDY = SMOKE_TEST
+# 6 models: three objectives (FactorVAE brings its discriminator) x the first value x seeds 0 and 1
+SELECTION = Selection(values=(0,), seeds=(0, 1))
+SELECTION_FLAGS = ["--values", "0", "--seeds", "0-1"]
+NUM_MODELS = 6
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _env():
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "src"), env.get("PYTHONPATH", "")])
+    return env
+
+
+def _rows(study_dir):
+    """Every stored number, sorted: the thing that must not change between executors and re-runs."""
+    with open_store(study_dir) as store:
+        return store.result_rows()
+
+
+def _wide(study_dir):
+    with open_store(study_dir) as store:
+        return store.results_frame(wide=True).set_index("model_num").sort_index()
+
+
+@pytest.fixture(scope="module")
+def local_study(tmp_path_factory):
+    study_dir = tmp_path_factory.mktemp("local") / "study"
+    summary = run_study(STUDY, study_dir, SELECTION, executor=LocalExecutor(workers=2, threads=1), progress=False)
+    assert (summary.total, summary.done, summary.failed, summary.ran) == (NUM_MODELS, NUM_MODELS, 0, NUM_MODELS)
+    return study_dir
+
+
+def test_local_study_stores_every_evaluation_and_rerun_is_a_no_op(local_study):
+    with open_store(local_study) as store:
+        runs = store.runs()
+        assert [r["status"] for r in runs] == ["done"] * NUM_MODELS
+        for run in runs:
+            assert run["train_seconds"] > 0 and run["eval_seconds"] >= 0 and '"torch"' in run["versions_json"]
+            assert run["attempts"] == 1 and run["error"] is None
+            assert store.evaluated(run["model_num"]) == {(TRAIN_REPRESENTATION, FINAL_EVAL_METRIC)} | {
+                (rep, metric) for rep in STUDY.representations for metric in STUDY.metrics}
+        wide = store.results_frame(wide=True)
+    for rep in STUDY.representations:  # every metric gave finite numbers for both representations
+        for metric in STUDY.metrics:
+            columns = [c for c in wide.columns if c.startswith(f"{rep}/{metric}/")]
+            assert columns and wide[columns].notna().any(axis=None)
+    for spec in expand(STUDY, SELECTION):  # the run directories are complete
+        run_dir = run_dir_for(local_study, spec.model_num)
+        assert (run_dir / "final_eval.json").exists() and (run_dir / "checkpoint.pt").exists()
+        for rep in STUDY.representations:
+            assert all((run_dir / "metrics" / rep / f"{m}.json").exists() for m in STUDY.metrics)
+    before = _rows(local_study)
+    summary = run_study(STUDY, local_study, SELECTION, executor=InlineExecutor(), progress=False)
+    assert summary.ran == 0 and summary.done == NUM_MODELS and _rows(local_study) == before
+
+
+def test_ray_executor_gives_identical_results(local_study, tmp_path):
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'untwine[ray]')")
+    from untwine.studies.executors import RayExecutor
+
+    subset = Selection(models=("beta_vae", "factor_vae"), values=(0,), seeds=(0, 1))
+    executor = RayExecutor(workers=2, threads=1)
+    try:
+        summary = run_study(STUDY, tmp_path / "ray", subset, executor=executor, progress=False)
+    finally:
+        executor.shutdown()
+    assert summary.done == 4 and summary.failed == 0
+    ray_rows = _rows(tmp_path / "ray")
+    numbers = {r.model_num for r in expand(STUDY, subset)}
+    assert ray_rows == [row for row in _rows(local_study) if row[0] in numbers]
+
+
+def _children(pid):
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _alive(pid):
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _done_count(study_dir):
+    path = study_dir / "results.sqlite"
+    if not path.exists():
+        return 0
+    try:
+        with sqlite3.connect(path, timeout=1) as db:
+            return db.execute("SELECT COUNT(*) FROM runs WHERE status = 'done'").fetchone()[0]
+    except sqlite3.OperationalError:  # tables not created yet
+        return 0
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to find the worker processes")
+def test_sigkill_of_the_driver_then_rerun_completes_without_lost_or_duplicated_rows(local_study, tmp_path):
+    study_dir = tmp_path / "killed"
+    command = [sys.executable, "-m", "untwine", "study", "run", STUDY.name, "--dir", str(study_dir), *SELECTION_FLAGS,
+               "--workers", "2", "--threads", "1", "--no-progress"]
+    driver = subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 120
+    workers = []
+    while time.time() < deadline and driver.poll() is None and _done_count(study_dir) < 1:
+        workers = _children(driver.pid) or workers
+        time.sleep(0.1)
+    assert driver.poll() is None, driver.stdout.read().decode()[-3000:]
+    assert 1 <= _done_count(study_dir) < NUM_MODELS
+    workers = [pid for pid in _children(driver.pid) if _alive(pid)] or workers
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    driver.stdout.close()
+    deadline = time.time() + 15  # the workers notice their driver is gone and exit
+    while time.time() < deadline and any(_alive(pid) for pid in workers):
+        time.sleep(0.2)
+    assert workers and not any(_alive(pid) for pid in workers)
+    with open_store(study_dir) as store:
+        interrupted = store.status_counts()
+    assert interrupted["running"] >= 1 and interrupted["done"] < NUM_MODELS
+
+    status = study_status(study_dir)
+    assert status["counts"]["done"] == interrupted["done"] and status["total"] == NUM_MODELS
+    # Re-running the same command (flags included) finishes the study.
+    assert cli_main(["study", "run", STUDY.name, "--dir", str(study_dir), *SELECTION_FLAGS, "--workers", "2",
+                     "--threads", "1", "--no-progress"]) == 0
+    rows = _rows(study_dir)
+    assert len(rows) == len({row[:4] for row in rows})  # no duplicates (also the primary key)
+    assert rows == _rows(local_study)  # nothing lost, and the same numbers as an uninterrupted run
+    with open_store(study_dir) as store:
+        assert store.status_counts()["done"] == NUM_MODELS
+
+
+def test_a_failing_model_is_recorded_and_the_rest_go_on(tmp_path, capsys):
+    study_dir = tmp_path / "failing"
+    selection = Selection(models=("beta_vae",), values=(1,), seeds=(0, 1))
+    broken, healthy = expand(STUDY, selection)
+    run_dir = run_dir_for(study_dir, broken.model_num)
+    run_dir.mkdir(parents=True)
+    (run_dir / "config.json").write_text("{ not json")  # e.g. a disk that lost a file
+    flags = ["--models", "beta_vae", "--values", "1", "--seeds", "0-1", "--executor", "inline", "--no-progress"]
+    assert cli_main(["study", "run", STUDY.name, "--dir", str(study_dir), *flags]) == 3
+    out = capsys.readouterr().out
+    assert f"failed model {broken.model_num}: JSONDecodeError" in out and "1/2 models done, 1 failed" in out
+    with open_store(study_dir) as store:
+        runs = {r["model_num"]: r for r in store.runs()}
+    assert runs[healthy.model_num]["status"] == "done"
+    assert runs[broken.model_num]["status"] == "failed" and "Traceback" in runs[broken.model_num]["traceback"]
+    assert cli_main(["study", "status", str(study_dir)]) == 0
+    assert f"failed model {broken.model_num}: JSONDecodeError" in capsys.readouterr().out
+
+    (run_dir / "config.json").unlink()  # repaired; a plain re-run still skips it ...
+    assert cli_main(["study", "run", STUDY.name, "--dir", str(study_dir), *flags]) == 3
+    assert "0 run in this session" in capsys.readouterr().out
+    # ... --retry-failed runs it
+    assert cli_main(["study", "run", STUDY.name, "--dir", str(study_dir), *flags, "--retry-failed"]) == 0
+    with open_store(study_dir) as store:
+        runs = {r["model_num"]: r for r in store.runs()}
+        assert runs[broken.model_num]["status"] == "done" and runs[broken.model_num]["attempts"] == 2
+        assert runs[broken.model_num]["error"] is None
+
+
+def test_export_status_and_report_from_the_cli(local_study, tmp_path, capsys):
+    assert cli_main(["study", "status", str(local_study)]) == 0
+    assert f"{NUM_MODELS}/{NUM_MODELS} done" in capsys.readouterr().out
+    assert cli_main(["study", "export", str(local_study), "--out", str(tmp_path / "export")]) == 0
+    exported = pd.read_parquet(tmp_path / "export" / "results.parquet")
+    assert len(exported) == len(_rows(local_study))
+    wide = pd.read_csv(tmp_path / "export" / "results_wide.csv").set_index("model_num").sort_index()
+    pd.testing.assert_frame_equal(wide, _wide(local_study), check_dtype=False)
+    assert cli_main(["study", "report", str(local_study), "--out", str(tmp_path / "report")]) == 0
+    text = (tmp_path / "report" / "index.html").read_text()
+    assert "Total correlation: sampled vs mean" in text and "data:image/png;base64," in text
