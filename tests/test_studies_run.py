@@ -201,3 +201,43 @@ def test_export_status_and_report_from_the_cli(local_study, tmp_path, capsys):
     assert cli_main(["study", "report", str(local_study), "--out", str(tmp_path / "report")]) == 0
     text = (tmp_path / "report" / "index.html").read_text()
     assert "Total correlation: sampled vs mean" in text and "data:image/png;base64," in text
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to find the worker processes")
+def test_sigkill_of_a_worker_mid_training_resumes_from_its_checkpoint(tmp_path):
+    """A worker killed between checkpoints: the pool is rebuilt, the model resumes from its checkpoint
+    and ends with exactly the numbers of an uninterrupted run."""
+    selection = Selection(models=("factor_vae",), values=(0,), seeds=(0,), steps=120)
+    reference = tmp_path / "reference"
+    run_study(STUDY, reference, selection, executor=InlineExecutor(), progress=False)
+
+    study_dir = tmp_path / "killed"
+    (spec,) = expand(STUDY, selection)
+    log = run_dir_for(study_dir, spec.model_num) / "log.jsonl"
+    result = {}
+
+    def drive():
+        result["summary"] = run_study(STUDY, study_dir, selection, executor=LocalExecutor(workers=1, threads=1),
+                                      progress=False)
+
+    import threading
+
+    thread = threading.Thread(target=drive)
+    thread.start()
+    deadline = time.time() + 300
+    while time.time() < deadline and not (log.exists() and len(log.read_text().splitlines()) >= 6):
+        time.sleep(0.05)  # log_every = checkpoint_every = 5: at least 30 steps done and checkpointed
+    workers = [pid for pid in _children(os.getpid()) if _alive(pid) and "spawn_main" in
+               Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")]
+    assert workers, "no worker process found"
+    for pid in workers:
+        os.kill(pid, signal.SIGKILL)
+    thread.join(timeout=600)
+    summary = result["summary"]
+    assert summary.done == 1 and summary.failed == 0
+    with open_store(study_dir) as store:
+        assert store.runs()[0]["attempts"] == 2
+    steps = [int(__import__("json").loads(line)["step"]) for line in log.read_text().splitlines()]
+    assert steps == list(range(5, 121, 5))  # resumed at its checkpoint: no step logged twice, none missing
+    assert _rows(study_dir) == _rows(reference)

@@ -39,6 +39,9 @@ def _selection_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--set", dest="train", action="append", default=[], metavar="KEY=VALUE",
                        help="extra training config override, e.g. learning_rate=5e-4 (repeatable)")
     group.add_argument("--model-num", dest="model_nums", help="only these model numbers, e.g. 4321 or 0-9")
+    group = parser.add_argument_group("evaluation")
+    group.add_argument("--metrics", type=_csv, help="replace the study's metric set, e.g. mig,dci,unsupervised")
+    group.add_argument("--fast", action="store_true", help="opt-in metric approximations (histogram boosting, ...)")
 
 
 def _selection(args):
@@ -58,7 +61,16 @@ def _selection(args):
 
 
 def _has_selection_flags(args) -> bool:
-    return any([args.datasets, args.models, args.values, args.seeds, args.steps, args.train, args.model_nums])
+    return any([args.datasets, args.models, args.values, args.seeds, args.steps, args.train, args.model_nums,
+                args.metrics, args.fast])
+
+
+def _evaluation(study, args):
+    if args.metrics:
+        study = study.replace(metrics=args.metrics)
+    if args.fast:
+        study = study.replace(fast=True)
+    return study
 
 
 def _executor_flags(parser: argparse.ArgumentParser) -> None:
@@ -167,8 +179,8 @@ def _resolve_study(args):
         saved, selection, store = load_study_file(study_dir)
         if saved.name == study.name:  # re-running the same command without its flags: keep the saved selection
             print(f"continuing {study.name} in {study_dir} with its saved selection", file=sys.stderr)
-            return study, selection, study_dir, args.store or (store if store and store.startswith("postgres") else None)
-    return study, _selection(args), study_dir, args.store
+            return saved, selection, study_dir, args.store or (store if store and store.startswith("postgres") else None)
+    return _evaluation(study, args), _selection(args), study_dir, args.store
 
 
 def _executor(args):
