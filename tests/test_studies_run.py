@@ -17,7 +17,13 @@ from untwine.cli import main as cli_main
 from untwine.studies.definitions import SMOKE_TEST
 from untwine.studies.executors import InlineExecutor, LocalExecutor
 from untwine.studies.grid import Selection, expand
-from untwine.studies.runner import FINAL_EVAL_METRIC, TRAIN_REPRESENTATION, run_dir_for, run_study, study_status
+from untwine.studies.runner import (
+    FINAL_EVAL_METRIC,
+    TRAIN_REPRESENTATION,
+    run_dir_for,
+    run_study,
+    study_status,
+)
 from untwine.studies.store import open_store
 
 STUDY = SMOKE_TEST
