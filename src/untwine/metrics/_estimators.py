@@ -12,9 +12,10 @@ Randomness of the gradient-boosted trees.  ``GradientBoostingClassifier`` draws 
 ``random_state`` per tree (it only breaks ties between equally good split features).
 disentanglement_lib passes no ``random_state``, so its K per-factor fits consume numpy's global random
 state one after the other.  Here the fit of factor ``j`` gets a ``RandomState(seed)`` advanced by
-exactly the draws of the fits of factors ``0 .. j-1`` (:func:`gbt_random_states`): the fits are
-independent tasks that can run in parallel, in any order, and with ``seed=0`` they reproduce the
-reference values computed after ``np.random.seed(0)`` bit for bit.
+exactly the draws of the fits of factors ``0 .. j-1`` (:func:`gbt_random_states`); the downstream task
+continues that stream over its training-set sizes, as dlib's fits did.  The fits are thus independent
+tasks that can run in parallel, in any order, and with ``seed=0`` they reproduce the reference values
+computed after ``np.random.seed(0)`` bit for bit.
 
 Fits are described by :class:`FitTask` and keyed, so that the same fit (same data, factor, size and
 seed) requested by DCI, the downstream task and fairness runs once.  :class:`FitEngine` runs them in
@@ -41,9 +42,13 @@ def trees_per_stage(num_classes: int) -> int:
     return 1 if num_classes <= 2 else num_classes
 
 
-def gbt_random_states(seed: int, class_counts, n_estimators: int = N_ESTIMATORS) -> list[np.random.RandomState]:
-    """The RandomState each per-factor GBT fit would see if the fits ran in order on one shared stream."""
-    stream = np.random.RandomState(seed)
+def gbt_random_states(seed, class_counts, n_estimators: int = N_ESTIMATORS) -> list[np.random.RandomState]:
+    """The RandomState each per-factor GBT fit would see if the fits ran in order on one shared stream.
+
+    ``seed`` is an int (a fresh ``RandomState(seed)`` stream) or a ``RandomState`` stream, which is
+    advanced past the draws of these fits (so consecutive calls continue one stream).
+    """
+    stream = seed if isinstance(seed, np.random.RandomState) else np.random.RandomState(seed)
     states = []
     for num_classes in class_counts:
         state = np.random.RandomState()
@@ -96,13 +101,13 @@ class ConstantClassifier:
 
 @dataclass
 class FitTask:
-    """One classifier fit: predict ``y_train`` from ``x_train``, score on train and test."""
+    """One classifier fit: predict ``y_train`` from ``x_train``, score on train and (if given) test."""
 
     kind: str
     x_train: np.ndarray
     y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
+    x_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
     random_state: Any = None
 
     def cost(self) -> float:
@@ -147,24 +152,16 @@ def run_fit(task: FitTask) -> FitResult:
         else:
             model = make_estimator(task.kind, task.random_state).fit(task.x_train, task.y_train)
             train_pred = model.predict_train() if task.kind == "binned_gbt" else model.predict(task.x_train)
-        test_pred = model.predict(task.x_test)
+        test_pred = None if task.x_test is None else model.predict(task.x_test)
         importances = getattr(model, "feature_importances_", None)
     return FitResult(
         train_accuracy=float(np.mean(train_pred == task.y_train)),
-        test_accuracy=float(np.mean(test_pred == task.y_test)),
+        test_accuracy=float("nan") if test_pred is None else float(np.mean(test_pred == task.y_test)),
         importances=None if importances is None else np.abs(np.asarray(importances, dtype=np.float64)),
         model=model,
         seconds=time.perf_counter() - start,
         cpu_seconds=time.process_time() - cpu_start,
     )
-
-
-class _Done:
-    def __init__(self, value):
-        self._value = value
-
-    def result(self):
-        return self._value
 
 
 class _Lazy:
@@ -224,6 +221,3 @@ class FitEngine:
         self.start()
         return [self.result(key) for key in keys]
 
-    def seed_result(self, key, result: FitResult) -> None:
-        """Register an already computed result (used by tests and by callers that fit elsewhere)."""
-        self._futures[key] = _Done(result)

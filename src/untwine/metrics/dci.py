@@ -62,7 +62,11 @@ def completeness(importance) -> float:
 
 def boosted_tree_tasks(codes_train, factors_train, codes_test, factors_test, *, fast: bool, random_state: int,
                        data_key) -> list[tuple]:
-    """Keyed fit tasks of the per-factor boosted-tree classifiers trained on all of ``codes_train``."""
+    """Keyed fit tasks of the per-factor boosted-tree classifiers trained on all of ``codes_train``.
+
+    ``codes_test``/``factors_test`` may be None (no test accuracy).  The key identifies the fit: the same
+    data key, size, factor and seed give the same fit, shared between DCI, downstream and fairness.
+    """
     kind = "binned_gbt" if fast else "gbt"
     n = codes_train.shape[0]
     class_counts = [np.unique(factors_train[:, j]).shape[0] for j in range(factors_train.shape[1])]
@@ -70,7 +74,8 @@ def boosted_tree_tasks(codes_train, factors_train, codes_test, factors_test, *, 
     return [
         (
             (kind, data_key, n, j, random_state),
-            FitTask(kind, codes_train, factors_train[:, j], codes_test, factors_test[:, j], states[j]),
+            FitTask(kind, codes_train, factors_train[:, j], codes_test,
+                    None if factors_test is None else factors_test[:, j], states[j]),
         )
         for j in range(factors_train.shape[1])
     ]

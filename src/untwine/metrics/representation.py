@@ -1,0 +1,179 @@
+"""Turning a model into codes for the dataset-layer metrics, encoding each distinct image at most once.
+
+A *representation function* is anything that maps a float32 HWC image batch ``(n, H, W, C)`` to codes
+``(n, d)``: a plain callable (a user's model, a TorchScript wrapper), or a Gaussian encoder -- an object
+with ``encode_mean_logvar(images) -> (mean, logvar)``, or one of
+:mod:`untwine.training.representation`'s mean/sampled representations (``.encoder.mean_logvar`` and
+``.kind``), whose ``kind`` then sets the default ``mode``.
+
+:class:`CodeSource` wraps one for one dataset and one evaluation:
+
+* ``mode="mean"`` codes are the encoder mean (or the callable's output); ``mode="sampled"`` codes are
+  ``mean + exp(logvar / 2) * eps`` with fresh ``eps ~ N(0, I)`` from the metric's generator at every
+  use, as disentanglement_lib's sampled representation draws fresh noise at every call.
+* When the dataset is deterministic (``dataset.deterministic``: an image is a pure function of its
+  factors) and the representation is deterministic (always, for ``encode_mean_logvar`` objects; for a
+  plain callable unless ``stochastic=True``), the codes -- or the (mean, logvar) pair -- of every
+  distinct factor combination are cached under ``dataset.factors_to_index``: each distinct image is
+  rendered and encoded at most once per evaluation, however many metrics and samples ask for it.
+* Otherwise (nuisance factors or noise in the images, or a stochastic callable) every request renders
+  and encodes afresh, in batches of ``batch_size``.
+
+Codes keep the dtype the model returns (float32 for torch models): the histogram metrics depend on it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from untwine.utils.rng import as_generator
+
+MODES = ("mean", "sampled")
+
+
+def gaussian_encoder(representation_fn):
+    """The ``images -> (mean, logvar)`` function of a Gaussian encoder, or None for a plain callable."""
+    if hasattr(representation_fn, "encode_mean_logvar"):
+        return representation_fn.encode_mean_logvar
+    encoder = getattr(representation_fn, "encoder", None)
+    if getattr(representation_fn, "kind", None) in MODES and hasattr(encoder, "mean_logvar"):
+        return encoder.mean_logvar
+    return None
+
+
+def _to_numpy(value) -> np.ndarray:
+    if hasattr(value, "detach"):  # a torch tensor
+        value = value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+class CodeSource:
+    """Codes of a representation on a dataset, with the per-image cache described in the module docstring.
+
+    Args:
+        dataset: a :class:`~untwine.data.base.GroundTruthDataset` (or anything with ``factor_sizes``,
+            ``sample_factors``, ``sample_observations_from_factors``, ``factors_to_index`` and
+            ``deterministic``).
+        representation_fn: callable images -> codes, or an object with ``encode_mean_logvar``.
+        mode: ``"mean"`` or ``"sampled"`` (``"sampled"`` needs a Gaussian encoder); default: the
+            representation's ``kind`` if it has one, else ``"mean"``.
+        stochastic: declare a plain callable random (disables the cache).
+        batch_size: images rendered and encoded per call of the model (does not change any value).
+        cache: set False to encode every request afresh even when caching is valid.
+    """
+
+    def __init__(self, dataset, representation_fn, *, mode: str | None = None, stochastic: bool = False,
+                 batch_size: int = 256, cache: bool = True):
+        if isinstance(representation_fn, CodeSource):
+            raise TypeError("representation_fn is already a CodeSource")
+        if mode is None:
+            mode = getattr(representation_fn, "kind", "mean")
+            mode = mode if mode in MODES else "mean"
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        self.dataset = dataset
+        self._mean_logvar = gaussian_encoder(representation_fn)
+        self.gaussian = self._mean_logvar is not None
+        if not self.gaussian and not callable(representation_fn):
+            raise TypeError(
+                "representation_fn must be callable (images -> codes) or have encode_mean_logvar(images)"
+            )
+        if mode == "sampled" and not self.gaussian:
+            raise ValueError("mode='sampled' needs a Gaussian encoder (encode_mean_logvar(images) -> mean, logvar)")
+        self.representation_fn = representation_fn
+        self.mode = mode
+        self.batch_size = int(batch_size)
+        deterministic_codes = self.gaussian or not stochastic
+        self.cached = bool(cache and getattr(dataset, "deterministic", False) and deterministic_codes)
+        self.num_encoded = 0  # images passed through the model
+        self.num_requested = 0  # code rows handed out
+        self._keys = np.zeros(0, dtype=np.int64)
+        self._values: np.ndarray | None = None  # (num_cached, d) or (num_cached, 2, d) for Gaussian encoders
+
+    # -- encoding -----------------------------------------------------------------------------------
+    def _encode_images(self, images) -> np.ndarray:
+        """Model output for one batch: (n, d) codes, or (n, 2, d) stacked mean/logvar."""
+        if self.gaussian:
+            mean, logvar = self._mean_logvar(images)
+            out = np.stack([_to_numpy(mean), _to_numpy(logvar)], axis=1)
+            if out.ndim != 3:
+                raise ValueError(f"encode_mean_logvar must return two (n, d) arrays, got shape {out.shape[::2]}")
+        else:
+            out = _to_numpy(self.representation_fn(images))
+            if out.ndim != 2:
+                raise ValueError(f"representation_fn must return (n, d) codes, got shape {out.shape}")
+        if out.shape[0] != len(images):
+            raise ValueError(f"representation_fn returned {out.shape[0]} codes for {len(images)} images")
+        if out.dtype.kind != "f":
+            out = out.astype(np.float64)
+        if not np.isfinite(out[:, 0] if self.gaussian else out).all():
+            raise ValueError("representation_fn returned non-finite codes (NaN or inf)")
+        return out
+
+    def _encode_factors(self, factors: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        chunks = []
+        for start in range(0, factors.shape[0], self.batch_size):
+            images = self.dataset.sample_observations_from_factors(factors[start : start + self.batch_size], rng)
+            chunks.append(self._encode_images(images))
+            self.num_encoded += len(images)
+        return np.concatenate(chunks, axis=0)
+
+    def _lookup(self, factors: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        keys = np.asarray(self.dataset.factors_to_index(factors), dtype=np.int64)
+        unique_keys, first = np.unique(keys, return_index=True)
+        if self._keys.shape[0]:
+            position = np.minimum(np.searchsorted(self._keys, unique_keys), self._keys.shape[0] - 1)
+            known = self._keys[position] == unique_keys
+        else:
+            known = np.zeros(unique_keys.shape[0], dtype=bool)
+        missing = ~known
+        if missing.any():
+            new_values = self._encode_factors(factors[first[missing]], rng)
+            all_keys = np.concatenate([self._keys, unique_keys[missing]])
+            all_values = new_values if self._values is None else np.concatenate([self._values, new_values])
+            order = np.argsort(all_keys, kind="stable")
+            self._keys, self._values = all_keys[order], all_values[order]
+        return self._values[np.searchsorted(self._keys, keys)]
+
+    # -- public -------------------------------------------------------------------------------------
+    def codes(self, factors, rng) -> np.ndarray:
+        """Codes ``(n, d)`` of observations of the given factor rows (validated by the dataset)."""
+        rng = as_generator(rng)
+        factors = np.asarray(factors)
+        if factors.ndim != 2 or factors.shape[0] == 0:
+            raise ValueError(f"factors must be a non-empty 2-D array (n, num_factors), got shape {factors.shape}")
+        self.num_requested += factors.shape[0]
+        raw = self._lookup(factors, rng) if self.cached else self._encode_factors(factors, rng)
+        if not self.gaussian:
+            return raw
+        mean, logvar = raw[:, 0], raw[:, 1]
+        if self.mode == "mean":
+            return mean
+        noise = rng.standard_normal(mean.shape).astype(mean.dtype, copy=False)
+        return mean + np.exp(0.5 * logvar) * noise
+
+    def sample(self, num: int, rng) -> tuple[np.ndarray, np.ndarray]:
+        """``num`` factor rows drawn uniformly and their codes: ``(factors, codes)``."""
+        rng = as_generator(rng)
+        factors = self.dataset.sample_factors(num, rng)
+        return factors, self.codes(factors, rng)
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "cached": self.cached,
+            "mode": self.mode,
+            "images_encoded": int(self.num_encoded),
+            "codes_requested": int(self.num_requested),
+            "distinct_images_cached": int(self._keys.shape[0]),
+        }
+
+
+def as_code_source(dataset, representation_fn, **kwargs) -> CodeSource:
+    """Return ``representation_fn`` if it already is a CodeSource for ``dataset``, else wrap it."""
+    if isinstance(representation_fn, CodeSource):
+        if representation_fn.dataset is not dataset:
+            raise ValueError("representation_fn is a CodeSource for another dataset")
+        return representation_fn
+    return CodeSource(dataset, representation_fn, **kwargs)
