@@ -177,3 +177,16 @@ def test_representations_and_torchscript_agree(tmp_path):
     with pytest.raises(FileNotFoundError, match="no TorchScript file"):
         TorchScriptRepresentation(tmp_path / "missing.pt")
     assert export_torchscript(run, tmp_path / "enc2.pt").stat().st_size > 0
+
+
+def test_tensorboard_events_when_installed(tmp_path):
+    pytest.importorskip("tensorboard", reason="tensorboard is an optional extra (pip install 'untwine[tensorboard]')")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    run = train(_config("steps=4", "log_every=2", "checkpoint_every=4"), tmp_path / "run")
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    loss = events.Scalars("loss")
+    logged = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert [e.step for e in loss] == [2, 4]
+    assert [e.value for e in loss] == pytest.approx([line["loss"] for line in logged], rel=1e-6)
