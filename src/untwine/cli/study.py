@@ -67,7 +67,8 @@ def _has_selection_flags(args) -> bool:
 
 def _evaluation(study, args):
     if args.metrics:
-        study = study.replace(metrics=args.metrics)
+        study = study.replace(metrics=args.metrics, metric_params={
+            name: params for name, params in study.metric_params.items() if name in args.metrics})
     if args.fast:
         study = study.replace(fast=True)
     return study

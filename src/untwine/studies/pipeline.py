@@ -26,8 +26,14 @@ def evaluate_run(
     seed: int = 0,
     fast: bool = False,
     device: str = "auto",
+    params: dict[str, dict[str, Any]] | None = None,
+    n_jobs: int | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Score the run in ``run_dir``; returns ``{metric: result}`` and writes one JSON per metric."""
+    """Score the run in ``run_dir``; returns ``{metric: result}`` and writes one JSON per metric.
+
+    ``params`` (per-metric parameter overrides, e.g. ``{"mig": {"num_train": 1000}}``) and ``n_jobs``
+    (processes for classifier fits) go to ``evaluate_representation`` when given.
+    """
     from untwine.metrics.runner import evaluate_representation
 
     if representation not in REPRESENTATIONS:
@@ -42,4 +48,6 @@ def evaluate_run(
         seed=seed,
         out_dir=metrics_dir(run_dir, representation),
         fast=fast,
+        **({"params": params} if params else {}),
+        **({"n_jobs": n_jobs} if n_jobs is not None else {}),
     )

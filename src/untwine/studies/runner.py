@@ -54,6 +54,7 @@ def make_task(spec: RunSpec, study: Study, study_dir: str | Path, device: str = 
         "config_hash": spec.config_hash,
         "machine": {"device": device, "threads": int(threads)},
         "metrics": list(study.metrics),
+        "metric_params": {name: dict(p) for name, p in study.metric_params.items()},
         "representations": list(study.representations),
         "metric_seed": int(study.metric_seed),
         "fast": bool(study.fast),
@@ -102,6 +103,17 @@ def _read_json(path: Path) -> dict | None:
         return None
 
 
+def _reusable(saved: dict, task: dict, metric: str) -> bool:
+    """A metric file from an earlier (interrupted) attempt counts if it was computed the same way."""
+    if "values" not in saved or saved.get("seed", task["metric_seed"]) != task["metric_seed"]:
+        return False
+    if "mode" in saved and saved["mode"] != ("fast" if task["fast"] else "faithful"):
+        return False
+    parameters = saved.get("parameters") or {}
+    wanted = task.get("metric_params", {}).get(metric, {})
+    return all(key in parameters and parameters[key] == value for key, value in wanted.items())
+
+
 def _evaluate(task: dict, run_dir: Path) -> list[dict]:
     """Every (representation, metric) of the task; metric files already written are reused."""
     from untwine.studies.pipeline import evaluate_run, metrics_dir
@@ -112,13 +124,16 @@ def _evaluate(task: dict, run_dir: Path) -> list[dict]:
         results: dict[str, dict] = {}
         for metric in task["metrics"]:
             saved = _read_json(folder / f"{metric}.json")
-            if saved is not None and "values" in saved and saved.get("seed", task["metric_seed"]) == task["metric_seed"]:
+            if saved is not None and _reusable(saved, task, metric):
                 results[metric] = saved
         missing = [m for m in task["metrics"] if m not in results]
         if missing:
             started = time.perf_counter()
+            params = {m: p for m, p in task.get("metric_params", {}).items() if m in missing}
+            # Parallelism comes from the study's workers: classifier fits run in the worker process.
             fresh = evaluate_run(run_dir, metrics=missing, representation=representation, seed=task["metric_seed"],
-                                 fast=task["fast"], device=task["machine"].get("device", "auto"))
+                                 fast=task["fast"], device=task["machine"].get("device", "auto"), params=params,
+                                 n_jobs=1)
             elapsed = time.perf_counter() - started
             for metric in missing:
                 if metric not in fresh:
