@@ -40,6 +40,8 @@ def _dense_labels(labels: np.ndarray) -> tuple[np.ndarray, int]:
 
 
 def _mutual_info_dense(a: np.ndarray, na: int, b: np.ndarray, nb: int) -> float:
+    if na == 1 or nb == 1:
+        return 0.0  # a constant variable carries no information
     n = a.shape[0]
     joint = np.bincount(a * nb + b, minlength=na * nb).astype(np.float64)
     count_a = np.bincount(a, minlength=na).astype(np.float64)
@@ -48,6 +50,7 @@ def _mutual_info_dense(a: np.ndarray, na: int, b: np.ndarray, nb: int) -> float:
     n_ij = joint[nonzero]
     outer = count_a[nonzero // nb] * count_b[nonzero % nb]
     terms = (n_ij / n) * (np.log(n_ij) + np.log(n) - np.log(outer))
+    terms[np.abs(terms) < np.finfo(np.float64).eps] = 0.0  # rounding noise, as scikit-learn clears it
     return max(float(terms.sum()), 0.0)
 
 
