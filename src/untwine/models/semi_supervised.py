@@ -547,8 +547,9 @@ class SemiSupervisedVAE(VAEModel):
         # Samples: one per (class, unlabelled image); S per labelled image.
         mean_u, logvar_u = mean[: K * n_u], logvar[: K * n_u]
         mean_l, logvar_l = mean[K * n_u :], logvar[K * n_u :]
-        mean_ls = mean_l.unsqueeze(0).expand(S, n_l, -1).reshape(S * n_l, -1)
-        logvar_ls = logvar_l.unsqueeze(0).expand(S, n_l, -1).reshape(S * n_l, -1)
+        d = mean.shape[1]
+        mean_ls = mean_l.unsqueeze(0).expand(S, n_l, d).reshape(S * n_l, d)
+        logvar_ls = logvar_l.unsqueeze(0).expand(S, n_l, d).reshape(S * n_l, d)
         sample_mean = torch.cat([mean_u, mean_ls], 0)
         sample_logvar = torch.cat([logvar_u, logvar_ls], 0)
         z = L.sample_gaussian(sample_mean, sample_logvar, generator)
@@ -565,7 +566,7 @@ class SemiSupervisedVAE(VAEModel):
                 log_q_y = log_q_y_all[:n_u]
                 q_y = log_q_y.exp()
                 recon_u = recon[: K * n_u].view(K, n_u).t()  # (n_u, K)
-                kl_u = (0.5 * (mean_u.square() + logvar_u.exp() - logvar_u - 1.0)).view(K, n_u, -1)
+                kl_u = (0.5 * (mean_u.square() + logvar_u.exp() - logvar_u - 1.0)).view(K, n_u, d)
                 elbo_given_y = -(recon_u + kl_u.sum(-1).t())
                 bound_u = unsupervised_bound(log_q_y, elbo_given_y, log_prior_y)
                 total = total + bound_u.sum()

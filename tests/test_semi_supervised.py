@@ -1,0 +1,337 @@
+"""Semi-supervised models: the importance-sampling estimators against exact values, the partially
+specified VAE (ss_vae) against quadrature on a tiny instance, edge cases, label validation, the training
+loop path, and a digits run that beats a supervised-only classifier with 10 labels."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from untwine.models import MODEL_DEFAULTS, build_model
+from untwine.models.semi_supervised import (
+    LabelledSet,
+    SemiSupervisedVAE,
+    label_log_likelihood_estimate,
+    supervised_bound,
+    unsupervised_bound,
+)
+
+# ---------------------------------------------------------------------------------------------------
+# The estimator on an analytic model with a z -> y recognition factorisation:
+#   p(z) = N(0, 1), p(y) = 1/3, p(x | y, z) = N(x; a_y + b z, s^2)      (scalar x and z)
+#   proposal r(z) = q(z | x) = N(m, sd^2),  q(y | z, x) = softmax(c z + d)
+# so log p(x, y) = log(1/3) + log N(x; a_y, b^2 + s^2) exactly and q(y|x) by 1-d quadrature.
+# ---------------------------------------------------------------------------------------------------
+A, B, S_X = np.array([-1.0, 0.5, 2.0]), 1.5, 0.7
+M, SD = 0.3, 0.9
+C, D = np.array([-2.0, 0.0, 2.0]), np.array([0.0, 0.5, 0.0])
+X0, Y0 = 0.8, 1
+
+
+def _log_normal(x, mean, sd):
+    return -0.5 * ((x - mean) / sd) ** 2 - np.log(sd) - 0.5 * np.log(2 * np.pi)
+
+
+def _log_q_y_given_z(z):
+    logits = C[None, :] * z[:, None] + D[None, :]
+    return logits[:, Y0] - np.logaddexp.reduce(logits, axis=1)
+
+
+def _log_joint(z):
+    return np.log(1 / 3) + _log_normal(z, 0.0, 1.0) + _log_normal(X0, A[Y0] + B * z, S_X)
+
+
+def _exact():
+    grid = np.linspace(-12, 12, 200_001)
+    dz = grid[1] - grid[0]
+    log_r = _log_normal(grid, M, SD)
+    q_yz = np.exp(log_r + _log_q_y_given_z(grid))  # q(y, z | x)
+    q_y = q_yz.sum() * dz
+    q_z_given_y = q_yz / q_y
+    elbo = np.sum(q_z_given_y * (_log_joint(grid) - np.log(q_z_given_y + 1e-300))) * dz
+    log_pxy = np.log(1 / 3) + _log_normal(X0, A[Y0], np.sqrt(B**2 + S_X**2))
+    return log_pxy, q_y, elbo
+
+
+def _draw(replicates, samples, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    z = (M + SD * torch.randn(samples, replicates, generator=g, dtype=torch.float64)).numpy()
+    flat = z.reshape(-1)
+    log_joint = torch.from_numpy(_log_joint(flat).reshape(z.shape))
+    log_r = torch.from_numpy(_log_normal(flat, M, SD).reshape(z.shape))
+    log_w = torch.from_numpy(_log_q_y_given_z(flat).reshape(z.shape))
+    return log_joint, log_r, log_w
+
+
+def test_label_probability_estimate_is_unbiased():
+    _, q_y, _ = _exact()
+    _, _, log_w = _draw(20_000, 4)
+    estimates = label_log_likelihood_estimate(log_w).exp().double()
+    assert float(estimates.mean()) == pytest.approx(q_y, rel=0.01)
+    # log of the estimate is biased low, less so with more samples (Jensen)
+    few = float(label_log_likelihood_estimate(_draw(20_000, 1, seed=1)[2]).mean())
+    many = float(label_log_likelihood_estimate(_draw(2_000, 64, seed=2)[2]).mean())
+    assert few < many <= math.log(q_y) + 0.01
+
+
+def test_log_sum_exp_bound_is_below_exact_and_tightens():
+    log_pxy, _, _ = _exact()
+    means = []
+    for samples in (1, 4, 16, 128):
+        log_joint, log_r, log_w = _draw(40_000 // samples + 500, samples, seed=samples)
+        means.append(float(supervised_bound(log_joint, log_r, log_w, alpha=0.0, estimator="iwae").mean()))
+    assert all(m <= log_pxy + 0.01 for m in means), (means, log_pxy)
+    assert all(a < b for a, b in zip(means, means[1:], strict=False)), means
+    assert means[-1] == pytest.approx(log_pxy, abs=0.03)
+    assert means[0] < log_pxy - 0.2  # the single-sample bound is visibly loose here
+
+
+def test_weighted_estimator_converges_to_the_elbo_with_posterior_q_z_given_xy():
+    log_pxy, q_y, elbo = _exact()
+    assert elbo < log_pxy - 0.05  # a real gap: q(z|x,y) is not the posterior
+    log_joint, log_r, log_w = _draw(40, 8192, seed=3)
+    weighted = supervised_bound(log_joint, log_r, log_w, alpha=0.0, estimator="weighted").double()
+    assert float(weighted.mean()) == pytest.approx(elbo, abs=0.02)
+    # alpha adds alpha * log q^(y|x) computed from the same samples, in both forms
+    for estimator in ("weighted", "iwae"):
+        base = supervised_bound(log_joint, log_r, log_w, alpha=0.0, estimator=estimator)
+        shifted = supervised_bound(log_joint, log_r, log_w, alpha=0.1, estimator=estimator)
+        torch.testing.assert_close(shifted - base, 0.1 * label_log_likelihood_estimate(log_w), atol=1e-5, rtol=0)
+    assert float(label_log_likelihood_estimate(log_w).exp().mean()) == pytest.approx(q_y, rel=0.02)
+
+
+def test_forms_coincide_when_weights_do_not_depend_on_z():
+    g = torch.Generator().manual_seed(0)
+    log_joint, log_r = torch.randn(1, 7, generator=g), torch.randn(1, 7, generator=g)
+    log_w = torch.log(torch.rand(1, 7, generator=g))
+    a = supervised_bound(log_joint, log_r, log_w, 0.3, "weighted")
+    b = supervised_bound(log_joint, log_r, log_w, 0.3, "iwae")
+    torch.testing.assert_close(a, b)
+    torch.testing.assert_close(a, (log_joint - log_r + 0.3 * log_w)[0])
+    with pytest.raises(ValueError, match="estimator must be one of"):
+        supervised_bound(log_joint, log_r, log_w, 0.1, "mean")
+    with pytest.raises(ValueError, match="share one"):
+        supervised_bound(log_joint, log_r, log_w[:, :3])
+
+
+def test_unsupervised_bound_is_the_enumerated_elbo():
+    log_q_y = torch.log_softmax(torch.tensor([[0.2, -1.0, 0.5]]), 1)
+    elbo_y = torch.tensor([[-3.0, -5.0, -2.0]])
+    expected = sum(math.exp(log_q_y[0, k]) * (elbo_y[0, k] - math.log(3) - log_q_y[0, k]) for k in range(3))
+    assert float(unsupervised_bound(log_q_y, elbo_y, -math.log(3))) == pytest.approx(float(expected), rel=1e-6)
+    # maximised over q(y|x) by the posterior softmax(elbo_y + log p(y)), where it equals logsumexp
+    best = torch.log_softmax(elbo_y, 1)
+    assert float(unsupervised_bound(best, elbo_y, -math.log(3))) == pytest.approx(
+        float(torch.logsumexp(elbo_y, 1) - math.log(3)), rel=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The model on a tiny instance: 2x2 binary images, one style dimension, 3 classes.
+# ---------------------------------------------------------------------------------------------------
+def _tiny_model(**kwargs):
+    model = SemiSupervisedVAE(1, 1, architecture="mlp", image_size=2, hidden=6, num_classes=3, **kwargs)
+    model.reset_parameters(torch.Generator().manual_seed(0))
+    with torch.no_grad():  # larger weights: a decoder that really depends on y and z
+        for p in model.parameters():
+            p.mul_(2.5)
+    return model
+
+
+X_TINY = torch.tensor([[[[1.0, 0.0], [1.0, 1.0]]]])
+
+
+@torch.no_grad()
+def _tiny_exact(model):
+    """log p(x, y) for every y by quadrature over z, and the exact enumerated ELBO."""
+    grid = torch.linspace(-10, 10, 8001)
+    dz = float(grid[1] - grid[0])
+    log_pz = (-0.5 * grid**2 - 0.5 * math.log(2 * math.pi)).double()
+    log_pxy, expected_loglik = [], []
+    h, logits = model.encoder(X_TINY)
+    log_q_y = torch.log_softmax(logits, 1)[0]
+    mean, logvar = model.encoder.style(h.expand(3, -1), torch.eye(3))
+    mean, logvar, grid64 = mean.double(), logvar.double(), grid.double()
+    elbo = 0.0
+    for y in range(3):
+        logits_x = model.decode(grid[:, None], torch.full((grid.shape[0],), y))
+        log_px = -torch.nn.functional.binary_cross_entropy_with_logits(
+            logits_x, X_TINY.expand_as(logits_x), reduction="none").flatten(1).sum(1).double()
+        log_pxy.append(float(torch.logsumexp(log_px + log_pz, 0) + math.log(dz) - math.log(3)))
+        q = torch.exp(-0.5 * (grid64 - mean[y, 0]) ** 2 / logvar[y, 0].exp()) / torch.sqrt(2 * math.pi * logvar[y, 0].exp())
+        expected_loglik.append(float((q * log_px).sum() * dz))
+        kl = 0.5 * float(mean[y, 0] ** 2 + logvar[y, 0].exp() - logvar[y, 0] - 1)
+        elbo += float(log_q_y[y].exp()) * (expected_loglik[y] - kl - math.log(3) - float(log_q_y[y]))
+    return np.array(log_pxy), elbo, log_q_y
+
+
+def test_ss_vae_bounds_against_quadrature():
+    model = _tiny_model(alpha=0.0, estimator="iwae")
+    log_pxy, elbo, _ = _tiny_exact(model)
+    log_px = float(np.logaddexp.reduce(log_pxy))
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        # unlabelled: the enumerated ELBO, one z sample per class -> its mean matches quadrature
+        out = model.semi_supervised_loss(X_TINY.expand(20_000, -1, -1, -1), g)
+        assert -float(out.loss) == pytest.approx(elbo, abs=0.02)
+        assert elbo < log_px
+        # labelled, importance-weighted: below log p(x, y), tightening with the number of samples
+        y = 2
+        means = []
+        for samples in (1, 8, 64, 512):
+            model.num_samples = samples
+            replicates = max(20_000 // samples, 100)
+            out = model.semi_supervised_loss(None, g, X_TINY.expand(replicates, -1, -1, -1), np.full(replicates, y))
+            means.append(-float(out.loss))
+    assert all(m <= log_pxy[y] + 0.02 for m in means), (means, log_pxy[y])
+    assert means[0] < means[1] < means[2] < means[3], means
+    assert means[0] < log_pxy[y] - 1.0  # q(z|x,y) of an untrained encoder: a loose single-sample bound
+    assert means[3] == pytest.approx(log_pxy[y], abs=0.06)
+
+
+def test_alpha_zero_and_all_labelled_edge_cases():
+    model = _tiny_model(alpha=0.0)
+    labels = np.array([0, 1, 2, 1])
+    images = X_TINY.expand(4, -1, -1, -1)
+    out = model.semi_supervised_loss(None, torch.Generator().manual_seed(0), images, labels)
+    out.loss.backward()
+    # all labelled and alpha = 0: the supervised bound is the plain ELBO of log p(x, y); q(y|x) gets no gradient
+    assert float(model.encoder.class_logits.weight.grad.abs().max()) < 1e-10
+    assert float(model.encoder.style_mean.weight.grad.abs().max()) > 0
+    assert set(out.terms) >= {"loss", "supervised_bound", "log_q_y_labelled", "accuracy_labelled", "kl_per_latent"}
+    # alpha > 0 adds exactly -alpha * mean log q(y|x) to the loss (same noise)
+    with torch.no_grad():
+        a0 = model.semi_supervised_loss(None, torch.Generator().manual_seed(3), images, labels)
+        model.alpha = 0.5
+        a5 = model.semi_supervised_loss(None, torch.Generator().manual_seed(3), images, labels)
+    assert float(a5.loss - a0.loss) == pytest.approx(-0.5 * float(a0.terms["log_q_y_labelled"]), abs=1e-5)
+    # an empty unlabelled batch is the same as none
+    empty = model.semi_supervised_loss(images[:0], torch.Generator().manual_seed(3), images, labels)
+    torch.testing.assert_close(empty.loss, a5.loss)
+    # nothing at all is an error; unlabelled only works without a labelled set
+    with pytest.raises(ValueError, match="at least one"):
+        model.semi_supervised_loss(None, torch.Generator())
+    out = model.compute_loss(images, 0, torch.Generator().manual_seed(0))
+    assert "supervised_bound" not in out.terms and "elbo" in out.terms
+    model.attach_labels(np.ones((2, 2, 2, 1)), [0, 2])
+    assert "supervised_bound" in model.compute_loss(images, 0, torch.Generator().manual_seed(0)).terms
+
+
+def test_labelled_fraction_one_labels_the_whole_grid():
+    from untwine.data import get_dataset
+
+    dataset = get_dataset("procedural_dsprites")
+    everything = LabelledSet.from_dataset(dataset, 0, 3, seed=0, labelled_fraction=1.0)
+    assert len(everything) == dataset.num_states
+    np.testing.assert_array_equal(everything.indices, np.arange(dataset.num_states))
+    np.testing.assert_array_equal(np.bincount(everything.labels), [dataset.num_states // 3] * 3)
+
+
+def test_labelled_subset_is_a_function_of_the_seed():
+    from untwine.data import get_dataset
+
+    dataset = get_dataset("procedural_dsprites")
+    a = LabelledSet.from_dataset(dataset, 0, 3, seed=5, labelled_fraction=0.001)
+    b = LabelledSet.from_dataset(dataset, 0, 3, seed=5, labelled_fraction=0.001)
+    c = LabelledSet.from_dataset(dataset, 0, 3, seed=6, labelled_fraction=0.001)
+    assert len(a) == round(0.001 * dataset.num_states) == 737
+    np.testing.assert_array_equal(a.indices, b.indices)
+    assert not np.array_equal(a.indices, c.indices)
+    np.testing.assert_array_equal(a.labels, dataset.index_to_factors(a.indices)[:, 0])
+    images, labels = a.draw(5, torch.Generator().manual_seed(0))
+    images2, labels2 = b.draw(5, torch.Generator().manual_seed(0))
+    assert images.shape == (5, 1, 64, 64) and torch.equal(images, images2) and torch.equal(labels, labels2)
+    assert len(LabelledSet.from_dataset(dataset, 4, 32, seed=0, num_labels=10)) == 10
+
+
+def test_bad_labels_raise_value_errors_naming_the_argument():
+    from untwine.data import get_dataset
+    from untwine.experiments.semi_supervised import choose_labelled
+
+    model = _tiny_model()
+    images = np.zeros((4, 2, 2, 1), np.float32)
+    with pytest.raises(ValueError, match="labels has 3 entries but images has 4"):
+        model.attach_labels(images, [0, 1, 2])
+    with pytest.raises(ValueError, match=r"labels\[1\] = 3 is out of range: class indices must lie in 0..2"):
+        model.attach_labels(images, [0, 3, 1, 1])
+    with pytest.raises(ValueError, match=r"labels\[0\] = -1 is out of range"):
+        LabelledSet.from_arrays(images, [-1, 0, 0, 0], 3)
+    with pytest.raises(ValueError, match="labels must hold integer class indices"):
+        model.attach_labels(images, [0.5, 1, 1, 1])
+    with pytest.raises(ValueError, match="labels must be a one-dimensional array"):
+        model.attach_labels(images, np.zeros((4, 1), int))
+    x = torch.zeros(4, 1, 2, 2)
+    with pytest.raises(ValueError, match="labels has 2 entries but labelled_images has 4"):
+        model.semi_supervised_loss(None, torch.Generator(), x, [0, 1])
+    with pytest.raises(ValueError, match="labels is missing"):
+        model.semi_supervised_loss(None, torch.Generator(), x)
+    with pytest.raises(ValueError, match="factors has 3 rows but images has 4"):
+        model.compute_loss(x, 0, torch.Generator(), factors=np.zeros((3, 5), int))
+    with pytest.raises(ValueError, match=r"factors\[:, 0\]\[2\] = 7 is out of range"):
+        model.compute_loss(x, 0, torch.Generator(), factors=np.array([[0], [1], [7], [0]]))
+    with pytest.raises(ValueError, match="unlabelled_labels has 1 entries but x has 4"):
+        model.semi_supervised_loss(x, torch.Generator(), unlabelled_labels=[1])
+    dataset = get_dataset("procedural_dsprites")
+    with pytest.raises(ValueError, match=r"label_factor=5 is out of range: procedural_dsprites has 5 factors"):
+        LabelledSet.from_dataset(dataset, 5, 3, seed=0, num_labels=10)
+    with pytest.raises(ValueError, match="num_classes=4 but the label factor 'shape' has 3 values"):
+        LabelledSet.from_dataset(dataset, 0, 4, seed=0, num_labels=10)
+    with pytest.raises(ValueError, match="num_labels must lie in 1"):
+        LabelledSet.from_dataset(dataset, 0, 3, seed=0, num_labels=0)
+    with pytest.raises(ValueError, match="labelled_fraction must lie in"):
+        build_model("ss_vae", num_channels=1, labelled_fraction=0.0)
+    with pytest.raises(ValueError, match=r"labels\[2\] = 10 is out of range"):
+        choose_labelled([0, 1, 10], 2, seed=0)
+    with pytest.raises(ValueError, match="num_labels=5 exceeds"):
+        choose_labelled([0, 1, 2], 5, seed=0)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Training loop path: model=ss_vae trains, logs, resumes bit-identically, gives representations
+# ---------------------------------------------------------------------------------------------------
+def test_ss_vae_through_the_training_loop_and_cli(tmp_path):
+    from untwine.cli import main as cli_main
+    from untwine.training import TrainConfig, representation_function, train
+    from untwine.training.checkpoint import load_checkpoint
+
+    assert MODEL_DEFAULTS["ss_vae"]["alpha"] == 0.1
+    with pytest.raises(ValueError, match=r"unknown parameter\(s\) model.gamma for model 'ss_vae'"):
+        TrainConfig.from_overrides(["model=ss_vae", "model.gamma=3"])
+    args = ["model=ss_vae", "dataset=procedural_dsprites", "batch_size=8", "threads=1", "progress=false",
+            "eval_batches=1", "num_latents=4", "model.labelled_fraction=0.001", "model.labelled_batch_size=4",
+            "model.alpha=5", "checkpoint_every=2", "log_every=2"]
+    assert cli_main(["train", *args, "steps=4", "--out", str(tmp_path / "full")]) == 0
+    part = train(TrainConfig.from_overrides([*args, "steps=2"]), tmp_path / "part")
+    saved = json.loads((part / "config.json").read_text())
+    saved["config"]["steps"] = 4
+    (part / "config.json").write_text(json.dumps(saved))
+    train(None, part, resume=True)
+    full, resumed = load_checkpoint(tmp_path / "full" / "checkpoint.pt"), load_checkpoint(part / "checkpoint.pt")
+    for key in full["model"]:
+        assert torch.equal(full["model"][key], resumed["model"][key]), key
+    log = [json.loads(line) for line in (tmp_path / "full" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log] == [2, 4]
+    for key in ("loss", "elbo", "supervised_bound", "accuracy_labelled", "accuracy_unlabelled", "kl_per_latent"):
+        assert key in log[-1], key
+    assert saved["config"]["model_params"]["alpha"] == 5
+    final = json.loads((tmp_path / "full" / "final_eval.json").read_text())
+    assert final["finite"] and "accuracy_unlabelled" in final["terms"]
+    from untwine.data import get_dataset
+
+    codes = representation_function(tmp_path / "full", "mean")(get_dataset("procedural_dsprites").sample_observations(6, 0))
+    assert codes.shape == (6, 4) and np.isfinite(codes).all()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Digits: 10 labels, better than chance and than the supervised-only classifier
+# ---------------------------------------------------------------------------------------------------
+def test_digits_with_ten_labels_beats_supervised_only():
+    from untwine.experiments.semi_supervised import DigitsConfig, _digits_job
+
+    torch.set_num_threads(1)
+    result = _digits_job((DigitsConfig(num_labels=10, seed=1, steps=1500, hidden=128, num_latents=2, alpha=1.0), 1))
+    assert len(result["labelled_indices"]) == 10
+    ss, supervised = result["ss_vae_test_error"], result["supervised_test_error"]
+    assert ss < 0.35, result  # chance is 0.9
+    assert ss < supervised - 0.08, (ss, supervised)
