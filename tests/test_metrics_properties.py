@@ -240,14 +240,18 @@ def test_single_factor_and_single_code_edge_cases():
 def test_udr_of_permuted_copies_is_one_and_of_unrelated_models_is_low():
     z = RNG.standard_normal((800, 4))
     permuted = -2.0 * z[:, [2, 0, 3, 1]]
-    # Spearman: 1.  Lasso on standardised latents shrinks each matching coefficient to 1 - alpha, and the
-    # relative strength of a permutation matrix scaled by c is c.
-    for correlation, expected in (("spearman", 1.0), ("lasso", 0.9)):
-        scores = udr([z, permuted, z[:, [1, 0, 2, 3]]], correlation=correlation)
-        assert np.allclose(scores["model_scores"], expected, atol=1e-6), correlation
+    # Lasso on standardised latents shrinks each matching coefficient to 1 - alpha and zeroes the others;
+    # the relative strength of a permutation matrix scaled by c is c.
+    scores = udr([z, permuted, z[:, [1, 0, 2, 3]]], correlation="lasso")
+    assert np.allclose(scores["model_scores"], 0.9, atol=1e-6)
+    # Spearman: 1 on the matching pairs, plus the small sample correlations of independent latents.
+    scores = udr([z, permuted, z[:, [1, 0, 2, 3]]], correlation="spearman")
+    assert min(scores["model_scores"]) > 0.85
     unrelated = udr([z, RNG.standard_normal((800, 4)), RNG.standard_normal((800, 4))], correlation="spearman")
     assert max(unrelated["model_scores"]) < 0.5
     # Uninformative latents (low KL) are left out: a model with two dead latents still matches.
     dead = np.concatenate([z[:, :2], np.zeros((800, 2))], axis=1)
     scores = udr([z[:, :2] * 3.0, dead], kl=[np.ones(2), np.array([1.0, 1.0, 0.0, 0.0])], correlation="spearman")
-    assert np.allclose(scores["model_scores"], 1.0)
+    assert min(scores["model_scores"]) > 0.9
+    unfiltered = udr([z[:, :2] * 3.0, dead], correlation="spearman")
+    assert max(unfiltered["model_scores"]) < min(scores["model_scores"]) - 0.1

@@ -1,0 +1,180 @@
+"""The runner: presets, one JSON per metric, shared samples and fits, the per-image code cache."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent / "data" / "reference"))
+
+import toy  # noqa: E402
+
+from untwine.metrics import (  # noqa: E402
+    CodeSource,
+    dci,
+    evaluate_representation,
+    mig,
+    resolve_metrics,
+    unsupervised_scores,
+)
+from untwine.metrics.runner import METRICS, metric_rng  # noqa: E402
+
+SMALL_PARAMS = {
+    "mig": {"num_train": 600},
+    "unsupervised": {"num_train": 600},
+    "irs": {"num_train": 600},
+    "sap_score": {"num_train": 600, "num_test": 300},
+    "modularity_explicitness": {"num_train": 600, "num_test": 300},
+    "dci": {"num_train": 600, "num_test": 300},
+    "downstream_task_boosted_trees": {"num_train": [20, 600], "num_test": 300},
+    "downstream_task_logistic_regression": {"num_train": [20, 600], "num_test": 300},
+    "beta_vae_sklearn": {"num_train": 300, "num_eval": 200},
+    "factor_vae_metric": {"num_train": 300, "num_eval": 200, "num_variance_estimate": 500},
+    "fairness": {"num_train": 600, "num_test_points_per_class": 20},
+}
+
+
+class Counting:
+    """A deterministic representation that records every factor row (= toy image) it encodes."""
+
+    def __init__(self, family="nonlinear"):
+        self.fn = toy.family_fn("small", family)
+        self.seen: list[tuple] = []
+
+    def __call__(self, images):
+        self.seen.extend(map(tuple, np.asarray(images, dtype=np.int64)))
+        return self.fn(images)
+
+
+class Gaussian:
+    """A Gaussian encoder: mean = the nonlinear family's codes, fixed log-variances."""
+
+    def __init__(self):
+        self.fn = toy.family_fn("small", "nonlinear")
+        self.calls = 0
+
+    def encode_mean_logvar(self, images):
+        self.calls += len(images)
+        mean = self.fn(images)
+        return mean, np.full_like(mean, -4.0)
+
+
+def test_presets_are_disentanglement_libs_metric_configs():
+    assert resolve_metrics("study") == [
+        "beta_vae_sklearn", "factor_vae_metric", "mig", "dci", "modularity_explicitness", "sap_score",
+        "unsupervised", "downstream_task_logistic_regression", "downstream_task_boosted_trees"]
+    assert resolve_metrics("fairness_study")[-1] == "fairness"
+    assert set(resolve_metrics("all")) == set(METRICS)
+    assert resolve_metrics(["beta_vae", "sap", "mig", "sap_score"]) == ["beta_vae_sklearn", "sap_score", "mig"]
+    with pytest.raises(ValueError, match="unknown metric 'mgi'"):
+        resolve_metrics(["mgi"])
+
+
+def test_runner_writes_results_shares_samples_and_fits(tmp_path):
+    dataset = toy.ToyDataset("small")
+    representation = Counting()
+    results = evaluate_representation(dataset, representation, metrics="all", seed=3, out_dir=tmp_path,
+                                      params=SMALL_PARAMS, n_jobs=1)
+    assert list(results) == resolve_metrics("all")
+    for name, result in results.items():
+        saved = json.loads((tmp_path / f"{name}.json").read_text())
+        assert saved["values"] == pytest.approx(result["values"])
+        assert saved["metric"] == name and saved["seed"] == 3 and saved["mode"] == "faithful"
+        assert saved["representation"] == "mean" and saved["dataset"] == "toy_small"
+        assert saved["parameters"]["num_train"] == SMALL_PARAMS[name]["num_train"]
+        assert saved["seconds"] >= 0 and "numpy" in saved["library_versions"]
+    # The array metrics see one shared sample: recompute two of them from it.
+    source = CodeSource(dataset, toy.family_fn("small", "nonlinear"))
+    rng = metric_rng(3, "shared_sample")
+    factors, codes = source.sample(600, rng)
+    test_factors, test_codes = source.sample(300, rng)
+    assert results["mig"]["values"]["discrete_mig"] == pytest.approx(mig(codes, factors)["discrete_mig"], abs=1e-12)
+    assert results["unsupervised"]["values"] == pytest.approx(unsupervised_scores(codes))
+    assert results["dci"]["values"] == pytest.approx(dci(codes, factors, test_codes, test_factors, random_state=3))
+    np.testing.assert_allclose(results["mig"]["matrices"]["mutual_info"],
+                               mig(codes, factors, return_matrices=True)[1]["mutual_info"], atol=1e-12)
+    # DCI and the 600-point downstream trees are the same fits.
+    downstream = results["downstream_task_boosted_trees"]["values"]
+    assert downstream["600:mean_test_accuracy"] == results["dci"]["values"]["informativeness_test"]
+    assert downstream["600:mean_train_accuracy"] == results["dci"]["values"]["informativeness_train"]
+    # Every distinct image (here: factor combination, 4 x 5 x 6 = 120) was encoded at most once.
+    assert len(representation.seen) == len(set(representation.seen)) <= 120
+    stats = results["fairness"]["code_cache"]
+    assert stats["cached"] and stats["images_encoded"] == len(representation.seen)
+    assert stats["codes_requested"] > 100 * stats["images_encoded"]
+
+
+def test_values_do_not_depend_on_n_jobs():
+    dataset = toy.ToyDataset("small")
+    names = ["dci", "fairness"]
+    params = {"dci": {"num_train": 300, "num_test": 300}, "fairness": {"num_train": 300,
+                                                                      "num_test_points_per_class": 10}}
+    one = evaluate_representation(dataset, toy.family_fn("small", "nonlinear"), names, params=params, n_jobs=1)
+    two = evaluate_representation(dataset, toy.family_fn("small", "nonlinear"), names, params=params, n_jobs=2)
+    for name in names:
+        assert one[name]["values"] == two[name]["values"]
+
+
+def test_fast_mode_is_marked_and_close():
+    dataset = toy.ToyDataset("small")
+    names = ["dci", "downstream_task_boosted_trees"]
+    params = {"dci": {"num_train": 300, "num_test": 300},
+              "downstream_task_boosted_trees": {"num_train": [20, 300], "num_test": 300}}
+    faithful = evaluate_representation(dataset, toy.family_fn("small", "nonlinear"), names, params=params)
+    fast = evaluate_representation(dataset, toy.family_fn("small", "nonlinear"), names, params=params, fast=True)
+    for name in names:
+        assert fast[name]["mode"] == "fast" and faithful[name]["mode"] == "faithful"
+        for key, value in faithful[name]["values"].items():
+            assert fast[name]["values"][key] == pytest.approx(value, abs=0.05), (name, key)
+
+
+def test_gaussian_encoder_is_cached_and_sampled_codes_draw_fresh_noise():
+    dataset = toy.ToyDataset("small")
+    encoder = Gaussian()
+    source = CodeSource(dataset, encoder, mode="sampled")
+    factors = dataset.sample_factors(500, 0)
+    first, second = source.codes(factors, 1), source.codes(factors, 2)
+    assert encoder.calls <= 120 and source.stats()["images_encoded"] == encoder.calls
+    assert not np.allclose(first, second)
+    mean = CodeSource(dataset, encoder, mode="mean").codes(factors, 0)
+    np.testing.assert_allclose(first - mean, 0.0, atol=0.7)  # std exp(-2) ~ 0.135
+    assert np.std(first - mean) == pytest.approx(np.exp(-2.0), rel=0.1)
+    results = evaluate_representation(dataset, encoder, ["mig", "factor_vae_metric"], mode="sampled",
+                                      params={"mig": {"num_train": 600}, "factor_vae_metric":
+                                              SMALL_PARAMS["factor_vae_metric"]})
+    assert results["mig"]["representation"] == "sampled"
+    with pytest.raises(ValueError, match="needs a Gaussian encoder"):
+        CodeSource(dataset, toy.family_fn("small", "nonlinear"), mode="sampled")
+
+
+class NoisyToy(toy.ToyDataset):
+    deterministic = False
+
+
+def test_no_cache_for_random_images_or_stochastic_representations():
+    representation = Counting()
+    source = CodeSource(NoisyToy("small"), representation)
+    factors = NoisyToy("small").sample_factors(300, 0)
+    source.codes(factors, 0)
+    source.codes(factors, 0)
+    assert not source.cached and source.stats()["images_encoded"] == 600 == len(representation.seen)
+    assert not CodeSource(toy.ToyDataset("small"), representation, stochastic=True).cached
+
+
+def test_runner_rejects_bad_arguments():
+    dataset = toy.ToyDataset("small")
+    fn = toy.family_fn("small", "nonlinear")
+    with pytest.raises(ValueError, match=r"params\['mig'\] has unknown parameters \['bins'\]"):
+        evaluate_representation(dataset, fn, ["mig"], params={"mig": {"bins": 3}})
+    with pytest.raises(ValueError, match="params names metrics that are not evaluated"):
+        evaluate_representation(dataset, fn, ["mig"], params={"dci": {"num_train": 10}})
+    with pytest.raises(ValueError, match="seed must be an integer"):
+        evaluate_representation(dataset, fn, ["mig"], seed=1.5)
+    with pytest.raises(ValueError, match="representation_fn returned non-finite codes"):
+        evaluate_representation(dataset, lambda x: np.full((len(x), 2), np.nan), ["mig"])
+    with pytest.raises(TypeError, match="representation_fn must be callable"):
+        evaluate_representation(dataset, object(), ["mig"])
