@@ -259,3 +259,20 @@ def test_cli_dry_run_and_reproduce_print_only(capsys):
     assert "unsupervised_study_v1: 12600 models" in capsys.readouterr().out
     assert cli_main(["study", "run", "unsupervised_study_v1", "--seeds", "77", "--dry-run"]) == 1
     assert "seed 77 is not in study" in capsys.readouterr().err
+
+
+def test_cli_evaluation_flags_change_the_study():
+    from untwine.cli import build_parser
+    from untwine.cli.study import _resolve_study
+
+    args = build_parser().parse_args([
+        "study", "run", "smoke_test", "--dir", "/nonexistent", "--metrics", "mig,dci", "--fast",
+        "--metric-param", "dci.num_train=300", "--metric-param", "downstream_task_boosted_trees.num_train=[100,1000]"])
+    with pytest.raises(ValueError, match="metric_params for metrics it does not compute"):
+        _resolve_study(args)
+    args = build_parser().parse_args(["study", "run", "smoke_test", "--metrics", "mig,dci", "--fast",
+                                      "--metric-param", "dci.num_train=300"])
+    study, selection, study_dir, store = _resolve_study(args)
+    assert study.metrics == ("mig", "dci") and study.fast and store is None
+    assert study.metric_params == {"mig": {"num_train": 500}, "dci": {"num_train": 300}}
+    assert str(study_dir) == "studies/smoke_test" and selection == Selection()

@@ -42,6 +42,9 @@ def _selection_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("evaluation")
     group.add_argument("--metrics", type=_csv, help="replace the study's metric set, e.g. mig,dci,unsupervised")
     group.add_argument("--fast", action="store_true", help="opt-in metric approximations (histogram boosting, ...)")
+    group.add_argument("--metric-param", dest="metric_params", action="append", default=[], metavar="METRIC.KEY=VALUE",
+                       help="override a metric parameter, e.g. dci.num_train=2000 or "
+                            "downstream_task_boosted_trees.num_train=[100,1000] (repeatable)")
 
 
 def _selection(args):
@@ -62,7 +65,7 @@ def _selection(args):
 
 def _has_selection_flags(args) -> bool:
     return any([args.datasets, args.models, args.values, args.seeds, args.steps, args.train, args.model_nums,
-                args.metrics, args.fast])
+                args.metrics, args.fast, args.metric_params])
 
 
 def _evaluation(study, args):
@@ -71,6 +74,17 @@ def _evaluation(study, args):
             name: params for name, params in study.metric_params.items() if name in args.metrics})
     if args.fast:
         study = study.replace(fast=True)
+    if args.metric_params:
+        from untwine.training.config import _parse_value, _split
+
+        params = {name: dict(p) for name, p in study.metric_params.items()}
+        for item in args.metric_params:
+            key, value = _split(item)
+            metric, _, name = key.partition(".")
+            if not name:
+                raise ValueError(f"--metric-param looks like METRIC.KEY=VALUE, got {item!r}")
+            params.setdefault(metric, {})[name] = _parse_value(value)
+        study = study.replace(metric_params=params)
     return study
 
 

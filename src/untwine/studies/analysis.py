@@ -16,8 +16,8 @@ by ``ResultStore.results_frame(wide=True)`` or :func:`load_table`.  Nothing here
    decomposition (model; hyperparameter within model; seed within model and hyperparameter), whose
    three shares add up to 1.
 5. :func:`downstream_correlation` -- Spearman correlation of each score with downstream accuracy (logistic
-   regression and boosted trees, 100 and 10,000 training samples) and with sample efficiency
-   (accuracy at 100 / accuracy at 10,000).
+   regression and boosted trees, 100 and 10,000 training samples -- or the nearest sizes computed) and
+   with sample efficiency (accuracy at 100 / accuracy at 10,000).
 6. :func:`selection_win_rate` -- unsupervised model selection: the probability that the run chosen by an
    unsupervised score (reconstruction, ELBO, total correlation, ...) beats a run chosen at random,
    (a) among the seeds of one model and hyperparameter ("seed" pools) and (b) among all runs of a
@@ -204,16 +204,31 @@ def variance_shares(table: pd.DataFrame, scores: Sequence[Score]) -> pd.DataFram
 
 
 # -- 5. downstream tasks ----------------------------------------------------------------------------
+def downstream_sizes(table: pd.DataFrame, metric: str) -> tuple[int, int] | None:
+    """(small, large) training sizes of a downstream metric in ``table``: 100 and 10,000 as in the paper,
+    or the nearest sizes computed (a study run with smaller samples)."""
+    prefix = f"mean/{metric}/"
+    sizes = sorted(int(c[len(prefix):].split(":")[0]) for c in table.columns
+                   if c.startswith(prefix) and c.endswith(":mean_test_accuracy"))
+    if not sizes:
+        return None
+    small = DOWNSTREAM_SIZES[0] if DOWNSTREAM_SIZES[0] in sizes else min(sizes, key=lambda n: abs(n - DOWNSTREAM_SIZES[0]))
+    return small, max(sizes)
+
+
 def downstream_targets(table: pd.DataFrame) -> dict[str, pd.Series]:
-    """Downstream accuracies and sample efficiencies present in ``table``, by label."""
+    """Downstream accuracies (at the small and large training size) and sample efficiency (their ratio)
+    present in ``table``, by label."""
     targets = {}
     for short, metric in DOWNSTREAM_METRICS.items():
-        columns = {size: _accuracy_column(metric, size) for size in DOWNSTREAM_SIZES}
+        sizes = downstream_sizes(table, metric)
+        if sizes is None:
+            continue
+        columns = {size: _accuracy_column(metric, size) for size in sizes}
         for size, column in columns.items():
-            if column in table.columns:
-                targets[f"{short} accuracy @{size:,}"] = pd.to_numeric(table[column], errors="coerce")
-        if all(c in table.columns for c in columns.values()):
-            low, high = (pd.to_numeric(table[columns[s]], errors="coerce") for s in DOWNSTREAM_SIZES)
+            targets[f"{short} accuracy @{size:,}"] = pd.to_numeric(table[column], errors="coerce")
+        if sizes[0] != sizes[1]:
+            low, high = (pd.to_numeric(table[columns[s]], errors="coerce") for s in sizes)
             targets[f"{short} sample efficiency"] = low / high.where(high > 0)
     return targets
 
