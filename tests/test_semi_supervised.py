@@ -335,3 +335,164 @@ def test_digits_with_ten_labels_beats_supervised_only():
     ss, supervised = result["ss_vae_test_error"], result["supervised_test_error"]
     assert ss < 0.35, result  # chance is 0.9
     assert ss < supervised - 0.08, (ss, supervised)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Part 2: the few-label S^2 models (Locatello et al. 2020)
+# ---------------------------------------------------------------------------------------------------
+DSPRITES_SIZES = (3, 6, 40, 32, 32)
+
+
+def _factors(n=3000, seed=0):
+    rng = np.random.default_rng(seed)
+    return np.stack([rng.integers(0, k, n) for k in DSPRITES_SIZES], 1)
+
+
+def test_labellers():
+    from untwine.models.semi_supervised import apply_labeller
+
+    factors = _factors()
+    perfect = apply_labeller(factors, DSPRITES_SIZES, "perfect", np.random.default_rng(0))
+    np.testing.assert_array_equal(perfect.labels, factors)
+    assert perfect.sizes == DSPRITES_SIZES and perfect.observed_factors == (0, 1, 2, 3, 4)
+    binned = apply_labeller(factors, DSPRITES_SIZES, "bin", np.random.default_rng(0), num_bins=5)
+    assert binned.sizes == (3, 5, 5, 5, 5)
+    np.testing.assert_array_equal(binned.labels[:, 0], factors[:, 0])
+    np.testing.assert_array_equal(binned.labels[:, 2], factors[:, 2] // 8)
+    np.testing.assert_array_equal(binned.labels[:, 1], np.minimum((factors[:, 1] / 1.2).astype(int), 4))
+    assert binned.labels.max(0).tolist() == [2, 4, 4, 4, 4]
+    for p in (0.0, 1.0, 0.1):
+        noisy = apply_labeller(factors, DSPRITES_SIZES, "noisy", np.random.default_rng(1), prob_random=p)
+        changed = (noisy.labels != factors).mean(0)
+        expected = p * (1 - 1 / np.array(DSPRITES_SIZES))
+        np.testing.assert_allclose(changed, expected, atol=0.03)
+        assert (noisy.labels < np.array(DSPRITES_SIZES)).all() and noisy.sizes == DSPRITES_SIZES
+    permuted = apply_labeller(factors, DSPRITES_SIZES, "permuted", np.random.default_rng(2))
+    for j, size in enumerate(DSPRITES_SIZES):
+        mapping = {}
+        for f, label in zip(factors[:, j], permuted.labels[:, j], strict=True):
+            assert mapping.setdefault(f, label) == label  # a function of the factor...
+        assert sorted(mapping.values()) == list(range(size))  # ...and a bijection
+    partial = apply_labeller(factors, DSPRITES_SIZES, "partial", np.random.default_rng(3), num_observed_factors=2)
+    assert len(set(partial.observed_factors)) == 2 and partial.labels.shape == (3000, 2)
+    np.testing.assert_array_equal(partial.labels, factors[:, list(partial.observed_factors)])
+    assert partial.sizes == tuple(DSPRITES_SIZES[j] for j in partial.observed_factors)
+    again = apply_labeller(factors, DSPRITES_SIZES, "partial", np.random.default_rng(3), num_observed_factors=2)
+    assert again.observed_factors == partial.observed_factors
+    with pytest.raises(ValueError, match="labeller must be one of"):
+        apply_labeller(factors, DSPRITES_SIZES, "oracle", np.random.default_rng(0))
+    with pytest.raises(ValueError, match="num_observed_factors must be an int in 1..5"):
+        apply_labeller(factors, DSPRITES_SIZES, "partial", np.random.default_rng(0), num_observed_factors=6)
+    with pytest.raises(ValueError, match="prob_random must lie in"):
+        apply_labeller(factors, DSPRITES_SIZES, "noisy", np.random.default_rng(0), prob_random=2)
+    with pytest.raises(ValueError, match=r"factors\[:, 2\]\[0\] = 40 is out of range"):
+        apply_labeller(np.array([[0, 0, 40, 0, 0]]), DSPRITES_SIZES, "perfect", np.random.default_rng(0))
+
+
+def test_supervised_losses_match_hand_computation():
+    from untwine.models.semi_supervised import (
+        supervised_loss_cov,
+        supervised_loss_embed,
+        supervised_loss_l2,
+        supervised_loss_xent,
+    )
+
+    rng = np.random.default_rng(0)
+    rep = rng.normal(size=(6, 3))
+    labels = np.stack([rng.integers(0, 3, 6), rng.integers(0, 5, 6)], 1)
+    sizes = (3, 5)
+    r, y = torch.tensor(rep, dtype=torch.float32), torch.tensor(labels)
+    sig = 1 / (1 + np.exp(-rep[:, :2]))
+    t = labels / np.array(sizes)
+    xent = -(t * np.log(sig) + (1 - t) * np.log(1 - sig)).sum()
+    assert float(supervised_loss_xent(r, y, sizes)) == pytest.approx(xent, rel=1e-5)
+    assert float(supervised_loss_l2(r, y, sizes, torch.tensor(2.0))) == pytest.approx(((2 * rep[:, :2] - labels) ** 2).sum(), rel=1e-5)
+    assert float(supervised_loss_l2(r, y, sizes)) == pytest.approx(((sig - t) ** 2).sum(), rel=1e-5)
+    cov = ((rep - rep.mean(0))[:, :, None] * (labels - labels.mean(0))[:, None, :]).mean(0)
+    cov[0, 0] = cov[1, 1] = 0
+    assert float(supervised_loss_cov(r, y)) == pytest.approx((cov**2).sum(), rel=1e-5)
+    embeddings = [rng.normal(size=3), rng.normal(size=5)]
+    sigmas = [0.7, 1.3]
+    expected = 0.0
+    for j in range(2):
+        logits = -((rep[:, j : j + 1] - embeddings[j][None, :]) * sigmas[j]) ** 2
+        log_softmax = logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
+        expected += -log_softmax[np.arange(6), labels[:, j]].mean()
+    got = supervised_loss_embed(r, y, [torch.tensor(e, dtype=torch.float32) for e in embeddings], sigmas)
+    assert float(got) == pytest.approx(expected, rel=1e-5)
+    with pytest.raises(ValueError, match="at least as many latents as labelled factors: 1 latents for 2"):
+        supervised_loss_xent(r[:, :1], y, sizes)
+
+
+def test_annealers():
+    from untwine.models.semi_supervised import annealed_gamma
+
+    assert [annealed_gamma("fixed", 4.0, s, 10) for s in (0, 50)] == [4.0, 4.0]
+    assert [annealed_gamma("anneal", 4.0, s, 10) for s in (0, 5, 10, 20)] == [0.0, 2.0, 4.0, 4.0]
+    assert [annealed_gamma("fine_tune", 4.0, s, 10) for s in (0, 10, 11, 30)] == [0.0, 0.0, 4.0, 4.0]
+    with pytest.raises(ValueError, match="annealer must be one of"):
+        annealed_gamma("cosine", 1.0, 0, 1)
+
+
+def test_s2_supervision_reaches_only_the_first_latents_and_checks_sizes():
+    from untwine.data import get_dataset
+
+    dataset = get_dataset("procedural_dsprites")
+    images = dataset.sample_observations_from_factors(_factors(4), 0)
+    model = build_model("s2_beta_vae", num_channels=1, num_latents=6, init_generator=torch.Generator().manual_seed(0),
+                        gamma_sup=3.0, labelled_batch_size=4)
+    model.attach_labels(images, _factors(4)[:, :2], (3, 6))
+    unsupervised = build_model("beta_vae", num_channels=1, num_latents=6, init_generator=torch.Generator().manual_seed(0))
+    x = torch.from_numpy(images.transpose(0, 3, 1, 2).copy())
+    with torch.no_grad():
+        out = model.compute_loss(x, 0, torch.Generator().manual_seed(0))
+        base = unsupervised.compute_loss(x, 0, torch.Generator().manual_seed(0))
+    # same noise, so the loss is the beta-VAE's plus gamma_sup times the supervised loss
+    assert float(out.loss - base.loss) == pytest.approx(3.0 * float(out.terms["supervised_loss"]), rel=1e-4)
+    model.zero_grad()
+    mean, _ = model.encode(x)
+    model.supervised_term(mean, torch.from_numpy(_factors(4)[:, :2])).backward()
+    grad = model.encoder.mean.weight.grad  # xent ties latent j to factor j: only 2 of the 6 means move
+    assert float(grad[:2].abs().sum()) > 0 and float(grad[2:].abs().sum()) == 0.0
+    assert model.encoder.logvar.weight.grad is None
+    with pytest.raises(ValueError, match="num_latents=3 is fewer than the 5 labelled factors"):
+        build_model("s2_beta_vae", num_channels=1, num_latents=3).attach_dataset(dataset, 0)
+    build_model("s2_beta_vae", num_channels=1, num_latents=3, supervised_loss="cov", num_labels=10).attach_dataset(dataset, 0)
+    with pytest.raises(ValueError, match=r"labels has shape|labels must have shape \(n, 2\)"):
+        model.attach_labels(images, _factors(4)[:, :3], (3, 6))
+    with pytest.raises(ValueError, match=r"labels\[:, 1\]\[0\] = 6 is out of range"):
+        model.attach_labels(images, np.array([[0, 6]] * 4), (3, 6))
+    with pytest.raises(ValueError, match="supervised_loss must be one of"):
+        build_model("s2_factor_vae", num_channels=1, supervised_loss="hinge")
+
+
+@pytest.mark.parametrize("model, extra", [
+    ("s2_beta_vae", ["model.beta=4"]),
+    ("s2_factor_vae", ["model.supervised_loss=l2", "model.labeller=noisy"]),
+    ("s2_dip_vae_i", ["model.supervised_loss=cov", "model.labeller=permuted", "model.annealer=anneal",
+                      "model.iteration_threshold=2"]),
+    ("s2_dip_vae_ii", ["model.supervised_loss=embed", "model.labeller=bin", "model.annealer=fine_tune"]),
+    ("s2_beta_tc_vae", ["model.supervised_loss=embed", "model.embed_use_order=true", "model.labeller=partial"]),
+])
+def test_s2_models_train_and_resume_through_the_loop(tmp_path, model, extra):
+    from untwine.training import TrainConfig, representation_function, train
+    from untwine.training.checkpoint import load_checkpoint
+
+    args = [f"model={model}", *extra, "dataset=procedural_dsprites", "batch_size=4", "threads=1", "progress=false",
+            "eval_batches=1", "model.num_labels=50", "checkpoint_every=1", "log_every=1"]
+    full = train(TrainConfig.from_overrides([*args, "steps=2"]), tmp_path / "full")
+    part = train(TrainConfig.from_overrides([*args, "steps=1"]), tmp_path / "part")
+    saved = json.loads((part / "config.json").read_text())
+    saved["config"]["steps"] = 2
+    (part / "config.json").write_text(json.dumps(saved))
+    train(None, part, resume=True)
+    a, b = load_checkpoint(full / "checkpoint.pt")["model"], load_checkpoint(part / "checkpoint.pt")["model"]
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    log = [json.loads(line) for line in (full / "log.jsonl").read_text().splitlines()]
+    assert "supervised_loss" in log[-1] and "gamma_sup" in log[-1] and np.isfinite(log[-1]["loss"])
+    from untwine.data import get_dataset
+
+    codes = representation_function(full, "mean")(get_dataset("procedural_dsprites").sample_observations(3, 0))
+    assert codes.shape == (3, 10)
