@@ -62,19 +62,13 @@ class BinnedGradientBoostingClassifier:
         if num_classes < 2:
             raise ValueError("y must contain at least two classes")
         self.thresholds_ = [_bin_thresholds(X[:, f], self.max_bins) for f in range(d)]
-        bins_per_feature = np.array([t.shape[0] + 1 for t in self.thresholds_])
-        offsets = np.concatenate([[0], np.cumsum(bins_per_feature)])
-        total_bins = int(offsets[-1])
+        bins = max(t.shape[0] for t in self.thresholds_) + 1  # every column padded to the same bin count
         Xb = self._bin(X)
-        # Row r of the one-hot matrix is (feature f, bin b); column i is sample i.
+        # Row f * bins + b of the one-hot matrix is (column f, bin b); its columns are the samples.
         one_hot = sparse.csr_matrix(
-            (np.ones(n * d), ((Xb + offsets[:-1]).T.ravel(), np.tile(np.arange(n), d))), shape=(total_bins, n)
+            (np.ones(n * d), ((Xb + bins * np.arange(d)).T.ravel(), np.tile(np.arange(n), d))), shape=(d * bins, n)
         )
-        feature_of_row = np.repeat(np.arange(d), bins_per_feature)
-        segment_start = offsets[feature_of_row]
-        candidate = np.ones(total_bins, dtype=bool)
-        candidate[offsets[1:] - 1] = False  # the last bin of a column is no threshold
-        root_counts = np.asarray(one_hot.sum(axis=1)).ravel()
+        root_counts = np.asarray(one_hot.sum(axis=1)).reshape(d, bins, 1)
 
         self.binary_ = num_classes == 2
         num_trees = 1 if self.binary_ else num_classes
@@ -90,38 +84,13 @@ class BinnedGradientBoostingClassifier:
         trees = np.arange(num_trees)
         depth = self.max_depth
         num_leaves = 2**depth
-        # Per stage: split features and bins for the 2**depth - 1 inner nodes (heap order), leaf values.
-        self.split_feature_ = np.zeros((self.n_estimators, num_trees, num_leaves - 1), dtype=np.int64)
-        self.split_bin_ = np.zeros((self.n_estimators, num_trees, num_leaves - 1), dtype=np.int64)
+        # Per stage: split column and bin of the 2**depth - 1 inner nodes (heap order), leaf values.
+        self.split_feature_ = np.zeros((self.n_estimators, num_trees, num_leaves - 1), dtype=np.intp)
+        self.split_bin_ = np.zeros((self.n_estimators, num_trees, num_leaves - 1), dtype=np.intp)
         self.leaf_value_ = np.zeros((self.n_estimators, num_trees, num_leaves))
         Xb_flat = Xb.ravel()
         row_offset = (np.arange(n) * d)[:, np.newaxis]
-
-        def best_splits(sums, counts, total_sum, total_count):
-            """sums/counts: (total_bins, M) histograms of M nodes; returns feature, bin, gain, decrease."""
-            cum_sums = np.cumsum(sums, axis=0)
-            cum_counts = np.cumsum(counts, axis=0)
-            padded_sums = np.vstack([np.zeros((1, sums.shape[1])), cum_sums])
-            padded_counts = np.vstack([np.zeros((1, counts.shape[1])), cum_counts])
-            left_sum = cum_sums - padded_sums[segment_start]
-            left_count = cum_counts - padded_counts[segment_start]
-            right_sum = total_sum - left_sum
-            right_count = total_count - left_count
-            valid = candidate[:, np.newaxis] & (left_count > 0.5) & (right_count > 0.5)
-            safe_left = np.where(valid, left_count, 1.0)
-            safe_right = np.where(valid, right_count, 1.0)
-            proxy = np.where(
-                valid, (right_count * left_sum - left_count * right_sum) ** 2 / (safe_left * safe_right), -1.0
-            )
-            best_row = np.argmax(proxy, axis=0)
-            columns = np.arange(sums.shape[1])
-            gain = proxy[best_row, columns]
-            ls, rs = left_sum[best_row, columns], right_sum[best_row, columns]
-            lc, rc = safe_left[best_row, columns], safe_right[best_row, columns]
-            safe_total = np.maximum(total_count, 1.0)
-            decrease = ls**2 / lc + rs**2 / rc - total_sum**2 / safe_total
-            feature = feature_of_row[best_row]
-            return feature, best_row - offsets[feature], gain, decrease
+        no_split = np.iinfo(np.intp).max
 
         for stage in range(self.n_estimators):
             if self.binary_:
@@ -131,51 +100,52 @@ class BinnedGradientBoostingClassifier:
                 prob = shifted / shifted.sum(axis=1, keepdims=True)
             residual = targets - prob
             node = np.zeros((n, num_trees), dtype=np.intp)
-            parent_sums = parent_counts = None
-            parent_total_sum = parent_total_count = None
             for level in range(depth):
                 width = 2**level
+                # Histograms (column, bin, node, tree) of residual sums and sample counts.
                 if level == 0:
-                    sums = (one_hot @ residual)[:, :, np.newaxis]  # (bins, trees, 1)
-                    counts = np.repeat(root_counts[:, np.newaxis, np.newaxis], num_trees, axis=1)
-                    total_sum = residual.sum(axis=0)[:, np.newaxis]
-                    total_count = np.full((num_trees, 1), float(n))
+                    sums = (one_hot @ residual).reshape(d, bins, 1, num_trees)
+                    counts = np.broadcast_to(root_counts[:, :, :, np.newaxis], sums.shape)
                 else:
-                    # Left children (even nodes) from one product; right = parent - left.
-                    left_masks = [(node == 2 * p).astype(np.float64) for p in range(width // 2)]
-                    stacked = np.concatenate([residual * m for m in left_masks] + left_masks, axis=1)
-                    product = one_hot @ stacked
-                    half = num_trees * (width // 2)
-                    left_sums = product[:, :half].reshape(total_bins, width // 2, num_trees).transpose(0, 2, 1)
-                    left_counts = product[:, half:].reshape(total_bins, width // 2, num_trees).transpose(0, 2, 1)
-                    sums = np.empty((total_bins, num_trees, width))
-                    counts = np.empty((total_bins, num_trees, width))
-                    sums[:, :, 0::2] = left_sums
-                    sums[:, :, 1::2] = parent_sums - left_sums
-                    counts[:, :, 0::2] = left_counts
-                    counts[:, :, 1::2] = parent_counts - left_counts
-                    # Node totals: the column sums of any single feature's bins.
-                    first = slice(0, int(bins_per_feature[0]))
-                    total_sum = sums[first].sum(axis=0)
-                    total_count = counts[first].sum(axis=0)
-                feature, threshold_bin, gain, decrease = best_splits(
-                    sums.reshape(total_bins, -1),
-                    counts.reshape(total_bins, -1),
-                    total_sum.reshape(-1),
-                    total_count.reshape(-1),
-                )
-                split = (gain > 0.0) & (total_count.reshape(-1) >= 2)
-                np.add.at(importances, feature[split], decrease[split] / n)
-                feature = np.where(split, feature, 0).reshape(num_trees, width)
-                threshold_bin = np.where(split, threshold_bin, np.iinfo(np.int64).max).reshape(num_trees, width)
-                heap = slice(width - 1, 2 * width - 1)
-                self.split_feature_[stage, :, heap] = feature
-                self.split_bin_[stage, :, heap] = np.minimum(threshold_bin, total_bins)
-                flat_node = node + trees * width  # index into the (trees, width) tables
-                go_right = np.take(Xb_flat, row_offset + np.take(feature, flat_node)) > np.take(threshold_bin, flat_node)
-                node = 2 * node + go_right
+                    # Left children (even nodes) from one product; right child = parent - left child.
+                    masks = [(node == 2 * p).astype(np.float64) for p in range(width // 2)]
+                    product = one_hot @ np.concatenate([residual * m for m in masks] + masks, axis=1)
+                    half = (width // 2) * num_trees
+                    left_sums = product[:, :half].reshape(d, bins, width // 2, num_trees)
+                    left_counts = product[:, half:].reshape(d, bins, width // 2, num_trees)
+                    sums = np.empty((d, bins, width, num_trees))
+                    counts = np.empty((d, bins, width, num_trees))
+                    sums[:, :, 0::2], sums[:, :, 1::2] = left_sums, parent_sums - left_sums
+                    counts[:, :, 0::2], counts[:, :, 1::2] = left_counts, parent_counts - left_counts
                 parent_sums, parent_counts = sums, counts
-            leaf_index = (trees[np.newaxis, :] * num_leaves + node).ravel()
+                # Best split of every (node, tree): Friedman's proxy with left = bins <= b,
+                # (n_r S_l - n_l S_r)^2 / (n_l n_r) = (S_l N - n_l S)^2 / (n_l (N - n_l)).
+                flat_shape = (d * bins, width * num_trees)
+                left_sum = np.cumsum(sums, axis=1).reshape(flat_shape)
+                left_count = np.cumsum(counts, axis=1).reshape(flat_shape)
+                total_sum, total_count = left_sum[bins - 1], left_count[bins - 1]  # column 0's last bin
+                numerator = left_sum * total_count - left_count * total_sum
+                numerator *= numerator
+                denominator = left_count * (total_count - left_count)
+                proxy = np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator > 0.5)
+                best_row = np.argmax(proxy, axis=0)
+                columns = np.arange(flat_shape[1])
+                split = proxy[best_row, columns] > 0.0
+                feature = best_row // bins
+                threshold_bin = np.where(split, best_row % bins, no_split)
+                # Impurity decrease of the chosen splits (for the feature importances).
+                ls, lc = left_sum[best_row, columns], left_count[best_row, columns]
+                rs, rc = total_sum - ls, total_count - lc
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    decrease = ls**2 / lc + rs**2 / rc - total_sum**2 / total_count
+                np.add.at(importances, feature[split], decrease[split] / n)
+                heap = slice(width - 1, 2 * width - 1)
+                self.split_feature_[stage, :, heap] = feature.reshape(width, num_trees).T
+                self.split_bin_[stage, :, heap] = np.minimum(threshold_bin, bins).reshape(width, num_trees).T
+                index = node * num_trees + trees  # (node, tree) of every sample and tree
+                go_right = np.take(Xb_flat, row_offset + np.take(feature, index)) > np.take(threshold_bin, index)
+                node = 2 * node + go_right
+            leaf_index = (trees * num_leaves + node).ravel()
             numerator = np.bincount(leaf_index, weights=residual.ravel(), minlength=num_trees * num_leaves)
             denominator = np.bincount(
                 leaf_index, weights=(prob * (1.0 - prob)).ravel(), minlength=num_trees * num_leaves
