@@ -11,6 +11,11 @@ compared with the faithful run on the same seed (same samples).
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/metric_suite.py --cases small/rotated --modes faithful,fast
 
 Prints a markdown table and writes the raw numbers to ``--out`` (JSON).
+
+``--agreement`` instead feeds the stored reference arrays to the array-layer metrics (faithful and fast)
+and prints the largest deviation from disentanglement_lib's values per metric and case:
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/metric_suite.py --agreement --cases small/rotated
 """
 
 from __future__ import annotations
@@ -56,8 +61,15 @@ def run(case: str, suite: str, fast: bool, n_jobs: int, seed: int) -> dict:
     representation = toy.family_fn(space, family, seed)
     load_before = os.getloadavg()[0]
     start, cpu = time.perf_counter(), time.process_time()
-    results = evaluate_representation(dataset, representation, metrics=suite, seed=seed, fast=fast, n_jobs=n_jobs,
-                                      stochastic=toy.is_stochastic(family))
+    results = evaluate_representation(
+        dataset,
+        representation,
+        metrics=suite,
+        seed=seed,
+        fast=fast,
+        n_jobs=n_jobs,
+        stochastic=toy.is_stochastic(family),
+    )
     wall = time.perf_counter() - start
     main_cpu = time.process_time() - cpu
     fit_cpu = {}  # fits shared by several metrics are counted once
@@ -72,9 +84,15 @@ def run(case: str, suite: str, fast: bool, n_jobs: int, seed: int) -> dict:
         "load_average_before": load_before,
         "load_average_after": os.getloadavg()[0],
         "reference_seconds": sum(reference_seconds(case, m) for m in results),
-        "metrics": {name: {"seconds": r["seconds"], "reference_seconds": reference_seconds(case, name),
-                           "fit_cpu_seconds": r.get("fit_cpu_seconds"), "values": r["values"]}
-                    for name, r in results.items()},
+        "metrics": {
+            name: {
+                "seconds": r["seconds"],
+                "reference_seconds": reference_seconds(case, name),
+                "fit_cpu_seconds": r.get("fit_cpu_seconds"),
+                "values": r["values"],
+            }
+            for name, r in results.items()
+        },
         "shared_sample_seconds": max(r["shared_sample_seconds"] for r in results.values()),
     }
 
@@ -93,6 +111,47 @@ def max_deviation(fast: dict, faithful: dict) -> dict[str, tuple[float, str]]:
     return out
 
 
+def agreement(case: str, fast: bool, n_jobs: int) -> dict[str, tuple[float, str, float]]:
+    """Largest |untwine - dlib| per array metric on the stored arrays: (deviation, key, seconds)."""
+    from untwine.metrics import dci, downstream_task, mig, modularity_explicitness, sap, unsupervised_scores
+
+    data = toy.load_case(case)
+    train = (data["codes_train"], data["factors_train"])
+    both = (*train, data["codes_test"], data["factors_test"])
+    calls = {
+        "mig": lambda: mig(*train),
+        "unsupervised": lambda: unsupervised_scores(train[0]),
+        "sap": lambda: sap(*both),
+        "modularity_explicitness": lambda: modularity_explicitness(*both),
+        "dci": lambda: dci(*both, fast=fast, n_jobs=n_jobs),
+        "downstream_logistic_regression": lambda: downstream_task(
+            *both, predictor="logistic_regression", fast=fast, n_jobs=n_jobs
+        ),
+        "downstream_boosted_trees": lambda: downstream_task(
+            *both, predictor="boosted_trees", fast=fast, n_jobs=n_jobs
+        ),
+    }
+    out = {}
+    for name, call in calls.items():
+        if fast and name in ("mig", "unsupervised", "sap", "modularity_explicitness"):
+            continue  # no fast variant: the same computation
+        start = time.perf_counter()
+        values = call()
+        seconds = time.perf_counter() - start
+        expected = toy.expected()[case]["metrics"][name]["values"]
+        worst, worst_key = 0.0, ""
+        for key, value in expected.items():
+            deviation = abs(values[key] - value)
+            if deviation > worst or not worst_key:
+                worst, worst_key = deviation, key
+        out[name] = (worst, worst_key, seconds)
+        print(
+            f"{case:24s} {'fast' if fast else 'faithful':8s} {name:32s} {worst:.2e} ({worst_key}) {seconds:.1f} s",
+            flush=True,
+        )
+    return out
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", default=",".join(toy.CASES))
@@ -101,7 +160,26 @@ def main(argv=None) -> int:
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--agreement", action="store_true", help="compare with dlib's values on the stored arrays"
+    )
     args = parser.parse_args(argv)
+    if args.agreement:
+        table = {
+            f"{case} {mode}": agreement(case, mode == "fast", args.n_jobs)
+            for case in args.cases.split(",")
+            for mode in args.modes.split(",")
+        }
+        print("\n| case | mode | metric | max abs deviation | key | seconds |")
+        print("|---|---|---|---|---|---|")
+        for label, per_metric in table.items():
+            case, mode = label.split(" ")
+            for name, (deviation, key, seconds) in per_metric.items():
+                print(f"| {case} | {mode} | {name} | {deviation:.2g} | {key} | {seconds:.1f} |")
+        if args.out is not None:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps(table, indent=1) + "\n")
+        return 0
     suite = args.suite if args.suite in ("study", "fairness_study", "all") else args.suite.split(",")
     resolve_metrics(suite)
     rows = []
@@ -109,17 +187,23 @@ def main(argv=None) -> int:
         for mode in args.modes.split(","):
             row = run(case, suite, mode == "fast", args.n_jobs, args.seed)
             rows.append(row)
-            print(f"{case:24s} {mode:8s} {row['seconds']:8.1f} s  reference {row['reference_seconds']:8.1f} s  "
-                  f"x{row['reference_seconds'] / row['seconds']:.1f}  load {row['load_average_before']:.1f}",
-                  flush=True)
+            print(
+                f"{case:24s} {mode:8s} {row['seconds']:8.1f} s  reference {row['reference_seconds']:8.1f} s  "
+                f"x{row['reference_seconds'] / row['seconds']:.1f}  load {row['load_average_before']:.1f}",
+                flush=True,
+            )
             for name, entry in row["metrics"].items():
-                print(f"    {name:38s} {entry['seconds']:8.1f} s (reference {entry['reference_seconds']:7.1f} s)",
-                      flush=True)
+                print(
+                    f"    {name:38s} {entry['seconds']:8.1f} s (reference {entry['reference_seconds']:7.1f} s)",
+                    flush=True,
+                )
     print("\n| case | mode | untwine s | dlib s | speed-up | load avg |")
     print("|---|---|---|---|---|---|")
     for row in rows:
-        print(f"| {row['case']} | {row['mode']} | {row['seconds']:.1f} | {row['reference_seconds']:.1f} | "
-              f"{row['reference_seconds'] / row['seconds']:.1f}x | {row['load_average_before']:.1f} |")
+        print(
+            f"| {row['case']} | {row['mode']} | {row['seconds']:.1f} | {row['reference_seconds']:.1f} | "
+            f"{row['reference_seconds'] / row['seconds']:.1f}x | {row['load_average_before']:.1f} |"
+        )
     pairs = {(r["case"], r["mode"]): r for r in rows}
     deviations = {}
     for case in args.cases.split(","):
@@ -134,7 +218,9 @@ def main(argv=None) -> int:
                 print(f"| {case} | {name} | {value:.4f} | {key} |")
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps({"rows": rows, "deviations": deviations}, indent=1, default=float) + "\n")
+        args.out.write_text(
+            json.dumps({"rows": rows, "deviations": deviations}, indent=1, default=float) + "\n"
+        )
     return 0
 
 

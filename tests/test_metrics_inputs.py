@@ -48,7 +48,9 @@ BAD_VALUES = st.sampled_from([np.nan, np.inf, -np.inf])
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(value=BAD_VALUES, row=st.integers(0, 59), col=st.integers(0, 2), which=st.sampled_from(["train", "test"]))
+@given(
+    value=BAD_VALUES, row=st.integers(0, 59), col=st.integers(0, 2), which=st.sampled_from(["train", "test"])
+)
 def test_non_finite_codes_are_refused(value, row, col, which):
     codes, factors = good_arrays()
     test_codes, test_factors = good_arrays(seed=1)
@@ -71,23 +73,38 @@ def test_non_finite_codes_are_refused(value, row, col, which):
 def test_mismatched_lengths_are_refused(drop, which):
     codes, factors = good_arrays()
     test_codes, test_factors = good_arrays(seed=1)
-    arrays = {"codes_train": codes, "factors_train": factors, "codes_test": test_codes, "factors_test": test_factors}
+    arrays = {
+        "codes_train": codes,
+        "factors_train": factors,
+        "codes_test": test_codes,
+        "factors_test": test_factors,
+    }
     arrays[which] = arrays[which][drop:]
-    pattern = {"factors_train": "^factors_train has .* but codes_train has",
-               "codes_test": "^factors_test has .* but codes_test has",
-               "factors_test": "^factors_test has .* but codes_test has"}[which]
+    pattern = {
+        "factors_train": "^factors_train has .* but codes_train has",
+        "codes_test": "^factors_test has .* but codes_test has",
+        "factors_test": "^factors_test has .* but codes_test has",
+    }[which]
     for call in call_all(*arrays.values()):
         with pytest.raises(ValueError, match=pattern):
             call()
 
 
 @settings(max_examples=20, deadline=None)
-@given(row=st.integers(0, 59), col=st.integers(0, 1), value=st.one_of(st.floats(0.01, 0.99), st.integers(-50, -1)))
+@given(
+    row=st.integers(0, 59),
+    col=st.integers(0, 1),
+    value=st.one_of(st.floats(0.01, 0.99), st.integers(-50, -1)),
+)
 def test_non_integer_and_negative_factors_are_refused(row, col, value):
     codes, factors = good_arrays()
     bad = factors.astype(np.float64)
     bad[row, col] += value
-    pattern = "^factors_train must be non-negative" if float(value).is_integer() else "^factors_train must hold integer"
+    pattern = (
+        "^factors_train must be non-negative"
+        if float(value).is_integer()
+        else "^factors_train must hold integer"
+    )
     if float(value).is_integer() and bad[row, col] >= 0:
         return
     for call in call_all(codes, bad, *good_arrays(seed=1)):

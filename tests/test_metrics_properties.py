@@ -78,8 +78,10 @@ def test_mutual_information_of_identical_variables_is_the_entropy():
 
 def test_histogram_discretization_uses_numpys_edges_bit_for_bit():
     # Grid values lie exactly on bin edges: only numpy's own edges (float32 here) put them in the same bins.
-    codes = np.concatenate([perfect_codes(grid_factors(2000, (40, 32, 7))),
-                            RNG.standard_normal((2000, 2)).astype(np.float32)], axis=1)
+    codes = np.concatenate(
+        [perfect_codes(grid_factors(2000, (40, 32, 7))), RNG.standard_normal((2000, 2)).astype(np.float32)],
+        axis=1,
+    )
     expected = np.stack([np.digitize(c, np.histogram(c, 20)[1][:-1]) for c in codes.T], axis=1)
     np.testing.assert_array_equal(histogram_discretize(codes, 20), expected)
     assert histogram_discretize(codes, 20).min() == 1 and histogram_discretize(codes, 20).max() == 20
@@ -131,7 +133,8 @@ def test_permuting_code_dimensions_leaves_scores_unchanged():
     assert mig_b["discrete_mig"] == pytest.approx(mig_a["discrete_mig"], abs=1e-12)
     np.testing.assert_allclose(mi_b["mutual_info"], mi_a["mutual_info"][perm], atol=1e-12)
     assert sap(codes[:, perm], factors, test_codes[:, perm], test_factors)["SAP_score"] == pytest.approx(
-        sap(codes, factors, test_codes, test_factors)["SAP_score"], abs=1e-12)
+        sap(codes, factors, test_codes, test_factors)["SAP_score"], abs=1e-12
+    )
     dci_a, imp_a = dci(codes, factors, test_codes, test_factors, return_matrices=True)
     dci_b, imp_b = dci(codes[:, perm], factors, test_codes[:, perm], test_factors, return_matrices=True)
     # The trees visit features in a random order, which decides ties between equally good splits (they
@@ -150,7 +153,8 @@ def test_affine_and_monotone_transforms_barely_change_histogram_mutual_informati
     monotone = mutual_info_matrix(np.tanh(codes / 2.0), factors)
     np.testing.assert_allclose(monotone, reference, atol=0.06)
     assert mig(np.tanh(codes / 2.0), factors)["discrete_mig"] == pytest.approx(
-        mig(codes, factors)["discrete_mig"], abs=0.03)
+        mig(codes, factors)["discrete_mig"], abs=0.03
+    )
 
 
 # -- perfect and constant codes ---------------------------------------------------------------------------------
@@ -172,12 +176,24 @@ def test_perfect_codes_score_one_on_the_sampling_metrics():
     # A known weakness of the BetaVAE score: f0 is not encoded at all, yet it is identified by elimination.
     assert beta_vae_score(dataset, fn, 0, num_train=500, num_eval=200)["eval_accuracy"] == 1.0
     perfect = toy.family_fn("small", "nonlinear", 0)
-    assert factor_vae_score(dataset, lambda x: x.astype(np.float32), 0, num_train=300, num_eval=200,
-                            num_variance_estimate=500)["eval_accuracy"] == 1.0
-    assert beta_vae_score(dataset, lambda x: x.astype(np.float32), 0, num_train=500, num_eval=200)[
-        "eval_accuracy"] == 1.0
-    assert factor_vae_score(dataset, perfect, 0, num_train=300, num_eval=200, num_variance_estimate=500)[
-        "eval_accuracy"] > 0.9
+    assert (
+        factor_vae_score(
+            dataset, lambda x: x.astype(np.float32), 0, num_train=300, num_eval=200, num_variance_estimate=500
+        )["eval_accuracy"]
+        == 1.0
+    )
+    assert (
+        beta_vae_score(dataset, lambda x: x.astype(np.float32), 0, num_train=500, num_eval=200)[
+            "eval_accuracy"
+        ]
+        == 1.0
+    )
+    assert (
+        factor_vae_score(dataset, perfect, 0, num_train=300, num_eval=200, num_variance_estimate=500)[
+            "eval_accuracy"
+        ]
+        > 0.9
+    )
 
 
 def test_constant_codes_give_the_defined_values():
@@ -188,10 +204,18 @@ def test_constant_codes_give_the_defined_values():
     assert sap(codes, factors, test_codes, test_factors)["SAP_score"] == 0.0
     assert sap(codes, factors, continuous_factors=True)["SAP_score"] == 0.0
     values = modularity_explicitness(codes, factors, test_codes, test_factors)
-    assert values == {"modularity_score": 0.0, "explicitness_score_train": 0.5, "explicitness_score_test": 0.5}
+    assert values == {
+        "modularity_score": 0.0,
+        "explicitness_score_train": 0.5,
+        "explicitness_score_test": 0.5,
+    }
     values = unsupervised_scores(codes)
-    assert values == {"gaussian_total_correlation": 0.0, "gaussian_wasserstein_correlation": 0.0,
-                      "gaussian_wasserstein_correlation_norm": 0.0, "mutual_info_score": 0.0}
+    assert values == {
+        "gaussian_total_correlation": 0.0,
+        "gaussian_wasserstein_correlation": 0.0,
+        "gaussian_wasserstein_correlation_norm": 0.0,
+        "mutual_info_score": 0.0,
+    }
     assert irs(codes, factors) == {"IRS": 0.0, "num_active_dims": 0}
     for fast in (False, True):
         values = dci(codes, factors, test_codes, test_factors, fast=fast)
@@ -203,7 +227,10 @@ def test_constant_codes_give_the_defined_values():
     dataset = toy.ToyDataset("small")
     constant = lambda x: np.zeros((x.shape[0], 4), np.float32)  # noqa: E731
     assert factor_vae_score(dataset, constant, 0, num_train=100, num_eval=100, num_variance_estimate=100) == {
-        "train_accuracy": 0.0, "eval_accuracy": 0.0, "num_active_dims": 0}
+        "train_accuracy": 0.0,
+        "eval_accuracy": 0.0,
+        "num_active_dims": 0,
+    }
     assert beta_vae_score(dataset, constant, 0, num_train=300, num_eval=300)["eval_accuracy"] < 0.5
 
 
@@ -214,9 +241,15 @@ def test_collapsed_and_duplicated_dimensions():
     codes = perfect_codes(factors)
     collapsed = np.concatenate([codes[:, 2:], np.full((1000, 3), 0.3, np.float32)], axis=1)
     values = unsupervised_scores(collapsed)
-    assert values["gaussian_total_correlation"] == 0.0 and np.isfinite(values["gaussian_wasserstein_correlation"])
-    explicit = modularity_explicitness(collapsed, factors, np.concatenate(
-        [perfect_codes(test_factors)[:, 2:], np.full((500, 3), 0.3, np.float32)], axis=1), test_factors)
+    assert values["gaussian_total_correlation"] == 0.0 and np.isfinite(
+        values["gaussian_wasserstein_correlation"]
+    )
+    explicit = modularity_explicitness(
+        collapsed,
+        factors,
+        np.concatenate([perfect_codes(test_factors)[:, 2:], np.full((500, 3), 0.3, np.float32)], axis=1),
+        test_factors,
+    )
     assert 0.5 < explicit["explicitness_score_test"] < 1.0
     duplicated = np.concatenate([codes, codes[:, :1]], axis=1)
     values = unsupervised_scores(duplicated)
@@ -251,7 +284,9 @@ def test_udr_of_permuted_copies_is_one_and_of_unrelated_models_is_low():
     assert max(unrelated["model_scores"]) < 0.5
     # Uninformative latents (low KL) are left out: a model with two dead latents still matches.
     dead = np.concatenate([z[:, :2], np.zeros((800, 2))], axis=1)
-    scores = udr([z[:, :2] * 3.0, dead], kl=[np.ones(2), np.array([1.0, 1.0, 0.0, 0.0])], correlation="spearman")
+    scores = udr(
+        [z[:, :2] * 3.0, dead], kl=[np.ones(2), np.array([1.0, 1.0, 0.0, 0.0])], correlation="spearman"
+    )
     assert min(scores["model_scores"]) > 0.9
     unfiltered = udr([z[:, :2] * 3.0, dead], correlation="spearman")
     assert max(unfiltered["model_scores"]) < min(scores["model_scores"]) - 0.1

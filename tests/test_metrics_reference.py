@@ -10,7 +10,7 @@ reference mean over seeds: ``|ours - mean| <= 3 std + 0.01``, where ours is itse
 from __future__ import annotations
 
 import sys
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -67,9 +67,17 @@ def test_unsupervised_matches_reference(case):
     values = unsupervised_scores(arrays(case, test=False)[0])
     expected = reference(case, "unsupervised")["values"]
     assert_close(values, expected, atol=1e-9, keys=["mutual_info_score"])
-    assert_close(values, expected, atol=0.0, rtol=1e-6,
-                 keys=["gaussian_total_correlation", "gaussian_wasserstein_correlation",
-                       "gaussian_wasserstein_correlation_norm"])
+    assert_close(
+        values,
+        expected,
+        atol=0.0,
+        rtol=1e-6,
+        keys=[
+            "gaussian_total_correlation",
+            "gaussian_wasserstein_correlation",
+            "gaussian_wasserstein_correlation_norm",
+        ],
+    )
 
 
 @pytest.mark.parametrize("case", ALL)
@@ -86,24 +94,33 @@ def test_sap_matches_reference(case):
 
 
 # -- boosted trees and cross-validated logistic regression ----------------------------------------------
-@lru_cache(maxsize=None)
+@cache
 def dci_values(case: str, fast: bool) -> dict:
     return dci(*arrays(case), fast=fast, random_state=0)
 
 
-@pytest.mark.parametrize("case", ["small/disentangled", pytest.param("small/rotated", marks=pytest.mark.slow),
-                                  *[pytest.param(c, marks=pytest.mark.slow) for c in DSPRITES]])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "small/disentangled",
+        pytest.param("small/rotated", marks=pytest.mark.slow),
+        *[pytest.param(c, marks=pytest.mark.slow) for c in DSPRITES],
+    ],
+)
 def test_dci_matches_reference_exactly(case):
     # Same scikit-learn, same random stream as np.random.seed(0): the reference values bit for bit.
     assert_close(dci_values(case, False), reference(case, "dci")["values"], atol=1e-12)
 
 
-@pytest.mark.parametrize("case", ["small/rotated", pytest.param("small/disentangled", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "case", ["small/rotated", pytest.param("small/disentangled", marks=pytest.mark.slow)]
+)
 def test_downstream_logistic_regression_matches_reference(case):
     values = downstream_task(*arrays(case), predictor="logistic_regression")
     assert_close(values, reference(case, "downstream_logistic_regression")["values"], atol=1e-12)
-    assert values["sample_efficiency"] == pytest.approx(values["100:mean_test_accuracy"]
-                                                        / values["10000:mean_test_accuracy"])
+    assert values["sample_efficiency"] == pytest.approx(
+        values["100:mean_test_accuracy"] / values["10000:mean_test_accuracy"]
+    )
 
 
 @pytest.mark.slow
@@ -134,8 +151,12 @@ def test_fast_dci_is_close_to_faithful(case):
 def test_fast_dci_is_close_to_faithful_dsprites(case):
     values = dci_values(case, True)
     expected = reference(case, "dci")["values"]
-    assert_close(values, expected, atol=FAST_TOLERANCE,
-                 keys=["disentanglement", "completeness", "informativeness_test"])
+    assert_close(
+        values,
+        expected,
+        atol=FAST_TOLERANCE,
+        keys=["disentanglement", "completeness", "informativeness_test"],
+    )
 
 
 @pytest.mark.slow
@@ -162,8 +183,12 @@ def sampling_tolerance(case: str, metric: str, key: str) -> tuple[float, float]:
 def mean_over_seeds(function, case: str, keys, **kwargs) -> dict:
     space, family = case.split("/")
     dataset = toy.ToyDataset(space)
-    runs = [function(dataset, toy.family_fn(space, family, seed), seed, stochastic=toy.is_stochastic(family),
-                     **kwargs) for seed in SEEDS]
+    runs = [
+        function(
+            dataset, toy.family_fn(space, family, seed), seed, stochastic=toy.is_stochastic(family), **kwargs
+        )
+        for seed in SEEDS
+    ]
     return {key: float(np.mean([run[key] for run in runs])) for key in keys}
 
 
@@ -204,8 +229,13 @@ FAIRNESS_KEYS = ["mean_fairness:mean_pred:mean_sens", "mean_fairness:mean_sens:m
 @pytest.mark.parametrize("case", SMALL)
 def test_fast_fairness_agrees_statistically(case):
     space, family = case.split("/")
-    values = fairness(toy.ToyDataset(space), toy.family_fn(space, family, 0), 0,
-                      stochastic=toy.is_stochastic(family), fast=True)
+    values = fairness(
+        toy.ToyDataset(space),
+        toy.family_fn(space, family, 0),
+        0,
+        stochastic=toy.is_stochastic(family),
+        fast=True,
+    )
     for key in FAIRNESS_KEYS:
         mean, tolerance = sampling_tolerance(case, "fairness", key)
         assert abs(values[key] - mean) <= tolerance, (key, values[key], mean)
@@ -215,8 +245,13 @@ def test_fast_fairness_agrees_statistically(case):
 @pytest.mark.parametrize("case", ALL)
 def test_fairness_agrees_statistically(case):
     space, family = case.split("/")
-    values = fairness(toy.ToyDataset(space), toy.family_fn(space, family, 0), 0,
-                      stochastic=toy.is_stochastic(family), n_jobs=2)
+    values = fairness(
+        toy.ToyDataset(space),
+        toy.family_fn(space, family, 0),
+        0,
+        stochastic=toy.is_stochastic(family),
+        n_jobs=2,
+    )
     for key in FAIRNESS_KEYS + ["max_fairness:mean_pred:mean_sens"]:
         mean, tolerance = sampling_tolerance(case, "fairness", key)
         assert abs(values[key] - mean) <= tolerance, (key, values[key], mean)

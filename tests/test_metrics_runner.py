@@ -65,11 +65,23 @@ class Gaussian:
 
 def test_presets_are_disentanglement_libs_metric_configs():
     assert resolve_metrics("study") == [
-        "beta_vae_sklearn", "factor_vae_metric", "mig", "dci", "modularity_explicitness", "sap_score",
-        "unsupervised", "downstream_task_logistic_regression", "downstream_task_boosted_trees"]
+        "beta_vae_sklearn",
+        "factor_vae_metric",
+        "mig",
+        "dci",
+        "modularity_explicitness",
+        "sap_score",
+        "unsupervised",
+        "downstream_task_logistic_regression",
+        "downstream_task_boosted_trees",
+    ]
     assert resolve_metrics("fairness_study")[-1] == "fairness"
     assert set(resolve_metrics("all")) == set(METRICS)
-    assert resolve_metrics(["beta_vae", "sap", "mig", "sap_score"]) == ["beta_vae_sklearn", "sap_score", "mig"]
+    assert resolve_metrics(["beta_vae", "sap", "mig", "sap_score"]) == [
+        "beta_vae_sklearn",
+        "sap_score",
+        "mig",
+    ]
     with pytest.raises(ValueError, match="unknown metric 'mgi'"):
         resolve_metrics(["mgi"])
 
@@ -77,8 +89,9 @@ def test_presets_are_disentanglement_libs_metric_configs():
 def test_runner_writes_results_shares_samples_and_fits(tmp_path):
     dataset = toy.ToyDataset("small")
     representation = Counting()
-    results = evaluate_representation(dataset, representation, metrics="all", seed=3, out_dir=tmp_path,
-                                      params=SMALL_PARAMS, n_jobs=1)
+    results = evaluate_representation(
+        dataset, representation, metrics="all", seed=3, out_dir=tmp_path, params=SMALL_PARAMS, n_jobs=1
+    )
     assert list(results) == resolve_metrics("all")
     for name, result in results.items():
         saved = json.loads((tmp_path / f"{name}.json").read_text())
@@ -92,11 +105,18 @@ def test_runner_writes_results_shares_samples_and_fits(tmp_path):
     rng = metric_rng(3, "shared_sample")
     factors, codes = source.sample(600, rng)
     test_factors, test_codes = source.sample(300, rng)
-    assert results["mig"]["values"]["discrete_mig"] == pytest.approx(mig(codes, factors)["discrete_mig"], abs=1e-12)
+    assert results["mig"]["values"]["discrete_mig"] == pytest.approx(
+        mig(codes, factors)["discrete_mig"], abs=1e-12
+    )
     assert results["unsupervised"]["values"] == pytest.approx(unsupervised_scores(codes))
-    assert results["dci"]["values"] == pytest.approx(dci(codes, factors, test_codes, test_factors, random_state=3))
-    np.testing.assert_allclose(results["mig"]["matrices"]["mutual_info"],
-                               mig(codes, factors, return_matrices=True)[1]["mutual_info"], atol=1e-12)
+    assert results["dci"]["values"] == pytest.approx(
+        dci(codes, factors, test_codes, test_factors, random_state=3)
+    )
+    np.testing.assert_allclose(
+        results["mig"]["matrices"]["mutual_info"],
+        mig(codes, factors, return_matrices=True)[1]["mutual_info"],
+        atol=1e-12,
+    )
     # DCI and the 600-point downstream trees are the same fits.
     downstream = results["downstream_task_boosted_trees"]["values"]
     assert downstream["600:mean_test_accuracy"] == results["dci"]["values"]["informativeness_test"]
@@ -111,10 +131,16 @@ def test_runner_writes_results_shares_samples_and_fits(tmp_path):
 def test_values_do_not_depend_on_n_jobs():
     dataset = toy.ToyDataset("small")
     names = ["dci", "fairness"]
-    params = {"dci": {"num_train": 300, "num_test": 300}, "fairness": {"num_train": 300,
-                                                                      "num_test_points_per_class": 10}}
-    one = evaluate_representation(dataset, toy.family_fn("small", "nonlinear"), names, params=params, n_jobs=1)
-    two = evaluate_representation(dataset, toy.family_fn("small", "nonlinear"), names, params=params, n_jobs=2)
+    params = {
+        "dci": {"num_train": 300, "num_test": 300},
+        "fairness": {"num_train": 300, "num_test_points_per_class": 10},
+    }
+    one = evaluate_representation(
+        dataset, toy.family_fn("small", "nonlinear"), names, params=params, n_jobs=1
+    )
+    two = evaluate_representation(
+        dataset, toy.family_fn("small", "nonlinear"), names, params=params, n_jobs=2
+    )
     for name in names:
         assert one[name]["values"] == two[name]["values"]
 
@@ -122,10 +148,14 @@ def test_values_do_not_depend_on_n_jobs():
 def test_fast_mode_is_marked_and_close():
     dataset = toy.ToyDataset("small")
     names = ["dci", "downstream_task_boosted_trees"]
-    params = {"dci": {"num_train": 300, "num_test": 300},
-              "downstream_task_boosted_trees": {"num_train": [20, 300], "num_test": 300}}
+    params = {
+        "dci": {"num_train": 300, "num_test": 300},
+        "downstream_task_boosted_trees": {"num_train": [20, 300], "num_test": 300},
+    }
     faithful = evaluate_representation(dataset, toy.family_fn("small", "nonlinear"), names, params=params)
-    fast = evaluate_representation(dataset, toy.family_fn("small", "nonlinear"), names, params=params, fast=True)
+    fast = evaluate_representation(
+        dataset, toy.family_fn("small", "nonlinear"), names, params=params, fast=True
+    )
     for name in names:
         assert fast[name]["mode"] == "fast" and faithful[name]["mode"] == "faithful"
         for key, value in faithful[name]["values"].items():
@@ -143,9 +173,13 @@ def test_gaussian_encoder_is_cached_and_sampled_codes_draw_fresh_noise():
     mean = CodeSource(dataset, encoder, mode="mean").codes(factors, 0)
     np.testing.assert_allclose(first - mean, 0.0, atol=0.7)  # std exp(-2) ~ 0.135
     assert np.std(first - mean) == pytest.approx(np.exp(-2.0), rel=0.1)
-    results = evaluate_representation(dataset, encoder, ["mig", "factor_vae_metric"], mode="sampled",
-                                      params={"mig": {"num_train": 600}, "factor_vae_metric":
-                                              SMALL_PARAMS["factor_vae_metric"]})
+    results = evaluate_representation(
+        dataset,
+        encoder,
+        ["mig", "factor_vae_metric"],
+        mode="sampled",
+        params={"mig": {"num_train": 600}, "factor_vae_metric": SMALL_PARAMS["factor_vae_metric"]},
+    )
     assert results["mig"]["representation"] == "sampled"
     with pytest.raises(ValueError, match="needs a Gaussian encoder"):
         CodeSource(dataset, toy.family_fn("small", "nonlinear"), mode="sampled")

@@ -38,7 +38,9 @@ def _bin_thresholds(column: np.ndarray, max_bins: int) -> np.ndarray:
 class BinnedGradientBoostingClassifier:
     """Minimal classifier API: ``fit(X, y)``, ``predict(X)``, ``classes_``, ``feature_importances_``."""
 
-    def __init__(self, n_estimators: int = 100, learning_rate: float = 0.1, max_depth: int = 3, max_bins: int = 255):
+    def __init__(
+        self, n_estimators: int = 100, learning_rate: float = 0.1, max_depth: int = 3, max_bins: int = 255
+    ):
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
         self.max_depth = max_depth
@@ -66,7 +68,8 @@ class BinnedGradientBoostingClassifier:
         Xb = self._bin(X)
         # Row f * bins + b of the one-hot matrix is (column f, bin b); its columns are the samples.
         one_hot = sparse.csr_matrix(
-            (np.ones(n * d), ((Xb + bins * np.arange(d)).T.ravel(), np.tile(np.arange(n), d))), shape=(d * bins, n)
+            (np.ones(n * d), ((Xb + bins * np.arange(d)).T.ravel(), np.tile(np.arange(n), d))),
+            shape=(d * bins, n),
         )
         root_counts = np.asarray(one_hot.sum(axis=1)).reshape(d, bins, 1)
 
@@ -100,6 +103,7 @@ class BinnedGradientBoostingClassifier:
                 prob = shifted / shifted.sum(axis=1, keepdims=True)
             residual = targets - prob
             node = np.zeros((n, num_trees), dtype=np.intp)
+            parent_sums = parent_counts = None  # the previous level's histograms
             for level in range(depth):
                 width = 2**level
                 # Histograms (column, bin, node, tree) of residual sums and sample counts.
@@ -127,7 +131,9 @@ class BinnedGradientBoostingClassifier:
                 numerator = left_sum * total_count - left_count * total_sum
                 numerator *= numerator
                 denominator = left_count * (total_count - left_count)
-                proxy = np.divide(numerator, denominator, out=np.zeros_like(numerator), where=denominator > 0.5)
+                proxy = np.divide(
+                    numerator, denominator, out=np.zeros_like(numerator), where=denominator > 0.5
+                )
                 best_row = np.argmax(proxy, axis=0)
                 columns = np.arange(flat_shape[1])
                 split = proxy[best_row, columns] > 0.0
@@ -143,7 +149,9 @@ class BinnedGradientBoostingClassifier:
                 self.split_feature_[stage, :, heap] = feature.reshape(width, num_trees).T
                 self.split_bin_[stage, :, heap] = np.minimum(threshold_bin, bins).reshape(width, num_trees).T
                 index = node * num_trees + trees  # (node, tree) of every sample and tree
-                go_right = np.take(Xb_flat, row_offset + np.take(feature, index)) > np.take(threshold_bin, index)
+                go_right = np.take(Xb_flat, row_offset + np.take(feature, index)) > np.take(
+                    threshold_bin, index
+                )
                 node = 2 * node + go_right
             leaf_index = (trees * num_leaves + node).ravel()
             numerator = np.bincount(leaf_index, weights=residual.ravel(), minlength=num_trees * num_leaves)

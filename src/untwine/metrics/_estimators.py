@@ -243,4 +243,3 @@ class FitEngine:
     def results(self, keys) -> list[FitResult]:
         self.start()
         return [self.result(key) for key in keys]
-

@@ -72,7 +72,9 @@ def check_factors(
         raise ValueError(f"{name} has {array.shape[1]} factors but the training factors have {num_factors}")
     if array.size and array.min() < 0:
         row, col = map(int, np.argwhere(array < 0)[0])
-        raise ValueError(f"{name} must be non-negative factor indices, but {name}[{row}, {col}] = {array[row, col]}")
+        raise ValueError(
+            f"{name} must be non-negative factor indices, but {name}[{row}, {col}] = {array[row, col]}"
+        )
     if require_variation:
         for j in range(array.shape[1]):
             if array.shape[0] and (array[:, j] == array[0, j]).all():
@@ -85,11 +87,15 @@ def check_factors(
 def check_pair(codes, factors, codes_name: str, factors_name: str, *, min_points: int = 1, **kwargs):
     """Check a (codes, factors) pair of matching length."""
     codes = check_codes(codes, codes_name, min_points=min_points)
-    factors = check_factors(factors, factors_name, num_points=codes.shape[0], points_name=codes_name, **kwargs)
+    factors = check_factors(
+        factors, factors_name, num_points=codes.shape[0], points_name=codes_name, **kwargs
+    )
     return codes, factors
 
 
-def check_train_test(codes_train, factors_train, codes_test, factors_test, *, min_train: int = 2, min_test: int = 1):
+def check_train_test(
+    codes_train, factors_train, codes_test, factors_test, *, min_train: int = 2, min_test: int = 1
+):
     """Check a train/test split: same code dimension and number of factors on both sides."""
     codes_train, factors_train = check_pair(
         codes_train, factors_train, "codes_train", "factors_train", min_points=min_train

@@ -60,8 +60,9 @@ def completeness(importance) -> float:
     return float(np.sum(per_factor * weights.sum(axis=0) / weights.sum()))
 
 
-def boosted_tree_tasks(codes_train, factors_train, codes_test, factors_test, *, fast: bool, random_state: int,
-                       data_key) -> list[tuple]:
+def boosted_tree_tasks(
+    codes_train, factors_train, codes_test, factors_test, *, fast: bool, random_state: int, data_key
+) -> list[tuple]:
     """Keyed fit tasks of the per-factor boosted-tree classifiers trained on all of ``codes_train``.
 
     ``codes_test``/``factors_test`` may be None (no test accuracy).  The key identifies the fit: the same
@@ -74,8 +75,14 @@ def boosted_tree_tasks(codes_train, factors_train, codes_test, factors_test, *, 
     return [
         (
             (kind, data_key, n, j, random_state),
-            FitTask(kind, codes_train, factors_train[:, j], codes_test,
-                    None if factors_test is None else factors_test[:, j], states[j]),
+            FitTask(
+                kind,
+                codes_train,
+                factors_train[:, j],
+                codes_test,
+                None if factors_test is None else factors_test[:, j],
+                states[j],
+            ),
         )
         for j in range(factors_train.shape[1])
     ]
@@ -131,8 +138,15 @@ def dci(
         codes_train, factors_train, codes_test, factors_test
     )
     engine = FitEngine(n_jobs)
-    tasks = boosted_tree_tasks(codes_train, factors_train, codes_test, factors_test, fast=fast,
-                               random_state=int(random_state), data_key=object())
+    tasks = boosted_tree_tasks(
+        codes_train,
+        factors_train,
+        codes_test,
+        factors_test,
+        fast=fast,
+        random_state=int(random_state),
+        data_key=object(),
+    )
     for key, task in tasks:
         engine.add(key, task)
     scores, details = dci_from_results(engine.results([key for key, _ in tasks]))

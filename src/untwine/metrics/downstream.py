@@ -42,8 +42,19 @@ def estimator_kind(predictor: str, num_points: int, fast: bool) -> str:
     raise ValueError(f"predictor must be one of {PREDICTORS}, got {predictor!r}")
 
 
-def downstream_tasks(codes_train, factors_train, codes_test, factors_test, *, predictor, sizes, fast, random_state,
-                     data_key, fresh_stream_sizes=()) -> dict[int, list[tuple]]:
+def downstream_tasks(
+    codes_train,
+    factors_train,
+    codes_test,
+    factors_test,
+    *,
+    predictor,
+    sizes,
+    fast,
+    random_state,
+    data_key,
+    fresh_stream_sizes=(),
+) -> dict[int, list[tuple]]:
     """Keyed fit tasks per training-set size (keys match :func:`untwine.metrics.dci.boosted_tree_tasks`).
 
     The exact boosted trees of consecutive sizes share one random stream, as in dlib; a size listed in
@@ -61,8 +72,10 @@ def downstream_tasks(codes_train, factors_train, codes_test, factors_test, *, pr
         else:
             states = gbt_random_states(random_state if n in fresh_stream_sizes else stream, class_counts)
         out[n] = [
-            ((kind, data_key, n, j, random_state if kind.endswith("gbt") else None),
-             FitTask(kind, x, y[:, j], codes_test, factors_test[:, j], states[j]))
+            (
+                (kind, data_key, n, j, random_state if kind.endswith("gbt") else None),
+                FitTask(kind, x, y[:, j], codes_test, factors_test[:, j], states[j]),
+            )
             for j in range(y.shape[1])
         ]
     return out
@@ -83,14 +96,18 @@ def downstream_from_results(results_per_size: dict) -> dict:
     small, large = EFFICIENCY_SIZES
     if small in results_per_size and large in results_per_size:
         denominator = scores[f"{large}:mean_test_accuracy"]
-        scores["sample_efficiency"] = scores[f"{small}:mean_test_accuracy"] / denominator if denominator > 0 else 0.0
+        scores["sample_efficiency"] = (
+            scores[f"{small}:mean_test_accuracy"] / denominator if denominator > 0 else 0.0
+        )
     return scores
 
 
 def check_downstream_sizes(sizes, predictor: str, available: int) -> tuple[int, ...]:
     sizes = check_sizes(sizes, "num_train", available)
     if predictor == "logistic_regression" and min(sizes) < 5:
-        raise ValueError(f"num_train sizes must be >= 5 for the 5-fold cross-validated logistic regression, got {min(sizes)}")
+        raise ValueError(
+            f"num_train sizes must be >= 5 for the 5-fold cross-validated logistic regression, got {min(sizes)}"
+        )
     if predictor not in PREDICTORS:
         raise ValueError(f"predictor must be one of {PREDICTORS}, got {predictor!r}")
     return sizes
@@ -127,10 +144,21 @@ def downstream_task(
     )
     sizes = check_downstream_sizes(num_train, predictor, codes_train.shape[0])
     engine = FitEngine(n_jobs)
-    per_size = downstream_tasks(codes_train, factors_train, codes_test, factors_test, predictor=predictor,
-                                sizes=sizes, fast=fast, random_state=int(random_state), data_key=object())
+    per_size = downstream_tasks(
+        codes_train,
+        factors_train,
+        codes_test,
+        factors_test,
+        predictor=predictor,
+        sizes=sizes,
+        fast=fast,
+        random_state=int(random_state),
+        data_key=object(),
+    )
     for tasks in per_size.values():
         for key, task in tasks:
             engine.add(key, task)
     engine.start()
-    return downstream_from_results({n: engine.results([k for k, _ in tasks]) for n, tasks in per_size.items()})
+    return downstream_from_results(
+        {n: engine.results([k for k, _ in tasks]) for n, tasks in per_size.items()}
+    )

@@ -27,7 +27,9 @@ def factor_vae_votes(source, num_points, batch_size, rng, global_variances, acti
     dataset = source.dataset
     num_factors = len(dataset.factor_sizes)
     labels = rng.integers(num_factors, size=num_points)
-    factors = dataset.sample_factors(num_points * batch_size, rng).reshape(num_points, batch_size, num_factors)
+    factors = dataset.sample_factors(num_points * batch_size, rng).reshape(
+        num_points, batch_size, num_factors
+    )
     points, members = np.arange(num_points)[:, np.newaxis], np.arange(batch_size)[np.newaxis, :]
     fixed = factors[points[:, 0], 0, labels]  # every point of a batch takes the first point's value
     factors[points, members, labels[:, np.newaxis]] = fixed[:, np.newaxis]

@@ -92,8 +92,10 @@ def fairness_from_models(source, models, num_test_points_per_class: int, rng: np
             block = predictions[offset : offset + sizes[j] * num_test_points_per_class]
             offset += block.shape[0]
             counts = np.stack(
-                [np.bincount(group, minlength=sizes[i])
-                 for group in block.reshape(sizes[j], num_test_points_per_class).astype(np.int64)],
+                [
+                    np.bincount(group, minlength=sizes[i])
+                    for group in block.reshape(sizes[j], num_test_points_per_class).astype(np.int64)
+                ],
                 axis=1,
             )
             mean_fairness[i, j], max_fairness[i, j] = inter_group_fairness(counts)
@@ -136,8 +138,9 @@ def fairness(
     rng = as_generator(rng)
     factors, codes = source.sample(num_train, rng)
     engine = FitEngine(n_jobs)
-    tasks = boosted_tree_tasks(codes, factors, None, None, fast=fast, random_state=int(random_state),
-                               data_key=object())
+    tasks = boosted_tree_tasks(
+        codes, factors, None, None, fast=fast, random_state=int(random_state), data_key=object()
+    )
     for key, task in tasks:
         engine.add(key, task)
     models = [result.model for result in engine.results([key for key, _ in tasks])]

@@ -43,7 +43,9 @@ def irs_matrix(discrete_factors: np.ndarray, latents: np.ndarray, diff_quantile:
     return score, per_code, matrix, max_deviations
 
 
-def irs(codes, factors, *, diff_quantile: float = 0.99, num_bins: int | None = 20, return_matrices: bool = False):
+def irs(
+    codes, factors, *, diff_quantile: float = 0.99, num_bins: int | None = 20, return_matrices: bool = False
+):
     """Interventional Robustness Score of ``codes`` (N x d) w.r.t. ``factors`` (N x K); study N = 10,000.
 
     Args:
@@ -65,13 +67,21 @@ def irs(codes, factors, *, diff_quantile: float = 0.99, num_bins: int | None = 2
     active = codes.var(axis=0) > 0
     if not active.any():
         scores = {"IRS": 0.0, "num_active_dims": 0}
-        details = {"irs_matrix": np.zeros((0, factors.shape[1])), "per_code": np.zeros(0),
-                   "max_deviations": np.zeros(0), "active_dims": active}
+        details = {
+            "irs_matrix": np.zeros((0, factors.shape[1])),
+            "per_code": np.zeros(0),
+            "max_deviations": np.zeros(0),
+            "active_dims": active,
+        }
     else:
         score, per_code, matrix, max_deviations = irs_matrix(discrete, codes[:, active], diff_quantile)
         scores = {"IRS": score, "num_active_dims": int(active.sum())}
-        details = {"irs_matrix": matrix, "per_code": per_code, "max_deviations": max_deviations,
-                   "active_dims": active}
+        details = {
+            "irs_matrix": matrix,
+            "per_code": per_code,
+            "max_deviations": max_deviations,
+            "active_dims": active,
+        }
     if return_matrices:
         return scores, details
     return scores

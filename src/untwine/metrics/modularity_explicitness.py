@@ -55,7 +55,9 @@ def binary_auc(positive: np.ndarray, scores: np.ndarray) -> float:
     num_positive = int(positive.sum())
     num_negative = positive.shape[0] - num_positive
     ranks = rankdata(scores)
-    return float((ranks[positive].sum() - num_positive * (num_positive + 1) / 2.0) / (num_positive * num_negative))
+    return float(
+        (ranks[positive].sum() - num_positive * (num_positive + 1) / 2.0) / (num_positive * num_negative)
+    )
 
 
 def _macro_auc(labels: np.ndarray, probabilities: np.ndarray, classes: np.ndarray) -> float:
@@ -111,7 +113,9 @@ def modularity_explicitness(
     train_auc = np.zeros(factors_train.shape[1])
     test_auc = np.zeros(factors_train.shape[1])
     for j in range(factors_train.shape[1]):
-        train_auc[j], test_auc[j] = explicitness_per_factor(x_train, factors_train[:, j], x_test, factors_test[:, j])
+        train_auc[j], test_auc[j] = explicitness_per_factor(
+            x_train, factors_train[:, j], x_test, factors_test[:, j]
+        )
     scores = {
         "modularity_score": modularity,
         "explicitness_score_train": float(np.mean(train_auc)),

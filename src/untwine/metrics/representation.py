@@ -64,8 +64,16 @@ class CodeSource:
         cache: set False to encode every request afresh even when caching is valid.
     """
 
-    def __init__(self, dataset, representation_fn, *, mode: str | None = None, stochastic: bool = False,
-                 batch_size: int = 256, cache: bool = True):
+    def __init__(
+        self,
+        dataset,
+        representation_fn,
+        *,
+        mode: str | None = None,
+        stochastic: bool = False,
+        batch_size: int = 256,
+        cache: bool = True,
+    ):
         if isinstance(representation_fn, CodeSource):
             raise TypeError("representation_fn is already a CodeSource")
         if mode is None:
@@ -81,7 +89,9 @@ class CodeSource:
                 "representation_fn must be callable (images -> codes) or have encode_mean_logvar(images)"
             )
         if mode == "sampled" and not self.gaussian:
-            raise ValueError("mode='sampled' needs a Gaussian encoder (encode_mean_logvar(images) -> mean, logvar)")
+            raise ValueError(
+                "mode='sampled' needs a Gaussian encoder (encode_mean_logvar(images) -> mean, logvar)"
+            )
         self.representation_fn = representation_fn
         self.mode = mode
         self.batch_size = int(batch_size)
@@ -99,7 +109,9 @@ class CodeSource:
             mean, logvar = self._mean_logvar(images)
             out = np.stack([_to_numpy(mean), _to_numpy(logvar)], axis=1)
             if out.ndim != 3:
-                raise ValueError(f"encode_mean_logvar must return two (n, d) arrays, got shape {out.shape[::2]}")
+                raise ValueError(
+                    f"encode_mean_logvar must return two (n, d) arrays, got shape {out.shape[::2]}"
+                )
         else:
             out = _to_numpy(self.representation_fn(images))
             if out.ndim != 2:
@@ -115,7 +127,9 @@ class CodeSource:
     def _encode_factors(self, factors: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         chunks = []
         for start in range(0, factors.shape[0], self.batch_size):
-            images = self.dataset.sample_observations_from_factors(factors[start : start + self.batch_size], rng)
+            images = self.dataset.sample_observations_from_factors(
+                factors[start : start + self.batch_size], rng
+            )
             chunks.append(self._encode_images(images))
             self.num_encoded += len(images)
         return np.concatenate(chunks, axis=0)
@@ -143,7 +157,9 @@ class CodeSource:
         rng = as_generator(rng)
         factors = np.asarray(factors)
         if factors.ndim != 2 or factors.shape[0] == 0:
-            raise ValueError(f"factors must be a non-empty 2-D array (n, num_factors), got shape {factors.shape}")
+            raise ValueError(
+                f"factors must be a non-empty 2-D array (n, num_factors), got shape {factors.shape}"
+            )
         self.num_requested += factors.shape[0]
         raw = self._lookup(factors, rng) if self.cached else self._encode_factors(factors, rng)
         if not self.gaussian:

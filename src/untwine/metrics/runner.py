@@ -62,26 +62,71 @@ class MetricSpec:
 METRICS: dict[str, MetricSpec] = {
     spec.name: spec
     for spec in (
-        MetricSpec("beta_vae_sklearn", {"batch_size": 64, "num_train": 10000, "num_eval": 5000}, False,
-                   ("beta_vae",), "BetaVAE score"),
-        MetricSpec("factor_vae_metric", {"batch_size": 64, "num_train": 10000, "num_eval": 5000,
-                                         "num_variance_estimate": 10000, "prune_threshold": 0.05}, False,
-                   ("factor_vae",), "FactorVAE score"),
+        MetricSpec(
+            "beta_vae_sklearn",
+            {"batch_size": 64, "num_train": 10000, "num_eval": 5000},
+            False,
+            ("beta_vae",),
+            "BetaVAE score",
+        ),
+        MetricSpec(
+            "factor_vae_metric",
+            {
+                "batch_size": 64,
+                "num_train": 10000,
+                "num_eval": 5000,
+                "num_variance_estimate": 10000,
+                "prune_threshold": 0.05,
+            },
+            False,
+            ("factor_vae",),
+            "FactorVAE score",
+        ),
         MetricSpec("mig", {"num_train": 10000, "num_bins": 20}, True, (), "Mutual Information Gap"),
         MetricSpec("dci", {"num_train": 10000, "num_test": 5000}, True, (), "DCI disentanglement"),
-        MetricSpec("modularity_explicitness", {"num_train": 10000, "num_test": 5000, "num_bins": 20}, True,
-                   ("modularity",), "Modularity and explicitness"),
-        MetricSpec("sap_score", {"num_train": 10000, "num_test": 5000, "continuous_factors": False}, True,
-                   ("sap",), "SAP score"),
+        MetricSpec(
+            "modularity_explicitness",
+            {"num_train": 10000, "num_test": 5000, "num_bins": 20},
+            True,
+            ("modularity",),
+            "Modularity and explicitness",
+        ),
+        MetricSpec(
+            "sap_score",
+            {"num_train": 10000, "num_test": 5000, "continuous_factors": False},
+            True,
+            ("sap",),
+            "SAP score",
+        ),
         MetricSpec("unsupervised", {"num_train": 10000, "num_bins": 20}, True, (), "Unsupervised scores"),
-        MetricSpec("downstream_task_logistic_regression", {"num_train": STUDY_SIZES, "num_test": 5000}, True,
-                   ("downstream_logistic_regression",), "Downstream task, logistic regression"),
-        MetricSpec("downstream_task_boosted_trees", {"num_train": STUDY_SIZES, "num_test": 5000}, True,
-                   ("downstream_boosted_trees",), "Downstream task, gradient-boosted trees"),
-        MetricSpec("irs", {"num_train": 10000, "num_bins": 20, "diff_quantile": 0.99}, True, (),
-                   "Interventional robustness score"),
-        MetricSpec("fairness", {"num_train": 10000, "num_test_points_per_class": 100}, False, (),
-                   "Fairness of downstream classifiers"),
+        MetricSpec(
+            "downstream_task_logistic_regression",
+            {"num_train": STUDY_SIZES, "num_test": 5000},
+            True,
+            ("downstream_logistic_regression",),
+            "Downstream task, logistic regression",
+        ),
+        MetricSpec(
+            "downstream_task_boosted_trees",
+            {"num_train": STUDY_SIZES, "num_test": 5000},
+            True,
+            ("downstream_boosted_trees",),
+            "Downstream task, gradient-boosted trees",
+        ),
+        MetricSpec(
+            "irs",
+            {"num_train": 10000, "num_bins": 20, "diff_quantile": 0.99},
+            True,
+            (),
+            "Interventional robustness score",
+        ),
+        MetricSpec(
+            "fairness",
+            {"num_train": 10000, "num_test_points_per_class": 100},
+            False,
+            (),
+            "Fairness of downstream classifiers",
+        ),
     )
 }
 
@@ -103,9 +148,19 @@ PRESETS: dict[str, tuple[str, ...]] = {
 }
 _ALIASES = {alias: spec.name for spec in METRICS.values() for alias in spec.aliases}
 # Cheap metrics first: they run in the main process while the workers fit the classifiers.
-_ORDER = ("mig", "unsupervised", "irs", "sap_score", "modularity_explicitness", "factor_vae_metric",
-          "beta_vae_sklearn", "dci", "downstream_task_boosted_trees", "downstream_task_logistic_regression",
-          "fairness")
+_ORDER = (
+    "mig",
+    "unsupervised",
+    "irs",
+    "sap_score",
+    "modularity_explicitness",
+    "factor_vae_metric",
+    "beta_vae_sklearn",
+    "dci",
+    "downstream_task_boosted_trees",
+    "downstream_task_logistic_regression",
+    "fairness",
+)
 
 
 def resolve_metrics(metrics: str | Sequence[str]) -> list[str]:
@@ -118,8 +173,9 @@ def resolve_metrics(metrics: str | Sequence[str]) -> list[str]:
     for name in metrics:
         canonical = name if name in METRICS else _ALIASES.get(name)
         if canonical is None:
-            raise ValueError(f"unknown metric {name!r}; known metrics: {', '.join(METRICS)}; presets: "
-                             f"{', '.join(PRESETS)}")
+            raise ValueError(
+                f"unknown metric {name!r}; known metrics: {', '.join(METRICS)}; presets: {', '.join(PRESETS)}"
+            )
         if canonical not in names:
             names.append(canonical)
     if not names:
@@ -164,18 +220,33 @@ def _plan_fits(name: str, params: dict, ctx: _Context) -> None:
         codes, factors, test_codes, test_factors = ctx.split(params["num_train"], num_test)
         # The data key names the data: a prefix of the shared training sample (the size is part of the
         # task key) and the first num_test shared test points.
-        tasks = boosted_tree_tasks(codes, factors, test_codes, test_factors, fast=ctx.fast,
-                                   random_state=ctx.seed, data_key=("shared", num_test))
+        tasks = boosted_tree_tasks(
+            codes,
+            factors,
+            test_codes,
+            test_factors,
+            fast=ctx.fast,
+            random_state=ctx.seed,
+            data_key=("shared", num_test),
+        )
         ctx.tasks[name] = {"all": [key for key, _ in tasks]}
     elif name.startswith("downstream_task_"):
-        predictor = name[len("downstream_task_"):]
+        predictor = name[len("downstream_task_") :]
         sizes = tuple(params["num_train"])
         codes, factors, test_codes, test_factors = ctx.split(max(sizes), params["num_test"])
         sizes = _downstream.check_downstream_sizes(sizes, predictor, codes.shape[0])
-        per_size = _downstream.downstream_tasks(codes, factors, test_codes, test_factors, predictor=predictor,
-                                                sizes=sizes, fast=ctx.fast, random_state=ctx.seed,
-                                                data_key=("shared", params["num_test"]),
-                                                fresh_stream_sizes={max(sizes)})
+        per_size = _downstream.downstream_tasks(
+            codes,
+            factors,
+            test_codes,
+            test_factors,
+            predictor=predictor,
+            sizes=sizes,
+            fast=ctx.fast,
+            random_state=ctx.seed,
+            data_key=("shared", params["num_test"]),
+            fresh_stream_sizes={max(sizes)},
+        )
         tasks = [item for items in per_size.values() for item in items]
         ctx.tasks[name] = {n: [key for key, _ in items] for n, items in per_size.items()}
     else:
@@ -192,25 +263,42 @@ def _compute(name: str, params: dict, ctx: _Context) -> tuple[dict, dict, dict]:
     """(values, matrices, extra) of one metric."""
     extra: dict[str, Any] = {}
     if name == "mig":
-        values, matrices = mig(*ctx.split(params["num_train"]), num_bins=params["num_bins"], return_matrices=True)
+        values, matrices = mig(
+            *ctx.split(params["num_train"]), num_bins=params["num_bins"], return_matrices=True
+        )
     elif name == "unsupervised":
-        values, matrices = unsupervised_scores(ctx.split(params["num_train"])[0], num_bins=params["num_bins"],
-                                               return_matrices=True)
+        values, matrices = unsupervised_scores(
+            ctx.split(params["num_train"])[0], num_bins=params["num_bins"], return_matrices=True
+        )
     elif name == "irs":
-        values, matrices = irs(*ctx.split(params["num_train"]), num_bins=params["num_bins"],
-                               diff_quantile=params["diff_quantile"], return_matrices=True)
+        values, matrices = irs(
+            *ctx.split(params["num_train"]),
+            num_bins=params["num_bins"],
+            diff_quantile=params["diff_quantile"],
+            return_matrices=True,
+        )
     elif name == "sap_score":
-        values, matrices = sap(*ctx.split(params["num_train"], params["num_test"]),
-                               continuous_factors=params["continuous_factors"], random_state=ctx.seed,
-                               return_matrices=True)
+        values, matrices = sap(
+            *ctx.split(params["num_train"], params["num_test"]),
+            continuous_factors=params["continuous_factors"],
+            random_state=ctx.seed,
+            return_matrices=True,
+        )
     elif name == "modularity_explicitness":
-        values, matrices = modularity_explicitness(*ctx.split(params["num_train"], params["num_test"]),
-                                                   num_bins=params["num_bins"], return_matrices=True)
+        values, matrices = modularity_explicitness(
+            *ctx.split(params["num_train"], params["num_test"]),
+            num_bins=params["num_bins"],
+            return_matrices=True,
+        )
     elif name == "beta_vae_sklearn":
-        values, matrices = beta_vae_score(ctx.source.dataset, ctx.source, metric_rng(ctx.seed, name), **params), {}
+        values, matrices = (
+            beta_vae_score(ctx.source.dataset, ctx.source, metric_rng(ctx.seed, name), **params),
+            {},
+        )
     elif name == "factor_vae_metric":
-        values, matrices = factor_vae_score(ctx.source.dataset, ctx.source, metric_rng(ctx.seed, name),
-                                            return_matrices=True, **params)
+        values, matrices = factor_vae_score(
+            ctx.source.dataset, ctx.source, metric_rng(ctx.seed, name), return_matrices=True, **params
+        )
     elif name == "dci":
         results = ctx.engine.results(ctx.tasks[name]["all"])
         values, matrices = dci_from_results(results)
@@ -221,8 +309,12 @@ def _compute(name: str, params: dict, ctx: _Context) -> tuple[dict, dict, dict]:
         extra["fit_cpu_seconds"] = _fit_cpu_seconds(r for rs in per_size.values() for r in rs)
     elif name == "fairness":
         results = ctx.engine.results(ctx.tasks[name]["all"])
-        values, matrices = fairness_from_models(ctx.source, [r.model for r in results],
-                                                params["num_test_points_per_class"], metric_rng(ctx.seed, name))
+        values, matrices = fairness_from_models(
+            ctx.source,
+            [r.model for r in results],
+            params["num_test_points_per_class"],
+            metric_rng(ctx.seed, name),
+        )
         extra["fit_cpu_seconds"] = _fit_cpu_seconds(results)
     else:  # pragma: no cover - resolve_metrics guards this
         raise ValueError(name)
@@ -239,8 +331,9 @@ def _parameters(names: list[str], params: dict | None) -> dict[str, dict]:
             given.update(params.pop(key, {}) or {})
         unknown = set(given) - set(spec.defaults)
         if unknown:
-            raise ValueError(f"params[{name!r}] has unknown parameters {sorted(unknown)}; "
-                             f"known: {sorted(spec.defaults)}")
+            raise ValueError(
+                f"params[{name!r}] has unknown parameters {sorted(unknown)}; known: {sorted(spec.defaults)}"
+            )
         merged = {**spec.defaults, **given}
         if isinstance(merged.get("num_train"), tuple):
             merged["num_train"] = list(merged["num_train"])
@@ -299,7 +392,9 @@ def evaluate_representation(
     parameters = _parameters(names, params)
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
         raise ValueError(f"seed must be an integer, got {seed!r}")
-    source = CodeSource(dataset, representation_fn, mode=mode, stochastic=stochastic, batch_size=encode_batch_size)
+    source = CodeSource(
+        dataset, representation_fn, mode=mode, stochastic=stochastic, batch_size=encode_batch_size
+    )
     engine = FitEngine(n_jobs)
     ctx = _Context(source=source, engine=engine, seed=int(seed), fast=bool(fast))
     out_dir = Path(out_dir) if out_dir is not None else None

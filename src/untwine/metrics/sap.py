@@ -25,8 +25,15 @@ from untwine.metrics.mig import top_two_gap
 CONSTANT_VARIANCE = 1e-12
 
 
-def sap_score_matrix(codes_train, factors_train, codes_test=None, factors_test=None, *, continuous_factors=False,
-                     random_state: int = 0) -> np.ndarray:
+def sap_score_matrix(
+    codes_train,
+    factors_train,
+    codes_test=None,
+    factors_test=None,
+    *,
+    continuous_factors=False,
+    random_state: int = 0,
+) -> np.ndarray:
     """The SAP score matrix (see the module docstring); inputs must already be validated."""
     num_codes, num_factors = codes_train.shape[1], factors_train.shape[1]
     matrix = np.zeros((num_codes, num_factors))
@@ -48,7 +55,9 @@ def sap_score_matrix(codes_train, factors_train, codes_test=None, factors_test=N
         for j in range(num_factors):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                classifier = LinearSVC(C=0.01, class_weight="balanced", dual="auto", random_state=random_state)
+                classifier = LinearSVC(
+                    C=0.01, class_weight="balanced", dual="auto", random_state=random_state
+                )
                 classifier.fit(x_train, factors_train[:, j])
                 matrix[i, j] = np.mean(classifier.predict(x_test) == factors_test[:, j])
     return matrix
@@ -77,16 +86,23 @@ def sap(
         ``{"SAP_score": float}``.
     """
     if continuous_factors:
-        codes_train, factors_train = check_pair(codes_train, factors_train, "codes_train", "factors_train",
-                                                min_points=2)
+        codes_train, factors_train = check_pair(
+            codes_train, factors_train, "codes_train", "factors_train", min_points=2
+        )
     else:
         if codes_test is None or factors_test is None:
             raise ValueError("codes_test and factors_test are required when continuous_factors=False")
         codes_train, factors_train, codes_test, factors_test = check_train_test(
             codes_train, factors_train, codes_test, factors_test
         )
-    matrix = sap_score_matrix(codes_train, factors_train, codes_test, factors_test,
-                              continuous_factors=continuous_factors, random_state=random_state)
+    matrix = sap_score_matrix(
+        codes_train,
+        factors_train,
+        codes_test,
+        factors_test,
+        continuous_factors=continuous_factors,
+        random_state=random_state,
+    )
     scores = {"SAP_score": float(np.mean(top_two_gap(matrix)))}
     if return_matrices:
         return scores, {"score_matrix": matrix}

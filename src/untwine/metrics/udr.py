@@ -69,8 +69,17 @@ def gaussian_kl(mean: np.ndarray, logvar: np.ndarray) -> np.ndarray:
     return np.mean(0.5 * (np.square(mean) + np.exp(logvar) - logvar - 1.0), axis=0)
 
 
-def udr(codes, *, kl=None, correlation: str = "lasso", kl_threshold: float = 0.01, filter_low_kl: bool = True,
-        alpha: float = 0.1, random_state: int = 0, return_matrices: bool = False):
+def udr(
+    codes,
+    *,
+    kl=None,
+    correlation: str = "lasso",
+    kl_threshold: float = 0.01,
+    filter_low_kl: bool = True,
+    alpha: float = 0.1,
+    random_state: int = 0,
+    return_matrices: bool = False,
+):
     """UDR scores of M >= 2 models from their codes on the *same* N observations.
 
     Args:
@@ -132,7 +141,9 @@ def udr(codes, *, kl=None, correlation: str = "lasso", kl_threshold: float = 0.0
     return scores
 
 
-def udr_score(dataset, representation_fns, rng, *, num_points: int = 1000, batch_size: int = 100, **udr_options):
+def udr_score(
+    dataset, representation_fns, rng, *, num_points: int = 1000, batch_size: int = 100, **udr_options
+):
     """UDR of several models on ``num_points`` observations sampled once from ``dataset``.
 
     Every model sees the very same images.  A model with ``encode_mean_logvar`` contributes its means as
@@ -158,6 +169,8 @@ def udr_score(dataset, representation_fns, rng, *, num_points: int = 1000, batch
             else:
                 means[m].append(_to_numpy(fn(images)))
     codes = [np.concatenate(parts) for parts in means]
-    kl = [gaussian_kl(c, np.concatenate(lv)) if lv else np.full(c.shape[1], np.inf)
-          for c, lv in zip(codes, logvars, strict=True)]
+    kl = [
+        gaussian_kl(c, np.concatenate(lv)) if lv else np.full(c.shape[1], np.inf)
+        for c, lv in zip(codes, logvars, strict=True)
+    ]
     return udr(codes, kl=kl, **udr_options)

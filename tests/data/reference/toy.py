@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -45,12 +45,12 @@ def is_stochastic(family: str) -> bool:
     return family in ("disentangled", "rotated", "noisy")
 
 
-@lru_cache(maxsize=None)
+@cache
 def expected() -> dict:
     return json.loads((HERE / "expected.json").read_text())["cases"]
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_case(name: str) -> dict:
     """Arrays of case ``"space/family"``: factors_train, codes_train, factors_test, codes_test."""
     with np.load(HERE / "cases" / (name.replace("/", "__") + ".npz")) as data:
