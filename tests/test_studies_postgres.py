@@ -113,3 +113,23 @@ def test_postgres_store_matches_sqlite(postgres_url, tmp_path):
         assert other.runs() == [] and other.num_results() == 0
     with open_store(postgres_url + "#custom_schema") as custom:
         assert custom.schema == "custom_schema"
+
+
+def test_a_study_runs_into_postgres_and_the_cli_finds_it_again(postgres_url, tmp_path, capsys):
+    from untwine.cli import main as cli_main
+
+    study_dir = tmp_path / "pg_study"
+    flags = ["--models", "beta_vae", "--values", "0", "--seeds", "0", "--executor", "inline", "--no-progress"]
+    assert cli_main(["study", "run", "smoke_test", "--dir", str(study_dir), "--store", postgres_url, *flags]) == 0
+    assert not (study_dir / "results.sqlite").exists()
+    saved = __import__("json").loads((study_dir / "study.json").read_text())["store"]
+    assert saved.startswith("postgresql://") and saved.endswith("#untwine_pg_study")
+    capsys.readouterr()
+    assert cli_main(["study", "status", str(study_dir)]) == 0  # no --store: study.json remembers it
+    out = capsys.readouterr().out
+    assert "1/1 done" in out and "schema untwine_pg_study" in out
+    assert cli_main(["study", "export", str(study_dir), "--format", "csv"]) == 0
+    assert (study_dir / "export" / "results.csv").read_text().count("\n") > 10
+    assert cli_main(["study", "report", str(study_dir)]) == 0 and (study_dir / "report" / "index.html").exists()
+    with open_store(postgres_url, study_id="pg_study") as store:
+        assert store.status_counts()["done"] == 1 and store.num_results() > 10

@@ -186,15 +186,15 @@ def _resolve_study(args):
             raise ValueError("name a study (see `untwine study list`) or --dir of an existing study directory")
         if _has_selection_flags(args):
             raise ValueError("selection flags need the study name too (they replace the saved selection)")
-        study, selection, store = load_study_file(args.dir)
-        return study, selection, args.dir, args.store or (store if store and store.startswith("postgres") else None)
+        study, selection, _ = load_study_file(args.dir)
+        return study, selection, args.dir, args.store
     study = get_study(args.study)
     study_dir = args.dir or Path("studies") / study.name
     if not _has_selection_flags(args) and (study_dir / STUDY_FILE).exists():
-        saved, selection, store = load_study_file(study_dir)
+        saved, selection, _ = load_study_file(study_dir)
         if saved.name == study.name:  # re-running the same command without its flags: keep the saved selection
             print(f"continuing {study.name} in {study_dir} with its saved selection", file=sys.stderr)
-            return saved, selection, study_dir, args.store or (store if store and store.startswith("postgres") else None)
+            return saved, selection, study_dir, args.store
     return _evaluation(study, args), _selection(args), study_dir, args.store
 
 
@@ -279,13 +279,11 @@ def cmd_reproduce(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from untwine.studies.runner import load_study_file
-    from untwine.studies.store import open_store
+    from untwine.studies.runner import load_study_file, open_study_store
 
-    _, _, location = load_study_file(args.dir)
+    load_study_file(args.dir)  # a clear error for a folder that is not a study
     formats = _csv(args.format)
-    target = location if location and location.startswith("postgres") else args.dir
-    with open_store(target, args.dir.resolve().name) as store:
+    with open_study_store(args.dir)[0] as store:
         try:
             paths = store.export(args.out or args.dir / "export", formats)
         except RuntimeError as error:

@@ -411,14 +411,11 @@ def render_study_report(table: pd.DataFrame, runs: pd.DataFrame, out_dir: str | 
 
 def write_study_report(study_dir: str | Path, out_dir: str | Path | None = None, store=None) -> Path:
     """Write ``STUDY_DIR/report/index.html`` (and its PNG and CSV files); return the HTML path."""
-    from untwine.studies.runner import load_study_file
-    from untwine.studies.store import ResultStore, open_store
+    from untwine.studies.runner import load_study_file, open_study_store
 
     study_dir = Path(study_dir)
-    study, selection, location = load_study_file(study_dir)
-    target = store if store is not None else (location if location and location.startswith("postgres") else study_dir)
-    owns = not isinstance(target, ResultStore)
-    store = open_store(target, study_dir.resolve().name) if owns else target
+    study, selection, _ = load_study_file(study_dir)
+    store, owns = open_study_store(study_dir, store)
     try:
         table = store.results_frame(wide=True)
         runs = store.runs_frame()

@@ -274,6 +274,22 @@ def required_evaluations(study: Study) -> set[tuple[str, str]]:
     return {(TRAIN_REPRESENTATION, FINAL_EVAL_METRIC)} | {(r, m) for r in study.representations for m in study.metrics}
 
 
+def open_study_store(study_dir: str | Path, store: ResultStore | str | None = None) -> tuple[ResultStore, bool]:
+    """(store, opened_here) of a study directory: ``store`` if given (a store, URL or path), else the store
+    recorded in ``study.json`` (a PostgreSQL URL, or the SQLite file if it is still there), else
+    ``study_dir/results.sqlite``."""
+    from untwine.studies.store import is_database_url
+
+    if isinstance(store, ResultStore):
+        return store, False
+    if store is None:
+        path = Path(study_dir) / STUDY_FILE
+        saved = json.loads(path.read_text()).get("store") if path.exists() else None
+        if saved and (is_database_url(saved) or Path(saved).exists()):
+            store = saved
+    return open_store(store if store is not None else study_dir, Path(study_dir).resolve().name), True
+
+
 def write_study_file(study_dir: Path, study: Study, selection: Selection, store_location: str) -> None:
     from untwine.utils.io import atomic_write_json
     from untwine.utils.versions import git_commit, library_versions
@@ -335,14 +351,13 @@ def run_study(
     if not specs:
         raise ValueError("the selection contains no runs")
     check_data_available(specs)
-    owns_store = not isinstance(store, ResultStore)
-    store = open_store(store if store is not None else study_dir, study_dir.resolve().name) if owns_store else store
+    store, owns_store = open_study_store(study_dir, store)
     owns_executor = executor is None
     executor = executor or LocalExecutor()
     task_fn = task_fn or run_model
     started = time.perf_counter()
     try:
-        write_study_file(study_dir, study, selection, store.location)
+        write_study_file(study_dir, study, selection, store.target)
         store.set_meta("study", study.to_dict())
         store.set_meta("selection", selection.to_dict())
         store.register_runs(specs)
@@ -422,10 +437,8 @@ def run_study(
 
 def study_status(study_dir: str | Path, store: ResultStore | str | None = None) -> dict[str, Any]:
     """Counts by status, plus failed runs with their errors, for the selection last run in ``study_dir``."""
-    study, selection, location = load_study_file(study_dir)
-    target = store if store is not None else (location if location and location.startswith("postgres") else study_dir)
-    owns = not isinstance(target, ResultStore)
-    store = open_store(target, Path(study_dir).resolve().name) if owns else target
+    study, selection, _ = load_study_file(study_dir)
+    store, owns = open_study_store(study_dir, store)
     try:
         specs = expand(study, selection)
         numbers = [s.model_num for s in specs]

@@ -106,7 +106,8 @@ class ResultStore:
     """Common SQL over a DB-API connection; subclasses provide the connection and the placeholder."""
 
     placeholder = "?"
-    location = ""
+    location = ""  # for people: path, or URL without password plus schema
+    target = ""  # for open_store: reopens this store (never holds a password)
 
     def __init__(self) -> None:
         self._create_schema()
@@ -360,6 +361,7 @@ class SQLiteStore(ResultStore):
     def __init__(self, path: str | Path, timeout: float = 60.0):
         self.path = Path(path)
         self.location = str(self.path)
+        self.target = str(self.path.resolve())
         self.timeout = timeout
         self._conn = None
         self._pid = None
@@ -429,6 +431,7 @@ class PostgresStore(ResultStore):
             raise ValueError(f"schema name must be lower-case letters, digits and _, got {schema!r}")
         self.url, self.schema = url, schema
         self.location = f"{_redact(url)} (schema {schema})"
+        self.target = _without_password(url) + "#" + schema  # the password: PGPASSWORD or ~/.pgpass
         self._psycopg = psycopg
         self._conn = None
         self._pid = None
@@ -450,6 +453,10 @@ class PostgresStore(ResultStore):
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def _without_password(url: str) -> str:
+    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1@", url)
 
 
 def _redact(url: str) -> str:
