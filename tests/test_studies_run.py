@@ -20,6 +20,7 @@ from untwine.studies.grid import Selection, expand
 from untwine.studies.runner import (
     FINAL_EVAL_METRIC,
     TRAIN_REPRESENTATION,
+    load_results,
     run_dir_for,
     run_study,
     study_status,
@@ -47,8 +48,7 @@ def _rows(study_dir):
 
 
 def _wide(study_dir):
-    with open_store(study_dir) as store:
-        return store.results_frame(wide=True).set_index("model_num").sort_index()
+    return load_results(study_dir, wide=True).set_index("model_num").sort_index()
 
 
 @pytest.fixture(scope="module")

@@ -461,3 +461,13 @@ def describe_spec(spec: RunSpec, study: Study) -> Mapping[str, Any]:
     return {"model_num": spec.model_num, "dataset": spec.dataset, "model": spec.model, "label": sweep.display,
             "parameter": spec.parameter, "value": spec.value, "value_index": spec.value_index, "seed": spec.seed,
             "config_hash": spec.config_hash, "train": "untwine train " + " ".join(spec.overrides())}
+
+
+def load_results(study_dir: str | Path, wide: bool = False, store: ResultStore | str | None = None):
+    """The study's results as a pandas DataFrame (see ``ResultStore.results_frame``)."""
+    store, owns = open_study_store(study_dir, store)
+    try:
+        return store.results_frame(wide=wide)
+    finally:
+        if owns:
+            store.close()
