@@ -276,3 +276,14 @@ def test_cli_evaluation_flags_change_the_study():
     assert study.metrics == ("mig", "dci") and study.fast and store is None
     assert study.metric_params == {"mig": {"num_train": 500}, "dci": {"num_train": 300}}
     assert str(study_dir) == "studies/smoke_test" and selection == Selection()
+
+
+def test_default_parallelism():
+    from untwine.studies.executors import default_parallelism
+
+    assert default_parallelism(cpus=2, gpus=0) == (2, 1)  # this machine: 2 workers x 1 thread
+    assert default_parallelism(cpus=4, gpus=0) == (4, 1)
+    assert default_parallelism(cpus=16, gpus=0) == (8, 2)
+    assert default_parallelism(cpus=64, gpus=0) == (16, 4)
+    assert default_parallelism(cpus=16, gpus=1) == (1, 16)  # one worker per GPU
+    assert default_parallelism(cpus=16, gpus=4) == (4, 4)

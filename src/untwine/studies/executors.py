@@ -37,18 +37,22 @@ def default_parallelism(cpus: int | None = None, gpus: int | None = None) -> tup
     """
     cpus = cpus or os.cpu_count() or 1
     if gpus is None:
-        try:
-            import torch
-
-            gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        except Exception:  # pragma: no cover - torch always importable in practice
-            gpus = 0
+        gpus = _gpu_count()
     if gpus:
         return gpus, max(1, cpus // gpus)
     if cpus <= 4:
         return cpus, 1
     threads = 2 if cpus <= 16 else 4
     return cpus // threads, threads
+
+
+def _gpu_count() -> int:
+    try:
+        import torch
+
+        return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    except Exception:  # pragma: no cover - torch always importable in practice
+        return 0
 
 
 @dataclass
@@ -87,16 +91,26 @@ def _watch_parent(parent_pid: int) -> None:
     threading.Thread(target=loop, name="untwine-parent-watch", daemon=True).start()
 
 
-def _init_local_worker(threads: int, parent_pid: int) -> None:
+def _init_local_worker(threads: int, parent_pid: int, counter=None, gpus: int = 0) -> None:
     _limit_threads_env(threads)
+    if counter is not None and gpus:  # worker i sees GPU i mod gpus only (before torch touches CUDA)
+        with counter.get_lock():
+            index = counter.value
+            counter.value += 1
+        visible = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()] or \
+            [str(i) for i in range(gpus)]
+        os.environ["CUDA_VISIBLE_DEVICES"] = visible[index % len(visible)]
     _watch_parent(parent_pid)
 
 
 class LocalExecutor:
     name = "local"
 
-    def __init__(self, workers: int | None = None, threads: int | None = None):
-        auto_workers, auto_threads = default_parallelism()
+    def __init__(self, workers: int | None = None, threads: int | None = None, gpus: int | None = None):
+        if gpus is None:
+            gpus = _gpu_count()
+        self.gpus = int(gpus)
+        auto_workers, auto_threads = default_parallelism(gpus=self.gpus)
         self.workers = int(workers or auto_workers)
         self.threads = int(threads or (auto_threads if workers is None else max(1, (os.cpu_count() or 1) // self.workers)))
         if self.workers < 1 or self.threads < 1:
@@ -106,15 +120,18 @@ class LocalExecutor:
         self._futures: dict[Any, Any] = {}
 
     def describe(self) -> str:
-        return f"local process pool: {self.workers} worker(s) x {self.threads} thread(s)"
+        gpus = f", GPUs shared round-robin ({self.gpus})" if self.gpus else ""
+        return f"local process pool: {self.workers} worker(s) x {self.threads} thread(s){gpus}"
 
     def _ensure_pool(self):
         if self._pool is None:
             import multiprocessing
             from concurrent.futures import ProcessPoolExecutor
 
-            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_init_local_worker, initargs=(self.threads, os.getpid()))
+            context = multiprocessing.get_context("spawn")
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context,
+                                             initializer=_init_local_worker,
+                                             initargs=(self.threads, os.getpid(), context.Value("i", 0), self.gpus))
         return self._pool
 
     def submit(self, fn: Callable[[dict], dict], task: dict) -> Any:
