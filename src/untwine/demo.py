@@ -70,15 +70,14 @@ def main(argv=None) -> int:
             train(config, run_dir)
         run_dirs.append(run_dir)
 
-    from untwine.studies.pipeline import evaluate_run
+    from untwine.studies.pipeline import evaluate_run, headline
 
     metrics = args.metrics if args.metrics in ("study", "all") else args.metrics.split(",")
     for run_dir in run_dirs:
         print(f"[3/4] evaluating {run_dir.name} ({'faithful' if args.faithful else 'fast'} mode)")
         results = evaluate_run(run_dir, metrics=metrics, seed=args.seed, fast=not args.faithful)
         for metric, result in results.items():
-            shown = {k: round(v, 3) for k, v in result.get("values", {}).items() if isinstance(v, float)}
-            print(f"      {metric}: {shown}")
+            print(f"      {metric:36s} {headline(result.get('values', {}))}")
 
     from untwine.report import write_run_report
 

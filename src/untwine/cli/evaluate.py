@@ -26,14 +26,12 @@ def register(subparsers) -> None:
 
 
 def _evaluate(args) -> int:
-    from untwine.studies.pipeline import evaluate_run, metrics_dir
+    from untwine.studies.pipeline import evaluate_run, headline, metrics_dir
 
     metrics = args.metrics if args.metrics in ("study", "all") else [m for m in args.metrics.split(",") if m]
     results = evaluate_run(args.run_dir, metrics=metrics, representation=args.representation, seed=args.seed,
                            fast=args.fast, device=args.device)
     for name, result in results.items():
-        values = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                           for k, v in result.get("values", {}).items() if not isinstance(v, list | dict))
-        print(f"{name:32s} {values}")
+        print(f"{name:36s} {headline(result.get('values', {}))}")
     print(f"results written to {metrics_dir(args.run_dir, args.representation)}")
     return 0
