@@ -29,6 +29,7 @@ from untwine.metrics import (  # noqa: E402
     mutual_info_matrix,
     sap,
     udr,
+    udr_score,
     unsupervised_scores,
 )
 from untwine.metrics._estimators import RAND_R_MAX, gbt_random_states  # noqa: E402
@@ -290,3 +291,27 @@ def test_udr_of_permuted_copies_is_one_and_of_unrelated_models_is_low():
     assert min(scores["model_scores"]) > 0.9
     unfiltered = udr([z[:, :2] * 3.0, dead], correlation="spearman")
     assert max(unfiltered["model_scores"]) < min(scores["model_scores"]) - 0.1
+
+
+def test_udr_score_feeds_every_model_the_same_images():
+    dataset = toy.ToyDataset("small")
+    seen = []
+
+    class Gaussian:
+        def __init__(self, permutation, dead=()):
+            self.permutation, self.dead = permutation, list(dead)
+
+        def encode_mean_logvar(self, images):
+            seen.append(np.asarray(images).copy())
+            mean = toy.family_fn("small", "nonlinear")(images)[:, self.permutation]
+            logvar = np.full_like(mean, -3.0)
+            mean[:, self.dead], logvar[:, self.dead] = 0.0, 0.0  # a latent at the prior: KL 0
+            return mean, logvar
+
+    models = [Gaussian([0, 1, 2]), Gaussian([2, 0, 1]), Gaussian([1, 2, 0], dead=[2])]
+    scores = udr_score(dataset, models, 0, num_points=400, batch_size=100, correlation="spearman")
+    assert all(np.array_equal(seen[0], seen[i]) for i in (1, 2))  # the first batch, for every model
+    # Permuted copies of the same latents (sample correlations between independent latents lower the
+    # Spearman score a little); the dead latent of the third model is left out, not counted against it.
+    assert min(scores["model_scores"]) > 0.75
+    assert np.asarray(scores["pairwise_disentanglement_scores"])[0, 1] > 0.85

@@ -6,9 +6,9 @@ two classes) fitted to the negative gradient with the Friedman-MSE split criteri
 ``min_samples_leaf=1``, followed by one Newton step per leaf (scaled by ``(K-1)/K`` for K > 2 classes),
 and impurity-decrease feature importances -- with two differences:
 
-* split thresholds are restricted to at most ``max_bins`` candidates per input column (all of them when
-  a column has at most ``max_bins`` distinct values, as grid-valued codes do; otherwise midpoints
-  between quantiles), and
+* split thresholds are restricted to at most ``max_bins`` candidates per input column (default 255, and
+  1023 from 5,000 training points on; all of them when a column has fewer distinct values, as
+  grid-valued codes do; otherwise midpoints between quantiles), and
 * ties between equally good splits go to the lowest column and threshold instead of a random column.
 
 The K trees of a stage are grown together: per-node histograms of residual sums and counts come from
@@ -21,6 +21,16 @@ from __future__ import annotations
 
 import numpy as np
 from scipy import sparse
+
+
+def default_max_bins(num_points: int) -> int:
+    """Thresholds per column: 255, and 1023 from 5,000 points on.
+
+    With many points and many classes the exact trees isolate small groups of training points (their
+    training accuracy reflects it); 255 quantile thresholds cannot, and the training accuracy of a
+    40-class factor on noisy codes then falls 0.05 short.  1023 thresholds bring it within 0.01.
+    """
+    return 1023 if num_points >= 5000 else 255
 
 
 def _bin_thresholds(column: np.ndarray, max_bins: int) -> np.ndarray:
@@ -39,7 +49,11 @@ class BinnedGradientBoostingClassifier:
     """Minimal classifier API: ``fit(X, y)``, ``predict(X)``, ``classes_``, ``feature_importances_``."""
 
     def __init__(
-        self, n_estimators: int = 100, learning_rate: float = 0.1, max_depth: int = 3, max_bins: int = 255
+        self,
+        n_estimators: int = 100,
+        learning_rate: float = 0.1,
+        max_depth: int = 3,
+        max_bins: int | None = None,
     ):
         self.n_estimators = n_estimators
         self.learning_rate = learning_rate
@@ -63,7 +77,8 @@ class BinnedGradientBoostingClassifier:
         num_classes = self.classes_.shape[0]
         if num_classes < 2:
             raise ValueError("y must contain at least two classes")
-        self.thresholds_ = [_bin_thresholds(X[:, f], self.max_bins) for f in range(d)]
+        max_bins = self.max_bins if self.max_bins is not None else default_max_bins(n)
+        self.thresholds_ = [_bin_thresholds(X[:, f], max_bins) for f in range(d)]
         bins = max(t.shape[0] for t in self.thresholds_) + 1  # every column padded to the same bin count
         Xb = self._bin(X)
         # Row f * bins + b of the one-hot matrix is (column f, bin b); its columns are the samples.
