@@ -228,11 +228,10 @@ class RayExecutor:
             self._in_flight.discard(ref)
             try:
                 out.append(Completion(ref, payload=ray.get(ref)))
-            except (ray.exceptions.WorkerCrashedError, ray.exceptions.NodeDiedError,
-                    ray.exceptions.TaskUnschedulableError, ray.exceptions.ObjectLostError) as error:
-                out.append(Completion(ref, error=WorkerLost(f"the Ray worker died ({type(error).__name__})")))
-            except ray.exceptions.RayTaskError as error:
+            except ray.exceptions.RayTaskError as error:  # the task function itself raised
                 out.append(Completion(ref, error=error))
+            except ray.exceptions.RayError as error:  # worker or node died, out of memory, object lost, ...
+                out.append(Completion(ref, error=WorkerLost(f"the Ray worker died ({type(error).__name__}: {error})")))
         return out
 
     def shutdown(self, cancel: bool = False) -> None:
