@@ -420,8 +420,9 @@ def run_study(
                         failures.append({"model_num": spec.model_num, "error": payload.get("error")})
                         display.failed += 1
                         display.update(f"model {spec.model_num} failed: {payload.get('error')}")
-        except BaseException:
+        except BaseException:  # Ctrl-C, or an error of the driver itself: the models in flight go back to pending
             executor.shutdown(cancel=True)
+            store.reset_interrupted()
             raise
         finally:
             display.close()
