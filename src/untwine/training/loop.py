@@ -206,8 +206,9 @@ def train(config: TrainConfig | None, run_dir: str | Path, resume: bool = False)
     if config.progress:
         from tqdm.auto import tqdm
 
+        # disable=None: a bar on terminals only, so CI logs and files are not flooded.
         progress = tqdm(total=config.steps, initial=step, desc=f"{config.model} on {config.dataset}",
-                        unit="step", dynamic_ncols=True)
+                        unit="step", dynamic_ncols=True, disable=None)
     interval_start, interval_steps = time.perf_counter(), 0
     model.train()
     try:
