@@ -282,6 +282,7 @@ def _dci(codes_train, factors_train, codes_test, factors_test, seed: int = 0) ->
     scores, details = dci(codes_train, factors_train, codes_test, factors_test, fast=True, random_state=seed,
                           return_matrices=True)
     return {**{k: float(v) for k, v in scores.items()},
+            "test_accuracy_per_factor": np.asarray(details["test_accuracy_per_factor"]).tolist(),
             "importance_matrix": np.asarray(details["importance_matrix"]).tolist(), "mode": "fast"}
 
 
@@ -344,11 +345,12 @@ def evaluate_dsprites_run(run_dir: str | Path, num_points: int = 4000, seed: int
     return result
 
 
-def run_dsprites(out_dir: str | Path, fractions: Sequence[float] = (0.001, 0.01), steps: int = 1500,
-                 seed: int = 0, alpha: float = 50.0, batch_size: int = 32, labelled_batch_size: int = 16,
-                 learning_rate: float = 5e-4, num_latents: int = 6, threads: int = 2,
-                 num_points: int = 4000) -> dict[str, Any]:
-    """Train and evaluate one ss_vae run per labelled fraction with the training loop."""
+def run_dsprites(out_dir: str | Path, fractions: Sequence[float] = (0.001, 0.01), steps: int = 400,
+                 seed: int = 0, alpha: float = 100.0, batch_size: int = 32, labelled_batch_size: int = 32,
+                 learning_rate: float = 1e-3, num_latents: int = 6, threads: int = 2,
+                 num_points: int = 4000, evaluate_only: bool = False) -> dict[str, Any]:
+    """Train and evaluate one ss_vae run per labelled fraction with the training loop
+    (``evaluate_only``: score the runs already in ``out_dir`` again)."""
     from untwine.training import TrainConfig, train
 
     out_dir = Path(out_dir)
@@ -364,8 +366,13 @@ def run_dsprites(out_dir: str | Path, fractions: Sequence[float] = (0.001, 0.01)
                      f"model.labelled_batch_size={labelled_batch_size}"]
         run_dir = out_dir / f"fraction_{fraction:g}"
         t0 = time.perf_counter()
-        train(TrainConfig.from_overrides(overrides), run_dir)
-        train_seconds = time.perf_counter() - t0
+        if evaluate_only:
+            previous = json.loads((out_dir / "results.json").read_text()) if (out_dir / "results.json").exists() else {}
+            train_seconds = next((r["train_seconds"] for r in previous.get("runs", [])
+                                  if r["labelled_fraction"] == fraction), None)
+        else:
+            train(TrainConfig.from_overrides(overrides), run_dir)
+            train_seconds = time.perf_counter() - t0
         evaluation = evaluate_dsprites_run(run_dir, num_points=num_points, seed=seed + 1)
         final = json.loads((run_dir / "final_eval.json").read_text())["terms"]
         runs.append({"labelled_fraction": fraction, "run_dir": run_dir.name, "command": "untwine train " + " ".join(overrides),
@@ -408,17 +415,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     sprites = sub.add_parser("dsprites", help="procedural dSprites, shape as the labelled factor")
     sprites.add_argument("--out", type=Path, required=True)
     sprites.add_argument("--fractions", type=float, nargs="+", default=[0.001, 0.01])
-    sprites.add_argument("--steps", type=int, default=1500)
-    sprites.add_argument("--alpha", type=float, default=50.0)
+    sprites.add_argument("--steps", type=int, default=400)
+    sprites.add_argument("--alpha", type=float, default=100.0)
     sprites.add_argument("--seed", type=int, default=0)
     sprites.add_argument("--threads", type=int, default=2)
+    sprites.add_argument("--evaluate-only", action="store_true", help="score the runs already in --out again")
     args = parser.parse_args(argv)
     if args.experiment == "digits":
         results = run_digits(args.out, args.labels, args.seeds, args.alphas, jobs=args.jobs, steps=args.steps)
         print(digits_summary(results))
     else:
         results = run_dsprites(args.out, args.fractions, steps=args.steps, seed=args.seed, alpha=args.alpha,
-                               threads=args.threads)
+                               threads=args.threads, evaluate_only=args.evaluate_only)
         print(dsprites_summary(results))
     return 0
 
