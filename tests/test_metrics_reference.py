@@ -149,14 +149,7 @@ def test_fast_dci_is_close_to_faithful(case):
 @pytest.mark.slow
 @pytest.mark.parametrize("case", DSPRITES)
 def test_fast_dci_is_close_to_faithful_dsprites(case):
-    values = dci_values(case, True)
-    expected = reference(case, "dci")["values"]
-    assert_close(
-        values,
-        expected,
-        atol=FAST_TOLERANCE,
-        keys=["disentanglement", "completeness", "informativeness_test"],
-    )
+    assert_close(dci_values(case, True), reference(case, "dci")["values"], atol=FAST_TOLERANCE)
 
 
 @pytest.mark.slow
@@ -164,8 +157,10 @@ def test_fast_dci_is_close_to_faithful_dsprites(case):
 def test_fast_downstream_boosted_trees_is_close_to_faithful(case):
     values = downstream_task(*arrays(case), predictor="boosted_trees", fast=True, n_jobs=2)
     expected = reference(case, "downstream_boosted_trees")["values"]
-    test_keys = [k for k in expected if "test" in k]
-    assert_close(values, expected, atol=FAST_TOLERANCE, keys=test_keys)
+    # Every test accuracy within 0.02; the training accuracies of the binned trees too, except that the
+    # exact trees memorise the noisy 40-class dSprites factor a little better (0.029, docs/metrics.md).
+    assert_close(values, expected, atol=FAST_TOLERANCE, keys=[k for k in expected if "test" in k])
+    assert_close(values, expected, atol=0.03, keys=[k for k in expected if "train" in k])
 
 
 # -- sampling metrics: statistical agreement ---------------------------------------------------------------
