@@ -42,10 +42,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from untwine.utils.io import share_like_new_file
-from untwine.utils.io import atomic_open, atomic_write_json
+from untwine.utils.io import atomic_open, atomic_write_json, share_like_new_file
 
-USER_AGENT = "untwine-dataset-downloader/0.1 (+https://github.com/google-research/disentanglement_lib)"
+USER_AGENT = "untwine-dataset-downloader/0.1"
 MANIFEST = ".untwine-checksums.json"
 _CHUNK = 1 << 20
 _DISENT = "nmichlo/disent, disent/dataset/data/_groundtruth__{}.py (MD5 of the whole file)"
