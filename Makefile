@@ -1,5 +1,6 @@
 # Two commands matter on a fresh machine: `make demo` and `make test`.
 # Every install goes through constraints.txt so pip takes the CPU wheel of torch.
+# The dev install includes the optional study extras (Ray, Parquet, PostgreSQL) so the suite tests them.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -12,7 +13,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(STAMP): $(BIN)/python pyproject.toml constraints.txt
-	$(BIN)/pip install -q -c constraints.txt -e '.[dev]'
+	$(BIN)/pip install -q -c constraints.txt -e '.[dev,ray,parquet,postgres]'
 	touch $(STAMP)
 
 venv: $(STAMP)
