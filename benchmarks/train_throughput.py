@@ -40,16 +40,7 @@ def bare_loop(model_name: str, channels: int, steps: int, channels_last: bool, b
 
     def one_step(step: int) -> None:
         with autocast:
-            out = model.compute_loss(images, step, generator)
-        for optimizer in optimizers:
-            optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
-        if out.discriminator_loss is not None:
-            for parameter in model.discriminator_parameters():
-                parameter.grad = None
-            out.discriminator_loss.backward()
-        for optimizer in optimizers:
-            optimizer.step()
+            model.training_step(images, step, generator, optimizers)
 
     for step in range(5):
         one_step(step)
