@@ -35,7 +35,6 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache build
