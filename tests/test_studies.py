@@ -287,3 +287,9 @@ def test_default_parallelism():
     assert default_parallelism(cpus=64, gpus=0) == (16, 4)
     assert default_parallelism(cpus=16, gpus=1) == (1, 16)  # one worker per GPU
     assert default_parallelism(cpus=16, gpus=4) == (4, 4)
+
+
+def test_scaled_runs_keep_checkpointing():
+    assert spec_for_model_num(V1, 0).config["checkpoint_every"] == 5000  # 60 checkpoints in 300k steps
+    assert spec_for_model_num(V1, 0, steps=3000).config["checkpoint_every"] == 300
+    assert spec_for_model_num(V1, 0, steps=3000, train={"checkpoint_every": 7}).config["checkpoint_every"] == 7

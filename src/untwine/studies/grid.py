@@ -187,6 +187,9 @@ def run_spec(study: Study, dataset: str, model: str, value_index: int, seed: int
         params[name] = max(1, round(nominal * steps / study.steps))
     overrides: dict[str, Any] = {**study.train, **(train or {}), "steps": steps, "model": model, "dataset": dataset,
                                  "seed": seed, "progress": False}
+    if "checkpoint_every" not in overrides:  # a scaled-down run still gets ~10 checkpoints to resume from
+        default = TrainConfig.checkpoint_every
+        overrides["checkpoint_every"] = default if steps >= 10 * default else max(1, steps // 10)
     overrides.update({f"model.{k}": v for k, v in params.items()})
     config = TrainConfig.from_overrides(overrides).to_dict()
     for key in MACHINE_KEYS:
