@@ -29,7 +29,7 @@ import inspect
 import os
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -152,7 +152,6 @@ class FitResult:
     model: Any
     seconds: float
     cpu_seconds: float
-    extra: dict = field(default_factory=dict)
 
 
 def run_fit(task: FitTask) -> FitResult:
