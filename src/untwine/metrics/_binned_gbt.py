@@ -13,7 +13,8 @@ and impurity-decrease feature importances -- with two differences:
 
 The K trees of a stage are grown together: per-node histograms of residual sums and counts come from
 one sparse one-hot matrix product per tree level (the right child is the parent minus the left child),
-so a fit costs a few dense passes over ``n x K`` arrays per level instead of K x (columns) sorts.
+so a fit costs a few dense passes over ``n x K`` arrays per level instead of K x (columns) sorts.  Each
+column has as many histogram rows as it has thresholds, so grid-valued codes cost a few rows each.
 Agreement with the exact classifier is checked on the reference cases (see ``docs/metrics.md``).
 """
 
@@ -81,14 +82,18 @@ class BinnedGradientBoostingClassifier:
             raise ValueError("y must contain at least two classes")
         max_bins = self.max_bins if self.max_bins is not None else default_max_bins(n)
         self.thresholds_ = [_bin_thresholds(X[:, f], max_bins) for f in range(d)]
-        bins = max(t.shape[0] for t in self.thresholds_) + 1  # every column padded to the same bin count
+        # Every column has its own number of bins (grid-valued codes need few); row offset[f] + b of the
+        # one-hot matrix is (column f, bin b), its columns are the samples.
+        column_bins = np.array([t.shape[0] + 1 for t in self.thresholds_])
+        offset = np.concatenate([[0], np.cumsum(column_bins)])
+        rows = int(offset[-1])
+        row_column = np.repeat(np.arange(d), column_bins)  # the column of every row
         Xb = self._bin(X)
-        # Row f * bins + b of the one-hot matrix is (column f, bin b); its columns are the samples.
         one_hot = sparse.csr_matrix(
-            (np.ones(n * d), ((Xb + bins * np.arange(d)).T.ravel(), np.tile(np.arange(n), d))),
-            shape=(d * bins, n),
+            (np.ones(n * d), ((Xb + offset[:-1]).T.ravel(), np.tile(np.arange(n), d))), shape=(rows, n)
         )
-        root_counts = np.asarray(one_hot.sum(axis=1)).reshape(d, bins, 1)
+        root_counts = np.asarray(one_hot.sum(axis=1)).reshape(rows, 1, 1)
+        no_split = int(column_bins.max())  # a bin above every column's last: everything goes left
 
         self.binary_ = num_classes == 2
         num_trees = 1 if self.binary_ else num_classes
@@ -110,7 +115,6 @@ class BinnedGradientBoostingClassifier:
         self.leaf_value_ = np.zeros((self.n_estimators, num_trees, num_leaves))
         Xb_flat = Xb.ravel()
         row_offset = (np.arange(n) * d)[:, np.newaxis]
-        no_split = np.iinfo(np.intp).max
 
         for stage in range(self.n_estimators):
             if self.binary_:
@@ -123,28 +127,35 @@ class BinnedGradientBoostingClassifier:
             parent_sums = parent_counts = None  # the previous level's histograms
             for level in range(depth):
                 width = 2**level
-                # Histograms (column, bin, node, tree) of residual sums and sample counts.
+                # Histograms (row = column and bin, node, tree) of residual sums and sample counts.
                 if level == 0:
-                    sums = (one_hot @ residual).reshape(d, bins, 1, num_trees)
-                    counts = np.broadcast_to(root_counts[:, :, :, np.newaxis], sums.shape)
+                    sums = (one_hot @ residual).reshape(rows, 1, num_trees)
+                    counts = np.broadcast_to(root_counts, sums.shape)
                 else:
                     # Left children (even nodes) from one product; right child = parent - left child.
                     masks = [(node == 2 * p).astype(np.float64) for p in range(width // 2)]
                     product = one_hot @ np.concatenate([residual * m for m in masks] + masks, axis=1)
                     half = (width // 2) * num_trees
-                    left_sums = product[:, :half].reshape(d, bins, width // 2, num_trees)
-                    left_counts = product[:, half:].reshape(d, bins, width // 2, num_trees)
-                    sums = np.empty((d, bins, width, num_trees))
-                    counts = np.empty((d, bins, width, num_trees))
-                    sums[:, :, 0::2], sums[:, :, 1::2] = left_sums, parent_sums - left_sums
-                    counts[:, :, 0::2], counts[:, :, 1::2] = left_counts, parent_counts - left_counts
+                    left_sums = product[:, :half].reshape(rows, width // 2, num_trees)
+                    left_counts = product[:, half:].reshape(rows, width // 2, num_trees)
+                    sums = np.empty((rows, width, num_trees))
+                    counts = np.empty((rows, width, num_trees))
+                    sums[:, 0::2], sums[:, 1::2] = left_sums, parent_sums - left_sums
+                    counts[:, 0::2], counts[:, 1::2] = left_counts, parent_counts - left_counts
                 parent_sums, parent_counts = sums, counts
                 # Best split of every (node, tree): Friedman's proxy with left = bins <= b,
                 # (n_r S_l - n_l S_r)^2 / (n_l n_r) = (S_l N - n_l S)^2 / (n_l (N - n_l)).
-                flat_shape = (d * bins, width * num_trees)
-                left_sum = np.cumsum(sums, axis=1).reshape(flat_shape)
-                left_count = np.cumsum(counts, axis=1).reshape(flat_shape)
-                total_sum, total_count = left_sum[bins - 1], left_count[bins - 1]  # column 0's last bin
+                flat_shape = (rows, width * num_trees)
+                left_sum = np.empty(flat_shape)
+                left_count = np.empty(flat_shape)
+                flat_sums, flat_counts = sums.reshape(flat_shape), counts.reshape(flat_shape)
+                for start, stop in zip(offset[:-1], offset[1:], strict=True):  # cumulative within a column
+                    np.cumsum(flat_sums[start:stop], axis=0, out=left_sum[start:stop])
+                    np.cumsum(flat_counts[start:stop], axis=0, out=left_count[start:stop])
+                total_sum, total_count = (
+                    left_sum[offset[1] - 1],
+                    left_count[offset[1] - 1],
+                )  # column 0's last bin
                 numerator = left_sum * total_count - left_count * total_sum
                 numerator *= numerator
                 denominator = left_count * (total_count - left_count)
@@ -154,8 +165,8 @@ class BinnedGradientBoostingClassifier:
                 best_row = np.argmax(proxy, axis=0)
                 columns = np.arange(flat_shape[1])
                 split = proxy[best_row, columns] > 0.0
-                feature = best_row // bins
-                threshold_bin = np.where(split, best_row % bins, no_split)
+                feature = row_column[best_row]
+                threshold_bin = np.where(split, best_row - offset[feature], no_split)
                 # Impurity decrease of the chosen splits (for the feature importances).
                 ls, lc = left_sum[best_row, columns], left_count[best_row, columns]
                 rs, rc = total_sum - ls, total_count - lc
@@ -164,7 +175,7 @@ class BinnedGradientBoostingClassifier:
                 np.add.at(importances, feature[split], decrease[split] / n)
                 heap = slice(width - 1, 2 * width - 1)
                 self.split_feature_[stage, :, heap] = feature.reshape(width, num_trees).T
-                self.split_bin_[stage, :, heap] = np.minimum(threshold_bin, bins).reshape(width, num_trees).T
+                self.split_bin_[stage, :, heap] = threshold_bin.reshape(width, num_trees).T
                 index = node * num_trees + trees  # (node, tree) of every sample and tree
                 go_right = np.take(Xb_flat, row_offset + np.take(feature, index)) > np.take(
                     threshold_bin, index

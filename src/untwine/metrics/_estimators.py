@@ -99,11 +99,14 @@ class FastLogisticRegressionCV:
         from sklearn.linear_model import LogisticRegression
 
         prefix = slice(0, FAST_CV_POINTS)
+        self.search_ = None
         if X.shape[0] <= FAST_CV_POINTS or np.unique(y[prefix]).shape[0] < np.unique(y).shape[0]:
             self.model_ = make_estimator("lr_cv").fit(X, y)  # small enough, or the prefix misses a class
         else:
-            search = make_estimator("lr_cv").fit(X[prefix], y[prefix])
-            self.model_ = LogisticRegression(C=float(np.atleast_1d(search.C_)[0])).fit(X, y)
+            # The search is the very fit "lr_cv" makes on the first FAST_CV_POINTS points (kept, so the
+            # downstream task's 1,000-point result comes for free).
+            self.search_ = make_estimator("lr_cv").fit(X[prefix], y[prefix])
+            self.model_ = LogisticRegression(C=float(np.atleast_1d(self.search_.C_)[0])).fit(X, y)
         self.classes_ = self.model_.classes_
         return self
 
@@ -145,6 +148,16 @@ class FitTask:
 
 
 @dataclass
+class PrefixFit:
+    """A fit that another task makes on the way: the ``"lr_cv"`` fit on the first ``FAST_CV_POINTS``
+    points, which the ``"lr_cv_fast"`` task ``base_key`` makes to choose C.  ``task`` (that same fit)
+    runs only if the base task did not make it (its prefix missed a class)."""
+
+    base_key: Any
+    task: FitTask
+
+
+@dataclass
 class FitResult:
     train_accuracy: float
     test_accuracy: float
@@ -152,6 +165,17 @@ class FitResult:
     model: Any
     seconds: float
     cpu_seconds: float
+    prefix: FitResult | None = None  # the "lr_cv" fit on the first FAST_CV_POINTS points, if made
+
+
+def _accuracies(model, task: FitTask, train_pred=None) -> tuple[float, float]:
+    if train_pred is None:
+        train_pred = model.predict(task.x_train)
+    test_pred = None if task.x_test is None else model.predict(task.x_test)
+    return (
+        float(np.mean(train_pred == task.y_train)),
+        float("nan") if test_pred is None else float(np.mean(test_pred == task.y_test)),
+    )
 
 
 def run_fit(task: FitTask) -> FitResult:
@@ -180,15 +204,23 @@ def run_fit(task: FitTask) -> FitResult:
         else:
             model = make_estimator(task.kind, task.random_state).fit(task.x_train, task.y_train)
             train_pred = model.predict_train() if task.kind == "binned_gbt" else model.predict(task.x_train)
-        test_pred = None if task.x_test is None else model.predict(task.x_test)
+        train_accuracy, test_accuracy = _accuracies(model, task, train_pred)
         importances = getattr(model, "feature_importances_", None)
+        prefix = None
+        if getattr(model, "search_", None) is not None:
+            points = slice(0, FAST_CV_POINTS)
+            prefix_task = FitTask(
+                "lr_cv", task.x_train[points], task.y_train[points], task.x_test, task.y_test
+            )
+            prefix = FitResult(*_accuracies(model.search_, prefix_task), None, model.search_, 0.0, 0.0)
     return FitResult(
-        train_accuracy=float(np.mean(train_pred == task.y_train)),
-        test_accuracy=float("nan") if test_pred is None else float(np.mean(test_pred == task.y_test)),
+        train_accuracy=train_accuracy,
+        test_accuracy=test_accuracy,
         importances=None if importances is None else np.abs(np.asarray(importances, dtype=np.float64)),
         model=model,
         seconds=time.perf_counter() - start,
         cpu_seconds=time.process_time() - cpu_start,
+        prefix=prefix,
     )
 
 
@@ -207,9 +239,9 @@ class _Lazy:
 class FitEngine:
     """Runs keyed :class:`FitTask` s once each; in ``n_jobs`` worker processes when ``n_jobs > 1``.
 
-    ``add`` queues tasks (a key seen before is ignored: the fit is shared); ``start`` sends the queued
-    tasks to the workers, largest first; ``result`` waits for one.  With ``n_jobs=1`` a fit runs when
-    its result is first asked for.
+    ``add`` queues tasks (a key seen before is ignored: the fit is shared; a :class:`PrefixFit` is
+    answered by the result of its base task); ``start`` sends the queued tasks to the workers, largest
+    first; ``result`` waits for one.  With ``n_jobs=1`` a fit runs when its result is first asked for.
     """
 
     def __init__(self, n_jobs: int = 1):
@@ -218,10 +250,14 @@ class FitEngine:
         self.n_jobs = (os.cpu_count() or 1) if n_jobs == -1 else int(n_jobs)
         self._futures: dict = {}
         self._pending: list = []
+        self._prefixes: dict = {}
         self._executor = None
 
-    def add(self, key, task: FitTask) -> None:
-        if key in self._futures or any(k == key for k, _ in self._pending):
+    def add(self, key, task: FitTask | PrefixFit) -> None:
+        if key in self._futures or key in self._prefixes or any(k == key for k, _ in self._pending):
+            return
+        if isinstance(task, PrefixFit):
+            self._prefixes[key] = task
             return
         if self.n_jobs == 1:
             self._futures[key] = _Lazy(task)
@@ -241,6 +277,10 @@ class FitEngine:
         self._pending = []
 
     def result(self, key) -> FitResult:
+        if key in self._prefixes:
+            prefix = self._prefixes[key]
+            made = self.result(prefix.base_key).prefix
+            return made if made is not None else run_fit(prefix.task)
         if key not in self._futures:
             self.start()
         return self._futures[key].result()

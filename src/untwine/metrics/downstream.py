@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from untwine.metrics._estimators import FitEngine, FitTask, gbt_random_states
+from untwine.metrics._estimators import FAST_CV_POINTS, FitEngine, FitTask, PrefixFit, gbt_random_states
 from untwine.metrics._validation import check_sizes, check_train_test
 
 PREDICTORS = ("logistic_regression", "boosted_trees")
@@ -77,6 +77,17 @@ def downstream_tasks(
                 FitTask(kind, x, y[:, j], codes_test, factors_test[:, j], states[j]),
             )
             for j in range(y.shape[1])
+        ]
+    largest = max(sizes)
+    if (
+        estimator_kind(predictor, largest, fast) == "lr_cv_fast"
+        and FAST_CV_POINTS in out
+        and largest > FAST_CV_POINTS
+    ):
+        # The largest size's fit chooses C by the very cross-validation the FAST_CV_POINTS size runs.
+        out[FAST_CV_POINTS] = [
+            (key, PrefixFit(base_key, task))
+            for (key, task), (base_key, _) in zip(out[FAST_CV_POINTS], out[largest], strict=True)
         ]
     return out
 
