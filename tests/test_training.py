@@ -31,12 +31,21 @@ def _config(*overrides):
 
 
 def test_config_overrides_and_validation():
-    config = TrainConfig.from_overrides(["model=beta_vae", "model.beta=4", "steps=5000", "learning_rate=3e-4", "bf16=true"])
-    assert config.model_params == {"beta": 4} and config.steps == 5000 and config.learning_rate == 3e-4 and config.bf16
+    config = TrainConfig.from_overrides(
+        ["model=beta_vae", "model.beta=4", "steps=5000", "learning_rate=3e-4", "bf16=true"]
+    )
+    assert (
+        config.model_params == {"beta": 4}
+        and config.steps == 5000
+        and config.learning_rate == 3e-4
+        and config.bf16
+    )
     assert config.resolved_model_params()["beta"] == 4
     with pytest.raises(ValueError, match="unknown config key 'step'; valid keys: model, "):
         TrainConfig.from_overrides(["step=3"])
-    with pytest.raises(ValueError, match=r"unknown parameter\(s\) model.gamma for model 'beta_vae'; valid: model.beta"):
+    with pytest.raises(
+        ValueError, match=r"unknown parameter\(s\) model.gamma for model 'beta_vae'; valid: model.beta"
+    ):
         TrainConfig.from_overrides(["model.gamma=3"])
     with pytest.raises(ValueError, match="unknown dataset 'mnist'"):
         TrainConfig.from_overrides(["dataset=mnist"])
@@ -60,7 +69,10 @@ def test_same_seed_is_bit_identical_and_other_seed_differs(tmp_path):
     for name, seed in (("a", 0), ("b", 0), ("c", 1)):
         train(_config("steps=6", f"seed={seed}", "checkpoint_every=3"), tmp_path / name)
     _assert_same_params(_params(tmp_path / "a"), _params(tmp_path / "b"))
-    differs = [not torch.equal(a, b) for a, b in zip(_params(tmp_path / "a").values(), _params(tmp_path / "c").values(), strict=True)]
+    differs = [
+        not torch.equal(a, b)
+        for a, b in zip(_params(tmp_path / "a").values(), _params(tmp_path / "c").values(), strict=True)
+    ]
     assert all(differs), "a different seed must change every parameter tensor (init and updates)"
 
 
@@ -88,7 +100,9 @@ def _extend_run(run_dir, steps):
     (run_dir / "config.json").write_text(json.dumps(saved))
 
 
-@pytest.mark.parametrize("model", ["beta_vae", "annealed_vae", "factor_vae", "dip_vae_i", "dip_vae_ii", "beta_tc_vae"])
+@pytest.mark.parametrize(
+    "model", ["beta_vae", "annealed_vae", "factor_vae", "dip_vae_i", "dip_vae_ii", "beta_tc_vae"]
+)
 def test_each_model_trains_and_resumes_in_process(tmp_path, model):
     """Stopping after a checkpoint and resuming gives the uninterrupted run's parameters exactly."""
     full = train(_config(f"model={model}", "steps=6", "checkpoint_every=3"), tmp_path / "full")
@@ -98,7 +112,9 @@ def test_each_model_trains_and_resumes_in_process(tmp_path, model):
     assert load_checkpoint(part / "checkpoint.pt")["step"] == 6
     _assert_same_params(_params(full), _params(part))
     initial = train(_config(f"model={model}", "steps=1", "checkpoint_every=1"), tmp_path / "one")
-    assert any(not torch.equal(a, b) for a, b in zip(_params(full).values(), _params(initial).values(), strict=True))
+    assert any(
+        not torch.equal(a, b) for a, b in zip(_params(full).values(), _params(initial).values(), strict=True)
+    )
 
 
 def test_sigkill_mid_run_then_resume_is_bit_identical(tmp_path):
@@ -107,8 +123,12 @@ def test_sigkill_mid_run_then_resume_is_bit_identical(tmp_path):
 
     killed = tmp_path / "killed"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "untwine", "train", *args, "--out", str(killed)], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "untwine", "train", *args, "--out", str(killed)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.time() + 120
     step_at_kill = None
     while time.time() < deadline and process.poll() is None:
@@ -120,13 +140,17 @@ def test_sigkill_mid_run_then_resume_is_bit_identical(tmp_path):
                 break
         time.sleep(0.02)
     process.wait(timeout=30)
-    assert step_at_kill is not None and process.returncode == -signal.SIGKILL, process.stderr.read().decode()[-2000:]
+    assert step_at_kill is not None and process.returncode == -signal.SIGKILL, process.stderr.read().decode()[
+        -2000:
+    ]
     assert load_checkpoint(killed / "checkpoint.pt")["step"] < 400
 
     assert cli_main(["train", "--resume", str(killed)]) == 0
     _assert_same_params(_params(reference), _params(killed))
     steps = [json.loads(line)["step"] for line in (killed / "log.jsonl").read_text().splitlines()]
-    assert steps == list(range(5, 401, 5)), "log lines after the checkpoint must be redone once, not duplicated"
+    assert steps == list(range(5, 401, 5)), (
+        "log lines after the checkpoint must be redone once, not duplicated"
+    )
 
 
 def test_nan_loss_stops_with_step_and_term_and_keeps_checkpoint(tmp_path):
@@ -149,8 +173,10 @@ def test_training_learns_position(tmp_path):
 
     from untwine.data import get_dataset
 
-    run = train(_config("steps=300", "batch_size=32", "log_every=50", "checkpoint_every=300", "learning_rate=1e-3"),
-                tmp_path / "run")
+    run = train(
+        _config("steps=300", "batch_size=32", "log_every=50", "checkpoint_every=300", "learning_rate=1e-3"),
+        tmp_path / "run",
+    )
     losses = [json.loads(line)["loss"] for line in (run / "log.jsonl").read_text().splitlines()]
     assert losses[-1] < 0.6 * losses[0]
     dataset = get_dataset("procedural_dsprites")
@@ -179,8 +205,42 @@ def test_representations_and_torchscript_agree(tmp_path):
     assert export_torchscript(run, tmp_path / "enc2.pt").stat().st_size > 0
 
 
+def test_reduced_precision_encoding_is_close_and_scoped(tmp_path, monkeypatch):
+    from untwine.data import get_dataset
+    from untwine.metrics import evaluate_representation
+
+    run = train(_config("steps=2", "checkpoint_every=2"), tmp_path / "run")
+    images = get_dataset("procedural_dsprites").sample_observations(64, 0)
+    representation = representation_function(run, "mean")
+    encoder = representation.encoder
+    exact = representation(images)
+    monkeypatch.setattr(type(encoder), "bf16_is_fast", lambda self: True)
+    with encoder.reduced_precision() as precision:
+        reduced = representation(images)
+    assert precision == "bf16" and encoder.precision == "fp32"  # restored after the block
+    assert not np.array_equal(reduced, exact)
+    # bfloat16 keeps 8 significant bits: codes agree to about 1% of their scale.
+    np.testing.assert_allclose(reduced, exact, atol=0.02 * np.abs(exact).max() + 1e-3)
+    np.testing.assert_array_equal(representation(images), exact)
+    monkeypatch.setattr(type(encoder), "bf16_is_fast", lambda self: False)
+    with encoder.reduced_precision() as precision:  # no native bfloat16: stays exact
+        np.testing.assert_array_equal(representation(images), exact)
+    assert precision == "fp32"
+    # The metrics' fast mode asks for it and says so in the results.
+    small = {"mig": {"num_train": 200}}
+    fast = evaluate_representation(
+        get_dataset("procedural_dsprites"), representation, ["mig"], params=small, fast=True
+    )
+    faithful = evaluate_representation(
+        get_dataset("procedural_dsprites"), representation, ["mig"], params=small
+    )
+    assert fast["mig"]["encoder_precision"] == "fp32" and faithful["mig"]["encoder_precision"] == "as given"
+
+
 def test_tensorboard_events_when_installed(tmp_path):
-    pytest.importorskip("tensorboard", reason="tensorboard is an optional extra (pip install 'untwine[tensorboard]')")
+    pytest.importorskip(
+        "tensorboard", reason="tensorboard is an optional extra (pip install 'untwine[tensorboard]')"
+    )
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     run = train(_config("steps=4", "log_every=2", "checkpoint_every=4"), tmp_path / "run")

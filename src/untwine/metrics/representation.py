@@ -24,6 +24,7 @@ Codes keep the dtype the model returns (float32 for torch models): the histogram
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -170,6 +171,35 @@ class CodeSource:
         noise = rng.standard_normal(mean.shape).astype(mean.dtype, copy=False)
         return mean + np.exp(0.5 * logvar) * noise
 
+    def encode_all(self, rng, threads: int = 1, chunk: int = 8192) -> None:
+        """Encode every factor combination once, into the cache (only when the cache is in use).
+
+        Worth it when an evaluation will ask for most of the grid anyway (the BetaVAE and FactorVAE
+        scores draw millions of images from it): large batches, and ``threads`` torch threads while no
+        classifier fits are running, instead of many small encodes in a loaded main process.
+        """
+        if not self.cached:
+            return
+        sizes = np.asarray(self.dataset.factor_sizes, dtype=np.int64)
+        total = int(np.prod(sizes))
+        known = self._keys
+        keys, values = [], []
+        with _torch_threads(threads):
+            for start in range(0, total, chunk):
+                grid = np.stack(np.unravel_index(np.arange(start, min(start + chunk, total)), sizes), axis=1)
+                chunk_keys = np.asarray(self.dataset.factors_to_index(grid), dtype=np.int64)
+                if known.shape[0]:
+                    new = ~np.isin(chunk_keys, known)
+                    grid, chunk_keys = grid[new], chunk_keys[new]
+                if chunk_keys.shape[0]:
+                    keys.append(chunk_keys)
+                    values.append(self._encode_factors(grid, rng))
+        if keys:
+            all_keys = np.concatenate([self._keys, *keys])
+            all_values = np.concatenate(values if self._values is None else [self._values, *values])
+            order = np.argsort(all_keys, kind="stable")
+            self._keys, self._values = all_keys[order], all_values[order]
+
     def sample(self, num: int, rng) -> tuple[np.ndarray, np.ndarray]:
         """``num`` factor rows drawn uniformly and their codes: ``(factors, codes)``."""
         rng = as_generator(rng)
@@ -184,6 +214,26 @@ class CodeSource:
             "codes_requested": int(self.num_requested),
             "distinct_images_cached": int(self._keys.shape[0]),
         }
+
+
+class _torch_threads:
+    """Run a block with ``threads`` torch intra-op threads if torch is in use (restored afterwards)."""
+
+    def __init__(self, threads: int):
+        self.threads = int(threads)
+        self.before = None
+
+    def __enter__(self):
+        torch = sys.modules.get("torch")
+        if torch is not None and self.threads > 0:
+            self.before = torch.get_num_threads()
+            torch.set_num_threads(self.threads)
+        return self
+
+    def __exit__(self, *exc):
+        if self.before is not None:
+            sys.modules["torch"].set_num_threads(self.before)
+        return False
 
 
 def as_code_source(dataset, representation_fn, **kwargs) -> CodeSource:

@@ -15,7 +15,6 @@ whose inputs were not computed says so instead of drawing an empty figure.
 from __future__ import annotations
 
 import base64
-import html
 import io
 import math
 from collections.abc import Sequence
@@ -26,38 +25,15 @@ import numpy as np
 import pandas as pd
 
 from untwine import __version__
+from untwine.report.page import escape, page
 from untwine.studies import analysis as A
 from untwine.utils.io import atomic_write_bytes, atomic_write_text
 
 REPORT_DIR = "report"
 REPORT_NAME = "index.html"
-_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
-_STYLE = """
-body { font-family: -apple-system, 'Segoe UI', Helvetica, Arial, sans-serif; margin: 0; color: #1d1d1f;
-       background: #fafafa; line-height: 1.45; }
-header { background: #24292f; color: #fff; padding: 14px 28px; }
-header h1 { margin: 0; font-size: 1.35em; }
-header p { margin: 4px 0 0; color: #c9d1d9; font-size: 0.9em; }
-nav { padding: 8px 28px; background: #eaeef2; font-size: 0.9em; position: sticky; top: 0; z-index: 1; }
-nav a { margin-right: 14px; color: #0969da; text-decoration: none; }
-main { padding: 6px 28px 40px; max-width: 1500px; }
-section { margin-top: 26px; }
-h2 { border-bottom: 1px solid #d0d7de; padding-bottom: 4px; font-size: 1.2em; }
-h3 { font-size: 1.0em; margin: 16px 0 6px; }
-table { border-collapse: collapse; font-size: 0.85em; margin: 6px 0; background: #fff; }
-th, td { border: 1px solid #d0d7de; padding: 3px 8px; text-align: left; }
-th { background: #f3f4f6; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-figure { display: inline-block; margin: 6px 14px 10px 0; vertical-align: top; }
-figcaption { font-size: 0.8em; color: #57606a; max-width: 900px; }
-img { max-width: 100%; height: auto; border: 1px solid #e1e4e8; background: #fff; }
-.note { color: #57606a; font-size: 0.88em; max-width: 1000px; }
-.missing { color: #9a6700; font-size: 0.9em; }
-"""
 
 
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
+_e = escape
 
 
 def _num(value: Any, digits: int = 3) -> str:
@@ -395,17 +371,16 @@ def render_study_report(table: pd.DataFrame, runs: pd.DataFrame, out_dir: str | 
             ("selection", "6. Unsupervised model selection", _section_selection(figures, table, scores, out_dir)),
         ]
         table.to_csv(out_dir / "results_wide.csv", index=False)
-    nav = "".join(f'<a href="#{key}">{_e(name.split(". ", 1)[-1])}</a>' for key, name, _ in sections)
-    body = "".join(f'<section id="{key}"><h2>{_e(name)}</h2>{content}</section>' for key, name, content in sections)
-    return (
-        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-        f"<meta http-equiv=\"Content-Security-Policy\" content=\"{_CSP}\">"
-        "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-        f"<title>untwine study report: {_e(title)}</title><style>{_STYLE}</style></head>\n<body>"
-        f"<header><h1>Study report: {_e(title)}</h1><p>untwine {__version__}. The analyses of Locatello et al. "
-        "(2019), <i>Challenging Common Assumptions in the Unsupervised Learning of Disentangled "
-        "Representations</i>, on the runs in this study's store.</p></header>"
-        f"<nav>{nav}</nav><main>{body}</main></body></html>\n"
+    subtitle = (
+        f"untwine {_e(__version__)}. The analyses of Locatello et al. (2019), <i>Challenging Common Assumptions "
+        "in the Unsupervised Learning of Disentangled Representations</i>, on the runs in this study's store."
+    )
+    return page(
+        f"untwine study report: {title}",
+        f"Study report: {title}",
+        subtitle,
+        sections,
+        nav_label=lambda name: name.split(". ", 1)[-1],
     )
 
 

@@ -7,6 +7,7 @@ HWC convention -- and returns float32 codes ``(n, d)``.  This is all the metrics
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from pathlib import Path
 
@@ -42,6 +43,7 @@ class Encoder:
         self.model = model
         self.batch_size = int(batch_size)
         self.device = next(model.parameters()).device
+        self.precision = "fp32"  # "bf16": bfloat16 autocast (see reduced_precision)
         self.channels_last = next(model.parameters()).dim() == 4 and any(
             p.is_contiguous(memory_format=torch.channels_last) and p.dim() == 4 for p in model.parameters()
         )
@@ -53,17 +55,41 @@ class Encoder:
             raise ValueError(f"images must have shape (n, H, W, C), got {images.shape}")
         means, logvars = [], []
         for start in range(0, images.shape[0], self.batch_size):
-            chunk = torch.from_numpy(np.ascontiguousarray(images[start : start + self.batch_size].transpose(0, 3, 1, 2)))
+            chunk = torch.from_numpy(
+                np.ascontiguousarray(images[start : start + self.batch_size].transpose(0, 3, 1, 2))
+            )
             chunk = chunk.to(self.device)
             if self.channels_last:
                 chunk = chunk.contiguous(memory_format=torch.channels_last)
-            mean, logvar = self.model.encode(chunk)
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+                mean, logvar = self.model.encode(chunk)
             means.append(mean.float().cpu().numpy())
             logvars.append(logvar.float().cpu().numpy())
         if not means:
             d = self.model.num_latents
             return np.zeros((0, d), np.float32), np.zeros((0, d), np.float32)
         return np.concatenate(means), np.concatenate(logvars)
+
+    def bf16_is_fast(self) -> bool:
+        """Whether this device runs bfloat16 convolutions natively (CUDA with bf16, CPUs with AVX512-BF16/AMX)."""
+        if self.device.type == "cuda":
+            return torch.cuda.is_bf16_supported()
+        return (
+            self.device.type == "cpu"
+            and bool(torch.backends.mkldnn.is_available())
+            and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        )
+
+    @contextlib.contextmanager
+    def reduced_precision(self):
+        """Encode in bfloat16 autocast inside the block where the device runs it natively (2-3x faster
+        on this project's CPUs); the metrics' fast mode uses this.  Codes change in the third digit."""
+        before = self.precision
+        self.precision = "bf16" if self.bf16_is_fast() else before
+        try:
+            yield self.precision
+        finally:
+            self.precision = before
 
 
 class MeanRepresentation:
@@ -99,8 +125,9 @@ class SampledRepresentation:
         return self.from_mean_logvar(*self.encoder.mean_logvar(images))
 
 
-def representation_function(run_dir: str | Path, kind: str = "mean", seed: int = 0, device: str = "auto",
-                            batch_size: int = 256):
+def representation_function(
+    run_dir: str | Path, kind: str = "mean", seed: int = 0, device: str = "auto", batch_size: int = 256
+):
     """``kind="mean"`` or ``"sampled"`` representation of a trained run (``seed`` drives the sampling noise)."""
     if kind not in REPRESENTATIONS:
         raise ValueError(f"representation must be one of {REPRESENTATIONS}, got {kind!r}")
@@ -127,7 +154,12 @@ def export_torchscript(run_dir: str | Path, path: str | Path) -> Path:
     """
     config, model = load_trained_model(run_dir, "cpu")
     model = model.to(memory_format=torch.contiguous_format)
-    shape = (2, 64, 64, __import__("untwine.data", fromlist=["get_spec"]).get_spec(config.dataset).num_channels)
+    shape = (
+        2,
+        64,
+        64,
+        __import__("untwine.data", fromlist=["get_spec"]).get_spec(config.dataset).num_channels,
+    )
     module = _MeanEncoderModule(model).eval()
     # TorchScript is what the field's tooling loads; torch >= 2.9 marks it deprecated in favour of
     # torch.export, whose files need torch to load too.  Keep the warning out of users' consoles.
@@ -164,6 +196,8 @@ class TorchScriptRepresentation:
     @torch.inference_mode()
     def __call__(self, images: np.ndarray) -> np.ndarray:
         images = np.asarray(images, dtype=np.float32)
-        outputs = [self.module(torch.from_numpy(np.ascontiguousarray(images[i : i + self.batch_size]))).numpy()
-                   for i in range(0, images.shape[0], self.batch_size)]
+        outputs = [
+            self.module(torch.from_numpy(np.ascontiguousarray(images[i : i + self.batch_size]))).numpy()
+            for i in range(0, images.shape[0], self.batch_size)
+        ]
         return np.concatenate(outputs).astype(np.float32)
