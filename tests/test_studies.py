@@ -1,6 +1,7 @@
 """Studies as data: the unsupervised_study_v1 grid and its model numbers, selections, flag parsing,
 the results store (SQLite; PostgreSQL in test_studies_postgres.py) and the CLI's dry run."""
 
+import dataclasses
 import json
 import sqlite3
 import threading
@@ -60,10 +61,22 @@ def test_v1_model_numbers_match_hand_derived_configs(number, expected):
     dataset, model, params, seed = expected
     assert (spec.dataset, spec.model, spec.seed) == (dataset, model, seed)
     assert spec.config["model_params"] == {**spec.config["model_params"], **params}
-    assert spec.config["steps"] == 300_000 and spec.config["batch_size"] == 64
+    # dlib's 300k global steps: FactorVAE's global step advances twice per iteration.
+    assert spec.config["steps"] == (150_000 if model == "factor_vae" else 300_000)
+    assert spec.config["batch_size"] == 64
     assert spec.config["learning_rate"] == 1e-4 and spec.config["num_latents"] == 10
     assert spec.model_num == number == 1800 * V1_DATASETS.index(dataset) + 300 * [m[0] for m in V1_MODELS].index(model) \
         + 50 * spec.value_index + seed
+
+
+def test_scaled_steps_count_global_steps():
+    factor_vae = spec_for_model_num(V1, 300, steps=2000)
+    beta_vae = spec_for_model_num(V1, 0, steps=2000)
+    annealed = spec_for_model_num(V1, 1799, steps=3000)
+    assert (factor_vae.config["steps"], beta_vae.config["steps"], annealed.config["steps"]) == (1000, 2000, 3000)
+    assert annealed.config["model_params"]["iteration_threshold"] == 1000  # 100k of 300k, scaled
+    with pytest.raises(ValueError, match="global_steps_per_iteration"):
+        dataclasses.replace(V1.models[1], global_steps_per_iteration=0)
 
 
 def test_v1_grid_is_the_published_one():
@@ -89,7 +102,8 @@ def test_selection_scales_down_and_keeps_numbers():
     full = {r.model_num: r for r in runs if r.dataset == "shapes3d"}
     assert 10800 in full and 10800 + 250 + 1 in full  # shapes3d is dataset 6: 1800*6; value 5 seed 1
     for run in runs:
-        assert run.config["steps"] == 3000 and run.config["learning_rate"] == 5e-4
+        assert run.config["steps"] == (1500 if run.model == "factor_vae" else 3000)  # global steps
+        assert run.config["learning_rate"] == 5e-4
         assert run.value == V1.model(run.model).values[run.value_index]
         if run.model == "annealed_vae":  # 100k of 300k steps -> 1000 of 3000
             assert run.config["model_params"]["iteration_threshold"] == 1000

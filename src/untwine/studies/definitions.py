@@ -44,6 +44,11 @@ class ModelSweep:
     ``step_params`` are model parameters counted in training steps (AnnealedVAE's
     ``iteration_threshold``), given for the study's nominal ``train["steps"]``; a scaled study with other
     ``steps`` scales them in proportion (100k of 300k steps stays one third of the run).
+
+    ``global_steps_per_iteration``: a study's ``steps`` count disentanglement_lib's global steps, which
+    advance by 2 per FactorVAE iteration (its VAE and discriminator ``minimize`` calls both pass
+    ``global_step``).  Such a model trains ``steps // global_steps_per_iteration`` iterations, so
+    300,000 study steps are FactorVAE's published 150,000 updates of each network.
     """
 
     model: str
@@ -53,6 +58,7 @@ class ModelSweep:
     step_params: Mapping[str, int] = field(default_factory=dict)
     label: str = ""  # display name in reports, e.g. "β-VAE"
     symbol: str = ""  # display name of the swept parameter, e.g. "β"
+    global_steps_per_iteration: int = 1
 
     def __post_init__(self) -> None:
         from untwine.models import MODEL_DEFAULTS
@@ -65,6 +71,11 @@ class ModelSweep:
                 raise ValueError(f"model {self.model!r} has no parameter {name!r}; valid: {', '.join(valid) or 'none'}")
         if not self.values:
             raise ValueError(f"model sweep {self.model!r} needs at least one value")
+        if not isinstance(self.global_steps_per_iteration, int) or self.global_steps_per_iteration < 1:
+            raise ValueError(
+                f"global_steps_per_iteration of {self.model!r} must be a positive integer, "
+                f"got {self.global_steps_per_iteration!r}"
+            )
         if len(set(self.values)) != len(self.values):
             raise ValueError(f"model sweep {self.model!r} repeats a value: {self.values}")
         object.__setattr__(self, "values", tuple(self.values))
@@ -177,7 +188,8 @@ def _v1_models() -> tuple[ModelSweep, ...]:
     # disentanglement_lib's get_default_models() chains the models in this order; the order fixes model_num.
     return (
         ModelSweep("beta_vae", "beta", (1.0, 2.0, 4.0, 6.0, 8.0, 16.0), label="β-VAE", symbol="β"),
-        ModelSweep("factor_vae", "gamma", (10.0, 20.0, 30.0, 40.0, 50.0, 100.0), label="FactorVAE", symbol="γ"),
+        ModelSweep("factor_vae", "gamma", (10.0, 20.0, 30.0, 40.0, 50.0, 100.0), label="FactorVAE", symbol="γ",
+                   global_steps_per_iteration=2),
         ModelSweep("dip_vae_i", "lambda_od", (1.0, 2.0, 5.0, 10.0, 20.0, 50.0), fixed={"lambda_d_factor": 10.0},
                    label="DIP-VAE-I", symbol="λ_od"),
         ModelSweep("dip_vae_ii", "lambda_od", (1.0, 2.0, 5.0, 10.0, 20.0, 50.0), fixed={"lambda_d_factor": 1.0},

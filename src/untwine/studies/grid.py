@@ -185,6 +185,7 @@ def run_spec(study: Study, dataset: str, model: str, value_index: int, seed: int
     params[sweep.parameter] = value
     for name, nominal in sweep.step_params.items():
         params[name] = max(1, round(nominal * steps / study.steps))
+    steps = max(1, steps // sweep.global_steps_per_iteration)  # training iterations (see ModelSweep)
     overrides: dict[str, Any] = {**study.train, **(train or {}), "steps": steps, "model": model, "dataset": dataset,
                                  "seed": seed, "progress": False}
     if "checkpoint_every" not in overrides:  # a scaled-down run still gets ~10 checkpoints to resume from
