@@ -26,7 +26,9 @@ from untwine.models import build_model
 from untwine.training import TrainConfig, train
 
 
-def bare_loop(model_name: str, channels: int, steps: int, channels_last: bool, bf16: bool, batch: int = 64) -> float:
+def bare_loop(
+    model_name: str, channels: int, steps: int, channels_last: bool, bf16: bool, batch: int = 64
+) -> float:
     torch.manual_seed(0)  # benchmark only: the bound does not need an explicit generator
     model = build_model(model_name, num_channels=channels)
     if channels_last:
@@ -50,21 +52,36 @@ def bare_loop(model_name: str, channels: int, steps: int, channels_last: bool, b
     return steps * batch / (time.perf_counter() - start)
 
 
-def full_step(model_name: str, dataset: str, steps: int, threads: int, channels_last: bool, bf16: bool) -> float:
+def full_step(
+    model_name: str, dataset: str, steps: int, threads: int, channels_last: bool, bf16: bool
+) -> float:
     log_every = max(steps // 5, 1)
     with tempfile.TemporaryDirectory() as tmp:
-        config = TrainConfig.from_overrides({
-            "model": model_name, "dataset": dataset, "steps": steps, "log_every": log_every,
-            "checkpoint_every": max(steps // 2, 1), "threads": threads, "progress": False, "eval_batches": 1,
-            "channels_last": channels_last, "bf16": bf16,
-        })
+        config = TrainConfig.from_overrides(
+            {
+                "model": model_name,
+                "dataset": dataset,
+                "steps": steps,
+                "log_every": log_every,
+                "checkpoint_every": max(steps // 2, 1),
+                "threads": threads,
+                "progress": False,
+                "eval_batches": 1,
+                "channels_last": channels_last,
+                "bf16": bf16,
+            }
+        )
         run = train(config, Path(tmp) / "run")
-        rates = [json.loads(line)["images_per_second"] for line in (run / "log.jsonl").read_text().splitlines()]
+        rates = [
+            json.loads(line)["images_per_second"] for line in (run / "log.jsonl").read_text().splitlines()
+        ]
     return sum(rates[1:]) / len(rates[1:])
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--models", default="beta_vae,factor_vae,beta_tc_vae")
@@ -76,14 +93,18 @@ def main() -> None:
         print("| bound variant (beta_vae, 64x64x1) | images/s |\n|---|---|")
         for channels_last, bf16 in ((False, False), (True, False), (True, True)):
             rate = bare_loop("beta_vae", 1, args.steps, channels_last, bf16)
-            print(f"| {'channels_last' if channels_last else 'NCHW'} {'bf16 autocast' if bf16 else 'fp32'} | {rate:.0f} |")
+            print(
+                f"| {'channels_last' if channels_last else 'NCHW'} {'bf16 autocast' if bf16 else 'fp32'} | {rate:.0f} |"
+            )
         print()
     print("| model | data | bound images/s | full step images/s | full / bound |\n|---|---|---|---|---|")
     for model_name in args.models.split(","):
         for dataset, channels in (("procedural_dsprites", 1), ("procedural_shapes3d", 3)):
             bound = bare_loop(model_name, channels, args.steps, True, False)
             full = full_step(model_name, dataset, args.steps, args.threads, True, False)
-            print(f"| {model_name} | {dataset} (64x64x{channels}) | {bound:.0f} | {full:.0f} | {full / bound:.0%} |")
+            print(
+                f"| {model_name} | {dataset} (64x64x{channels}) | {bound:.0f} | {full:.0f} | {full / bound:.0%} |"
+            )
 
 
 if __name__ == "__main__":

@@ -23,7 +23,9 @@ def test_index_is_row_major():
     space = FactorSpace([2, 3, 4])
     # The last factor varies fastest: index = f0*12 + f1*4 + f2.
     np.testing.assert_array_equal(space.factors_to_index([[1, 2, 3], [0, 0, 1], [0, 1, 0]]), [23, 1, 4])
-    np.testing.assert_array_equal(space.index_to_factors(np.arange(24))[:5], [[0, 0, 0], [0, 0, 1], [0, 0, 2], [0, 0, 3], [0, 1, 0]])
+    np.testing.assert_array_equal(
+        space.index_to_factors(np.arange(24))[:5], [[0, 0, 0], [0, 0, 1], [0, 0, 2], [0, 0, 3], [0, 1, 0]]
+    )
 
 
 def test_validation_names_the_problem():
@@ -84,7 +86,15 @@ def test_stream_resumes_bit_identically():
 
 def test_registry_lists_every_dataset_and_rejects_unknown_names():
     names = list_datasets()
-    for required in ("dsprites_full", "shapes3d", "mpi3d_real", "cars3d", "smallnorb", "procedural_dsprites", "procedural_shapes3d"):
+    for required in (
+        "dsprites_full",
+        "shapes3d",
+        "mpi3d_real",
+        "cars3d",
+        "smallnorb",
+        "procedural_dsprites",
+        "procedural_shapes3d",
+    ):
         assert required in names
     assert get_spec("smallnorb").nuisance == ("instance",)
     with pytest.raises(KeyError, match="known datasets: dsprites_full"):

@@ -11,8 +11,9 @@ from untwine.training import TrainConfig, train
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    config = TrainConfig.from_overrides(["steps=20", "batch_size=16", "threads=1", "progress=false", "eval_batches=1",
-                                         "model.beta=4"])
+    config = TrainConfig.from_overrides(
+        ["steps=20", "batch_size=16", "threads=1", "progress=false", "eval_batches=1", "model.beta=4"]
+    )
     return train(config, tmp_path_factory.mktemp("pipeline") / "run")
 
 
@@ -58,6 +59,12 @@ def test_bad_requests_name_the_problem(run_dir, tmp_path):
 
 
 def test_headline_hides_per_factor_details():
-    text = headline({"10:mean_test_accuracy": 0.5, "10:test_accuracy_factor_0": 0.1, "10:min_test_accuracy": 0.2,
-                     "num_active_dims": 3})
+    text = headline(
+        {
+            "10:mean_test_accuracy": 0.5,
+            "10:test_accuracy_factor_0": 0.1,
+            "10:min_test_accuracy": 0.2,
+            "num_active_dims": 3,
+        }
+    )
     assert text == "10:mean_test_accuracy=0.5, num_active_dims=3"

@@ -22,7 +22,8 @@ from untwine.visualisation.animations import CYCLES
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 needs_chromium = pytest.mark.skipif(
-    not CHROMIUM.exists(), reason="headless Chromium not installed at /usr/bin/chromium (scripts/install_chromium.sh)"
+    not CHROMIUM.exists(),
+    reason="headless Chromium not installed at /usr/bin/chromium (scripts/install_chromium.sh)",
 )
 NUM_FRAMES = 6
 MI = (np.arange(50, dtype=float).reshape(10, 5) / 50).tolist()  # (latents, factors)
@@ -32,17 +33,47 @@ MI = (np.arange(50, dtype=float).reshape(10, 5) / 50).tolist()  # (latents, fact
 def run(tmp_path_factory):
     """A 20-step AnnealedVAE run on procedural dSprites with a metric result, visualised by the CLI."""
     run_dir = tmp_path_factory.mktemp("report") / "run"
-    train(TrainConfig.from_overrides([
-        "model=annealed_vae", "model.iteration_threshold=20", "dataset=procedural_dsprites", "steps=20",
-        "batch_size=16", "threads=1", "progress=false", "log_every=4", "eval_batches=1", "checkpoint_every=20",
-    ]), run_dir)
+    train(
+        TrainConfig.from_overrides(
+            [
+                "model=annealed_vae",
+                "model.iteration_threshold=20",
+                "dataset=procedural_dsprites",
+                "steps=20",
+                "batch_size=16",
+                "threads=1",
+                "progress=false",
+                "log_every=4",
+                "eval_batches=1",
+                "checkpoint_every=20",
+            ]
+        ),
+        run_dir,
+    )
     metrics = run_dir / "metrics" / "mean"
     metrics.mkdir(parents=True)
-    (metrics / "mig.json").write_text(json.dumps({
-        "metric": "mig", "values": {"discrete_mig": 0.0123}, "matrices": {"mutual_information": MI},
-        "parameters": {"num_train": 100}}))
-    code = cli_main(["visualize", str(run_dir), "--num-animations", "1", "--num-frames", str(NUM_FRAMES),
-                     "--num-traversals", "1"])
+    (metrics / "mig.json").write_text(
+        json.dumps(
+            {
+                "metric": "mig",
+                "values": {"discrete_mig": 0.0123},
+                "matrices": {"mutual_information": MI},
+                "parameters": {"num_train": 100},
+            }
+        )
+    )
+    code = cli_main(
+        [
+            "visualize",
+            str(run_dir),
+            "--num-animations",
+            "1",
+            "--num-frames",
+            str(NUM_FRAMES),
+            "--num-traversals",
+            "1",
+        ]
+    )
     assert code == 0
     return run_dir
 
@@ -98,8 +129,13 @@ class _Tags(HTMLParser):
 
 
 def _expected_images(manifest):
-    return (2 + len(manifest["traversals"]) + sum(len(v) for v in manifest["animations"].values())
-            + len(manifest["curves"]) + len(manifest["metric_plots"]))
+    return (
+        2
+        + len(manifest["traversals"])
+        + sum(len(v) for v in manifest["animations"].values())
+        + len(manifest["curves"])
+        + len(manifest["metric_plots"])
+    )
 
 
 def test_report_is_self_contained_html(run):
@@ -109,16 +145,30 @@ def test_report_is_self_contained_html(run):
     images = [attrs for tag, attrs in parser.tags if tag == "img"]
     assert len(images) == _expected_images(_manifest(run)) == 12
     for attrs in images:
-        assert attrs["src"].startswith(("data:image/png;base64,", "data:image/gif;base64,")) and attrs.get("alt")
+        assert attrs["src"].startswith(("data:image/png;base64,", "data:image/gif;base64,")) and attrs.get(
+            "alt"
+        )
         header, data = attrs["src"].split(",", 1)
         picture = Image.open(io.BytesIO(base64.b64decode(data)))
-        assert picture.format == header[len("data:image/"):].split(";")[0].upper()
+        assert picture.format == header[len("data:image/") :].split(";")[0].upper()
     for tag, attrs in parser.tags:  # nothing is fetched: no scripts, links, external sources
         assert tag not in ("script", "link", "iframe")
-        assert not any(str(attrs.get(k, "")).startswith(("http:", "https:", "file:", "//")) for k in ("src", "href"))
-    assert any(tag == "meta" and attrs.get("http-equiv") == "Content-Security-Policy" for tag, attrs in parser.tags)
-    for heading in ("Configuration", "Training curves", "Held-out evaluation", "Metrics", "Latent traversals",
-                    "Animated latent cycles", "Reconstructions", "Samples from the prior"):
+        assert not any(
+            str(attrs.get(k, "")).startswith(("http:", "https:", "file:", "//")) for k in ("src", "href")
+        )
+    assert any(
+        tag == "meta" and attrs.get("http-equiv") == "Content-Security-Policy" for tag, attrs in parser.tags
+    )
+    for heading in (
+        "Configuration",
+        "Training curves",
+        "Held-out evaluation",
+        "Metrics",
+        "Latent traversals",
+        "Animated latent cycles",
+        "Reconstructions",
+        "Samples from the prior",
+    ):
         assert f">{heading}</h2>" in text
     assert "annealed_vae on procedural_dsprites" in text and "discrete_mig" in text and "0.0123" in text
 
@@ -153,9 +203,21 @@ window.addEventListener('load', function () {
 
 
 def _chromium(tmp_path, *arguments):
-    command = [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-extensions",
-               f"--user-data-dir={tmp_path / 'chromium-profile'}", "--enable-logging=stderr", "--v=0", *arguments]
+    command = [
+        str(CHROMIUM),
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-extensions",
+        f"--user-data-dir={tmp_path / 'chromium-profile'}",
+        "--enable-logging=stderr",
+        "--v=0",
+        *arguments,
+    ]
     return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
 
 
@@ -179,8 +241,13 @@ def test_report_renders_in_headless_chromium(run, tmp_path):
     ARTIFACTS.mkdir(exist_ok=True)
     screenshot = ARTIFACTS / "report_screenshot.png"
     screenshot.unlink(missing_ok=True)
-    result = _chromium(tmp_path, "--hide-scrollbars", f"--screenshot={screenshot}", "--window-size=1200,3000",
-                       report.as_uri())
+    result = _chromium(
+        tmp_path,
+        "--hide-scrollbars",
+        f"--screenshot={screenshot}",
+        "--window-size=1200,3000",
+        report.as_uri(),
+    )
     assert result.returncode == 0 and screenshot.exists(), result.stderr[-2000:]
     pixels = np.asarray(Image.open(screenshot).convert("RGB"))
     assert pixels.shape == (3000, 1200, 3) and pixels.std() > 20  # a page, not a blank
@@ -190,7 +257,9 @@ def test_report_renders_in_headless_chromium(run, tmp_path):
 def test_report_notes_what_is_missing_instead_of_breaking(tmp_path):
     out = tmp_path / "pictures"
     out.mkdir()
-    (out / "manifest.json").write_text(json.dumps({"traversals": ["gone.png"], "curves": {}, "animations": {}}))
+    (out / "manifest.json").write_text(
+        json.dumps({"traversals": ["gone.png"], "curves": {}, "animations": {}})
+    )
     text = render_run_report(tmp_path, out)
     assert "config.json is missing" in text and "final_eval.json is missing" in text
     assert "No metric results" in text and "missing image: gone.png" in text and "<img" not in text

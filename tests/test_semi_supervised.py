@@ -98,7 +98,9 @@ def test_weighted_estimator_converges_to_the_elbo_with_posterior_q_z_given_xy():
     for estimator in ("weighted", "iwae"):
         base = supervised_bound(log_joint, log_r, log_w, alpha=0.0, estimator=estimator)
         shifted = supervised_bound(log_joint, log_r, log_w, alpha=0.1, estimator=estimator)
-        torch.testing.assert_close(shifted - base, 0.1 * label_log_likelihood_estimate(log_w), atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            shifted - base, 0.1 * label_log_likelihood_estimate(log_w), atol=1e-5, rtol=0
+        )
     assert float(label_log_likelihood_estimate(log_w).exp().mean()) == pytest.approx(q_y, rel=0.02)
 
 
@@ -120,11 +122,14 @@ def test_unsupervised_bound_is_the_enumerated_elbo():
     log_q_y = torch.log_softmax(torch.tensor([[0.2, -1.0, 0.5]]), 1)
     elbo_y = torch.tensor([[-3.0, -5.0, -2.0]])
     expected = sum(math.exp(log_q_y[0, k]) * (elbo_y[0, k] - math.log(3) - log_q_y[0, k]) for k in range(3))
-    assert float(unsupervised_bound(log_q_y, elbo_y, -math.log(3))) == pytest.approx(float(expected), rel=1e-6)
+    assert float(unsupervised_bound(log_q_y, elbo_y, -math.log(3))) == pytest.approx(
+        float(expected), rel=1e-6
+    )
     # maximised over q(y|x) by the posterior softmax(elbo_y + log p(y)), where it equals logsumexp
     best = torch.log_softmax(elbo_y, 1)
     assert float(unsupervised_bound(best, elbo_y, -math.log(3))) == pytest.approx(
-        float(torch.logsumexp(elbo_y, 1) - math.log(3)), rel=1e-6)
+        float(torch.logsumexp(elbo_y, 1) - math.log(3)), rel=1e-6
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -156,10 +161,18 @@ def _tiny_exact(model):
     elbo = 0.0
     for y in range(3):
         logits_x = model.decode(grid[:, None], torch.full((grid.shape[0],), y))
-        log_px = -torch.nn.functional.binary_cross_entropy_with_logits(
-            logits_x, X_TINY.expand_as(logits_x), reduction="none").flatten(1).sum(1).double()
+        log_px = (
+            -torch.nn.functional.binary_cross_entropy_with_logits(
+                logits_x, X_TINY.expand_as(logits_x), reduction="none"
+            )
+            .flatten(1)
+            .sum(1)
+            .double()
+        )
         log_pxy.append(float(torch.logsumexp(log_px + log_pz, 0) + math.log(dz) - math.log(3)))
-        q = torch.exp(-0.5 * (grid64 - mean[y, 0]) ** 2 / logvar[y, 0].exp()) / torch.sqrt(2 * math.pi * logvar[y, 0].exp())
+        q = torch.exp(-0.5 * (grid64 - mean[y, 0]) ** 2 / logvar[y, 0].exp()) / torch.sqrt(
+            2 * math.pi * logvar[y, 0].exp()
+        )
         expected_loglik.append(float((q * log_px).sum() * dz))
         kl = 0.5 * float(mean[y, 0] ** 2 + logvar[y, 0].exp() - logvar[y, 0] - 1)
         elbo += float(log_q_y[y].exp()) * (expected_loglik[y] - kl - math.log(3) - float(log_q_y[y]))
@@ -182,7 +195,9 @@ def test_ss_vae_bounds_against_quadrature():
         for samples in (1, 8, 64, 512):
             model.num_samples = samples
             replicates = max(20_000 // samples, 100)
-            out = model.semi_supervised_loss(None, g, X_TINY.expand(replicates, -1, -1, -1), np.full(replicates, y))
+            out = model.semi_supervised_loss(
+                None, g, X_TINY.expand(replicates, -1, -1, -1), np.full(replicates, y)
+            )
             means.append(-float(out.loss))
     assert all(m <= log_pxy[y] + 0.02 for m in means), (means, log_pxy[y])
     assert means[0] < means[1] < means[2] < means[3], means
@@ -199,7 +214,13 @@ def test_alpha_zero_and_all_labelled_edge_cases():
     # all labelled and alpha = 0: the supervised bound is the plain ELBO of log p(x, y); q(y|x) gets no gradient
     assert float(model.encoder.class_logits.weight.grad.abs().max()) < 1e-10
     assert float(model.encoder.style_mean.weight.grad.abs().max()) > 0
-    assert set(out.terms) >= {"loss", "supervised_bound", "log_q_y_labelled", "accuracy_labelled", "kl_per_latent"}
+    assert set(out.terms) >= {
+        "loss",
+        "supervised_bound",
+        "log_q_y_labelled",
+        "accuracy_labelled",
+        "kl_per_latent",
+    }
     # alpha > 0 adds exactly -alpha * mean log q(y|x) to the loss (same noise)
     with torch.no_grad():
         a0 = model.semi_supervised_loss(None, torch.Generator().manual_seed(3), images, labels)
@@ -273,7 +294,9 @@ def test_bad_labels_raise_value_errors_naming_the_argument():
     with pytest.raises(ValueError, match="unlabelled_labels has 1 entries but x has 4"):
         model.semi_supervised_loss(x, torch.Generator(), unlabelled_labels=[1])
     dataset = get_dataset("procedural_dsprites")
-    with pytest.raises(ValueError, match=r"label_factor=5 is out of range: procedural_dsprites has 5 factors"):
+    with pytest.raises(
+        ValueError, match=r"label_factor=5 is out of range: procedural_dsprites has 5 factors"
+    ):
         LabelledSet.from_dataset(dataset, 5, 3, seed=0, num_labels=10)
     with pytest.raises(ValueError, match="num_classes=4 but the label factor 'shape' has 3 values"):
         LabelledSet.from_dataset(dataset, 0, 4, seed=0, num_labels=10)
@@ -298,28 +321,51 @@ def test_ss_vae_through_the_training_loop_and_cli(tmp_path):
     assert MODEL_DEFAULTS["ss_vae"]["alpha"] == 0.1
     with pytest.raises(ValueError, match=r"unknown parameter\(s\) model.gamma for model 'ss_vae'"):
         TrainConfig.from_overrides(["model=ss_vae", "model.gamma=3"])
-    args = ["model=ss_vae", "dataset=procedural_dsprites", "batch_size=8", "threads=1", "progress=false",
-            "eval_batches=1", "num_latents=4", "model.labelled_fraction=0.001", "model.labelled_batch_size=4",
-            "model.alpha=5", "checkpoint_every=2", "log_every=2"]
+    args = [
+        "model=ss_vae",
+        "dataset=procedural_dsprites",
+        "batch_size=8",
+        "threads=1",
+        "progress=false",
+        "eval_batches=1",
+        "num_latents=4",
+        "model.labelled_fraction=0.001",
+        "model.labelled_batch_size=4",
+        "model.alpha=5",
+        "checkpoint_every=2",
+        "log_every=2",
+    ]
     assert cli_main(["train", *args, "steps=4", "--out", str(tmp_path / "full")]) == 0
     part = train(TrainConfig.from_overrides([*args, "steps=2"]), tmp_path / "part")
     saved = json.loads((part / "config.json").read_text())
     saved["config"]["steps"] = 4
     (part / "config.json").write_text(json.dumps(saved))
     train(None, part, resume=True)
-    full, resumed = load_checkpoint(tmp_path / "full" / "checkpoint.pt"), load_checkpoint(part / "checkpoint.pt")
+    full, resumed = (
+        load_checkpoint(tmp_path / "full" / "checkpoint.pt"),
+        load_checkpoint(part / "checkpoint.pt"),
+    )
     for key in full["model"]:
         assert torch.equal(full["model"][key], resumed["model"][key]), key
     log = [json.loads(line) for line in (tmp_path / "full" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log] == [2, 4]
-    for key in ("loss", "elbo", "supervised_bound", "accuracy_labelled", "accuracy_unlabelled", "kl_per_latent"):
+    for key in (
+        "loss",
+        "elbo",
+        "supervised_bound",
+        "accuracy_labelled",
+        "accuracy_unlabelled",
+        "kl_per_latent",
+    ):
         assert key in log[-1], key
     assert saved["config"]["model_params"]["alpha"] == 5
     final = json.loads((tmp_path / "full" / "final_eval.json").read_text())
     assert final["finite"] and "accuracy_unlabelled" in final["terms"]
     from untwine.data import get_dataset
 
-    codes = representation_function(tmp_path / "full", "mean")(get_dataset("procedural_dsprites").sample_observations(6, 0))
+    codes = representation_function(tmp_path / "full", "mean")(
+        get_dataset("procedural_dsprites").sample_observations(6, 0)
+    )
     assert codes.shape == (6, 4) and np.isfinite(codes).all()
 
 
@@ -330,7 +376,9 @@ def test_digits_with_ten_labels_beats_supervised_only():
     from untwine.experiments.semi_supervised import DigitsConfig, _digits_job
 
     torch.set_num_threads(1)
-    result = _digits_job((DigitsConfig(num_labels=10, seed=1, steps=1500, hidden=128, num_latents=2, alpha=1.0), 1))
+    result = _digits_job(
+        (DigitsConfig(num_labels=10, seed=1, steps=1500, hidden=128, num_latents=2, alpha=1.0), 1)
+    )
     assert len(result["labelled_indices"]) == 10
     ss, supervised = result["ss_vae_test_error"], result["supervised_test_error"]
     assert ss < 0.35, result  # chance is 0.9
@@ -373,11 +421,15 @@ def test_labellers():
         for f, label in zip(factors[:, j], permuted.labels[:, j], strict=True):
             assert mapping.setdefault(f, label) == label  # a function of the factor...
         assert sorted(mapping.values()) == list(range(size))  # ...and a bijection
-    partial = apply_labeller(factors, DSPRITES_SIZES, "partial", np.random.default_rng(3), num_observed_factors=2)
+    partial = apply_labeller(
+        factors, DSPRITES_SIZES, "partial", np.random.default_rng(3), num_observed_factors=2
+    )
     assert len(set(partial.observed_factors)) == 2 and partial.labels.shape == (3000, 2)
     np.testing.assert_array_equal(partial.labels, factors[:, list(partial.observed_factors)])
     assert partial.sizes == tuple(DSPRITES_SIZES[j] for j in partial.observed_factors)
-    again = apply_labeller(factors, DSPRITES_SIZES, "partial", np.random.default_rng(3), num_observed_factors=2)
+    again = apply_labeller(
+        factors, DSPRITES_SIZES, "partial", np.random.default_rng(3), num_observed_factors=2
+    )
     assert again.observed_factors == partial.observed_factors
     with pytest.raises(ValueError, match="labeller must be one of"):
         apply_labeller(factors, DSPRITES_SIZES, "oracle", np.random.default_rng(0))
@@ -406,7 +458,9 @@ def test_supervised_losses_match_hand_computation():
     t = labels / np.array(sizes)
     xent = -(t * np.log(sig) + (1 - t) * np.log(1 - sig)).sum()
     assert float(supervised_loss_xent(r, y, sizes)) == pytest.approx(xent, rel=1e-5)
-    assert float(supervised_loss_l2(r, y, sizes, torch.tensor(2.0))) == pytest.approx(((2 * rep[:, :2] - labels) ** 2).sum(), rel=1e-5)
+    assert float(supervised_loss_l2(r, y, sizes, torch.tensor(2.0))) == pytest.approx(
+        ((2 * rep[:, :2] - labels) ** 2).sum(), rel=1e-5
+    )
     assert float(supervised_loss_l2(r, y, sizes)) == pytest.approx(((sig - t) ** 2).sum(), rel=1e-5)
     cov = ((rep - rep.mean(0))[:, :, None] * (labels - labels.mean(0))[:, None, :]).mean(0)
     cov[0, 0] = cov[1, 1] = 0
@@ -415,7 +469,7 @@ def test_supervised_losses_match_hand_computation():
     sigmas = [0.7, 1.3]
     expected = 0.0
     for j in range(2):
-        logits = -((rep[:, j : j + 1] - embeddings[j][None, :]) * sigmas[j]) ** 2
+        logits = -(((rep[:, j : j + 1] - embeddings[j][None, :]) * sigmas[j]) ** 2)
         log_softmax = logits - np.logaddexp.reduce(logits, axis=1, keepdims=True)
         expected += -log_softmax[np.arange(6), labels[:, j]].mean()
     got = supervised_loss_embed(r, y, [torch.tensor(e, dtype=torch.float32) for e in embeddings], sigmas)
@@ -439,10 +493,18 @@ def test_s2_supervision_reaches_only_the_first_latents_and_checks_sizes():
 
     dataset = get_dataset("procedural_dsprites")
     images = dataset.sample_observations_from_factors(_factors(4), 0)
-    model = build_model("s2_beta_vae", num_channels=1, num_latents=6, init_generator=torch.Generator().manual_seed(0),
-                        gamma_sup=3.0, labelled_batch_size=4)
+    model = build_model(
+        "s2_beta_vae",
+        num_channels=1,
+        num_latents=6,
+        init_generator=torch.Generator().manual_seed(0),
+        gamma_sup=3.0,
+        labelled_batch_size=4,
+    )
     model.attach_labels(images, _factors(4)[:, :2], (3, 6))
-    unsupervised = build_model("beta_vae", num_channels=1, num_latents=6, init_generator=torch.Generator().manual_seed(0))
+    unsupervised = build_model(
+        "beta_vae", num_channels=1, num_latents=6, init_generator=torch.Generator().manual_seed(0)
+    )
     x = torch.from_numpy(images.transpose(0, 3, 1, 2).copy())
     with torch.no_grad():
         out = model.compute_loss(x, 0, torch.Generator().manual_seed(0))
@@ -457,7 +519,9 @@ def test_s2_supervision_reaches_only_the_first_latents_and_checks_sizes():
     assert model.encoder.logvar.weight.grad is None
     with pytest.raises(ValueError, match="num_latents=3 is fewer than the 5 labelled factors"):
         build_model("s2_beta_vae", num_channels=1, num_latents=3).attach_dataset(dataset, 0)
-    build_model("s2_beta_vae", num_channels=1, num_latents=3, supervised_loss="cov", num_labels=10).attach_dataset(dataset, 0)
+    build_model(
+        "s2_beta_vae", num_channels=1, num_latents=3, supervised_loss="cov", num_labels=10
+    ).attach_dataset(dataset, 0)
     with pytest.raises(ValueError, match=r"labels has shape|labels must have shape \(n, 2\)"):
         model.attach_labels(images, _factors(4)[:, :3], (3, 6))
     with pytest.raises(ValueError, match=r"labels\[:, 1\]\[0\] = 6 is out of range"):
@@ -466,20 +530,43 @@ def test_s2_supervision_reaches_only_the_first_latents_and_checks_sizes():
         build_model("s2_factor_vae", num_channels=1, supervised_loss="hinge")
 
 
-@pytest.mark.parametrize("model, extra", [
-    ("s2_beta_vae", ["model.beta=4"]),
-    ("s2_factor_vae", ["model.supervised_loss=l2", "model.labeller=noisy"]),
-    ("s2_dip_vae_i", ["model.supervised_loss=cov", "model.labeller=permuted", "model.annealer=anneal",
-                      "model.iteration_threshold=2"]),
-    ("s2_dip_vae_ii", ["model.supervised_loss=embed", "model.labeller=bin", "model.annealer=fine_tune"]),
-    ("s2_beta_tc_vae", ["model.supervised_loss=embed", "model.embed_use_order=true", "model.labeller=partial"]),
-])
+@pytest.mark.parametrize(
+    "model, extra",
+    [
+        ("s2_beta_vae", ["model.beta=4"]),
+        ("s2_factor_vae", ["model.supervised_loss=l2", "model.labeller=noisy"]),
+        (
+            "s2_dip_vae_i",
+            [
+                "model.supervised_loss=cov",
+                "model.labeller=permuted",
+                "model.annealer=anneal",
+                "model.iteration_threshold=2",
+            ],
+        ),
+        ("s2_dip_vae_ii", ["model.supervised_loss=embed", "model.labeller=bin", "model.annealer=fine_tune"]),
+        (
+            "s2_beta_tc_vae",
+            ["model.supervised_loss=embed", "model.embed_use_order=true", "model.labeller=partial"],
+        ),
+    ],
+)
 def test_s2_models_train_and_resume_through_the_loop(tmp_path, model, extra):
     from untwine.training import TrainConfig, representation_function, train
     from untwine.training.checkpoint import load_checkpoint
 
-    args = [f"model={model}", *extra, "dataset=procedural_dsprites", "batch_size=4", "threads=1", "progress=false",
-            "eval_batches=1", "model.num_labels=50", "checkpoint_every=1", "log_every=1"]
+    args = [
+        f"model={model}",
+        *extra,
+        "dataset=procedural_dsprites",
+        "batch_size=4",
+        "threads=1",
+        "progress=false",
+        "eval_batches=1",
+        "model.num_labels=50",
+        "checkpoint_every=1",
+        "log_every=1",
+    ]
     full = train(TrainConfig.from_overrides([*args, "steps=2"]), tmp_path / "full")
     part = train(TrainConfig.from_overrides([*args, "steps=1"]), tmp_path / "part")
     saved = json.loads((part / "config.json").read_text())
@@ -494,5 +581,7 @@ def test_s2_models_train_and_resume_through_the_loop(tmp_path, model, extra):
     assert "supervised_loss" in log[-1] and "gamma_sup" in log[-1] and np.isfinite(log[-1]["loss"])
     from untwine.data import get_dataset
 
-    codes = representation_function(full, "mean")(get_dataset("procedural_dsprites").sample_observations(3, 0))
+    codes = representation_function(full, "mean")(
+        get_dataset("procedural_dsprites").sample_observations(3, 0)
+    )
     assert codes.shape == (3, 10)

@@ -24,7 +24,15 @@ from untwine.studies.grid import (
 from untwine.studies.store import ConfigMismatchError, flatten_values, open_store
 
 V1 = UNSUPERVISED_STUDY_V1
-V1_DATASETS = ["dsprites_full", "color_dsprites", "noisy_dsprites", "scream_dsprites", "smallnorb", "cars3d", "shapes3d"]
+V1_DATASETS = [
+    "dsprites_full",
+    "color_dsprites",
+    "noisy_dsprites",
+    "scream_dsprites",
+    "smallnorb",
+    "cars3d",
+    "shapes3d",
+]
 # (model, swept parameter, values, fixed parameters) in the order disentanglement_lib's sweep.py chains them.
 V1_MODELS = [
     ("beta_vae", "beta", [1, 2, 4, 6, 8, 16], {}),
@@ -38,22 +46,46 @@ V1_MODELS = [
 
 def _hand(number):
     """model_num -> (dataset, model, params, seed) the way dlib's h.product([datasets, models, seeds]) lists them."""
-    grid = [(d, m, {p: float(v), **fixed}, s)
-            for d in V1_DATASETS for m, p, values, fixed in V1_MODELS for v in values for s in range(50)]
+    grid = [
+        (d, m, {p: float(v), **fixed}, s)
+        for d in V1_DATASETS
+        for m, p, values, fixed in V1_MODELS
+        for v in values
+        for s in range(50)
+    ]
     return grid[number]
 
 
-@pytest.mark.parametrize("number, expected", [
-    (0, ("dsprites_full", "beta_vae", {"beta": 1.0}, 0)),
-    (300, ("dsprites_full", "factor_vae", {"gamma": 10.0}, 0)),
-    (1799, ("dsprites_full", "annealed_vae", {"c_max": 100.0, "gamma": 1000.0, "iteration_threshold": 100000}, 49)),
-    (4321, ("noisy_dsprites", "dip_vae_i", {"lambda_od": 5.0, "lambda_d_factor": 10.0}, 21)),
-    (5432, ("scream_dsprites", "beta_vae", {"beta": 1.0}, 32)),
-    (7777, ("smallnorb", "factor_vae", {"gamma": 100.0}, 27)),
-    (9876, ("cars3d", "dip_vae_i", {"lambda_od": 50.0, "lambda_d_factor": 10.0}, 26)),
-    (10026, ("cars3d", "dip_vae_ii", {"lambda_od": 5.0, "lambda_d_factor": 1.0}, 26)),
-    (12599, ("shapes3d", "annealed_vae", {"c_max": 100.0, "gamma": 1000.0, "iteration_threshold": 100000}, 49)),
-])
+@pytest.mark.parametrize(
+    "number, expected",
+    [
+        (0, ("dsprites_full", "beta_vae", {"beta": 1.0}, 0)),
+        (300, ("dsprites_full", "factor_vae", {"gamma": 10.0}, 0)),
+        (
+            1799,
+            (
+                "dsprites_full",
+                "annealed_vae",
+                {"c_max": 100.0, "gamma": 1000.0, "iteration_threshold": 100000},
+                49,
+            ),
+        ),
+        (4321, ("noisy_dsprites", "dip_vae_i", {"lambda_od": 5.0, "lambda_d_factor": 10.0}, 21)),
+        (5432, ("scream_dsprites", "beta_vae", {"beta": 1.0}, 32)),
+        (7777, ("smallnorb", "factor_vae", {"gamma": 100.0}, 27)),
+        (9876, ("cars3d", "dip_vae_i", {"lambda_od": 50.0, "lambda_d_factor": 10.0}, 26)),
+        (10026, ("cars3d", "dip_vae_ii", {"lambda_od": 5.0, "lambda_d_factor": 1.0}, 26)),
+        (
+            12599,
+            (
+                "shapes3d",
+                "annealed_vae",
+                {"c_max": 100.0, "gamma": 1000.0, "iteration_threshold": 100000},
+                49,
+            ),
+        ),
+    ],
+)
 def test_v1_model_numbers_match_hand_derived_configs(number, expected):
     # 4321 = 1800*2 + 300*2 + 50*2 + 21: noisy_dsprites (3rd dataset), DIP-VAE-I (3rd model), λ_od=5 (3rd value), seed 21
     assert _hand(number) == expected
@@ -65,15 +97,25 @@ def test_v1_model_numbers_match_hand_derived_configs(number, expected):
     assert spec.config["steps"] == (150_000 if model == "factor_vae" else 300_000)
     assert spec.config["batch_size"] == 64
     assert spec.config["learning_rate"] == 1e-4 and spec.config["num_latents"] == 10
-    assert spec.model_num == number == 1800 * V1_DATASETS.index(dataset) + 300 * [m[0] for m in V1_MODELS].index(model) \
-        + 50 * spec.value_index + seed
+    assert (
+        spec.model_num
+        == number
+        == 1800 * V1_DATASETS.index(dataset)
+        + 300 * [m[0] for m in V1_MODELS].index(model)
+        + 50 * spec.value_index
+        + seed
+    )
 
 
 def test_scaled_steps_count_global_steps():
     factor_vae = spec_for_model_num(V1, 300, steps=2000)
     beta_vae = spec_for_model_num(V1, 0, steps=2000)
     annealed = spec_for_model_num(V1, 1799, steps=3000)
-    assert (factor_vae.config["steps"], beta_vae.config["steps"], annealed.config["steps"]) == (1000, 2000, 3000)
+    assert (factor_vae.config["steps"], beta_vae.config["steps"], annealed.config["steps"]) == (
+        1000,
+        2000,
+        3000,
+    )
     assert annealed.config["model_params"]["iteration_threshold"] == 1000  # 100k of 300k, scaled
     with pytest.raises(ValueError, match="global_steps_per_iteration"):
         dataclasses.replace(V1.models[1], global_steps_per_iteration=0)
@@ -81,22 +123,32 @@ def test_scaled_steps_count_global_steps():
 
 def test_v1_grid_is_the_published_one():
     assert len(V1.datasets) == 7 and list(V1.datasets) == V1_DATASETS
-    assert [(m.model, m.parameter, list(m.values)) for m in V1.models] == [(m, p, [float(x) for x in v])
-                                                                        for m, p, v, _ in V1_MODELS]
+    assert [(m.model, m.parameter, list(m.values)) for m in V1.models] == [
+        (m, p, [float(x) for x in v]) for m, p, v, _ in V1_MODELS
+    ]
     assert V1.seeds == tuple(range(50)) and len(V1.metrics) == 9 and V1.representations == ("mean", "sampled")
     runs = expand(V1)
     assert len(runs) == 12_600 and [r.model_num for r in runs] == list(range(12_600))
     for number in (0, 4321, 12_599):  # expand and decode agree
-        assert decode_model_num(V1, number) == (runs[number].dataset, runs[number].model, runs[number].value_index,
-                                                runs[number].seed)
+        assert decode_model_num(V1, number) == (
+            runs[number].dataset,
+            runs[number].model,
+            runs[number].value_index,
+            runs[number].seed,
+        )
     # DIP-VAE lambda_d = 10 lambda_od (I) and = lambda_od (II), as in the paper
     assert runs[spec_for_model_num(V1, 700).model_num].config["model_params"]["lambda_d_factor"] == 10.0
     assert runs[1000].model == "dip_vae_ii" and runs[1000].config["model_params"]["lambda_d_factor"] == 1.0
 
 
 def test_selection_scales_down_and_keeps_numbers():
-    selection = Selection(datasets=("shapes3d", "procedural_dsprites"), values=(0, 5), seeds=(0, 1), steps=3000,
-                          train={"learning_rate": 5e-4})
+    selection = Selection(
+        datasets=("shapes3d", "procedural_dsprites"),
+        values=(0, 5),
+        seeds=(0, 1),
+        steps=3000,
+        train={"learning_rate": 5e-4},
+    )
     runs = expand(V1, selection)
     assert len(runs) == 2 * 6 * 2 * 2
     full = {r.model_num: r for r in runs if r.dataset == "shapes3d"}
@@ -113,22 +165,32 @@ def test_selection_scales_down_and_keeps_numbers():
     base = (7 + list_datasets().index("procedural_dsprites")) * 1800
     assert min(r.model_num for r in runs if r.dataset == "procedural_dsprites") == base
     # by value, for one model
-    runs = expand(V1, Selection(datasets=("procedural_dsprites",), models=("beta_vae",),
-                                model_values={"beta_vae": (1, 16)}, seeds=(3,)))
+    runs = expand(
+        V1,
+        Selection(
+            datasets=("procedural_dsprites",),
+            models=("beta_vae",),
+            model_values={"beta_vae": (1, 16)},
+            seeds=(3,),
+        ),
+    )
     assert [(r.value, r.seed) for r in runs] == [(1.0, 3), (16.0, 3)]
     # explicit model numbers
     assert [r.model_num for r in expand(V1, Selection(model_nums=(4321, 5)))] == [5, 4321]
 
 
-@pytest.mark.parametrize("selection, message", [
-    (Selection(seeds=(50,)), "seed 50 is not in study"),
-    (Selection(values=(6,)), "value position 6 is outside"),
-    (Selection(model_values={"beta_vae": (3,)}), "beta_vae.beta=3 is not in study"),
-    (Selection(models=("vae",)), "has no model 'vae'"),
-    (Selection(datasets=("mnist",)), "unknown dataset 'mnist'"),
-    (Selection(train={"seed": 3}), "dedicated flags"),
-    (Selection(train={"stepz": 3}), "unknown config key 'stepz'"),
-])
+@pytest.mark.parametrize(
+    "selection, message",
+    [
+        (Selection(seeds=(50,)), "seed 50 is not in study"),
+        (Selection(values=(6,)), "value position 6 is outside"),
+        (Selection(model_values={"beta_vae": (3,)}), "beta_vae.beta=3 is not in study"),
+        (Selection(models=("vae",)), "has no model 'vae'"),
+        (Selection(datasets=("mnist",)), "unknown dataset 'mnist'"),
+        (Selection(train={"seed": 3}), "dedicated flags"),
+        (Selection(train={"stepz": 3}), "unknown config key 'stepz'"),
+    ],
+)
 def test_selection_errors_name_the_problem(selection, message):
     with pytest.raises((ValueError, KeyError), match=message):
         expand(V1, selection)
@@ -140,12 +202,21 @@ def test_flag_parsing():
     with pytest.raises(ValueError, match="ranges like 0-4"):
         parse_int_list("a-b")
     assert parse_values(["0,5"]) == ((0, 5), {})
-    assert parse_values(["beta_vae=1,16", "factor_vae=10"]) == (None, {"beta_vae": (1.0, 16.0), "factor_vae": (10.0,)})
+    assert parse_values(["beta_vae=1,16", "factor_vae=10"]) == (
+        None,
+        {"beta_vae": (1.0, 16.0), "factor_vae": (10.0,)},
+    )
 
 
 def test_studies_are_data_and_validate():
-    study = Study(name="mine", description="", datasets=("procedural_dsprites",),
-                  models=(ModelSweep("beta_vae", "beta", (1.0, 4.0)),), seeds=(0,), train={"steps": 5})
+    study = Study(
+        name="mine",
+        description="",
+        datasets=("procedural_dsprites",),
+        models=(ModelSweep("beta_vae", "beta", (1.0, 4.0)),),
+        seeds=(0,),
+        train={"steps": 5},
+    )
     assert Study.from_dict(json.loads(json.dumps(study.to_dict()))) == study
     assert Study.from_dict(json.loads(json.dumps(V1.to_dict()))) == V1
     with pytest.raises(ValueError, match="has no parameter 'gamma'"):
@@ -157,7 +228,9 @@ def test_studies_are_data_and_validate():
     with pytest.raises(KeyError, match="known studies"):
         get_study("nope")
     # uneven value lists leave gaps in the numbering, never collisions
-    uneven = study.replace(models=(ModelSweep("beta_vae", "beta", (1.0, 4.0, 8.0)), ModelSweep("factor_vae", "gamma", (10.0,))))
+    uneven = study.replace(
+        models=(ModelSweep("beta_vae", "beta", (1.0, 4.0, 8.0)), ModelSweep("factor_vae", "gamma", (10.0,)))
+    )
     numbers = [r.model_num for r in expand(uneven)]
     assert numbers == [0, 1, 2, 3]
     with pytest.raises(ValueError, match="gap"):
@@ -172,16 +245,42 @@ def test_config_hash_ignores_the_machine():
 
 
 def test_flatten_values():
-    values = {"a": 1, "b": {"c": 2.5, "d": [1, 2]}, "e": "text", "f": float("nan"), "g": True, "h": np.float32(0.5)}
-    assert dict(flatten_values(values)) == {"a": 1.0, "b/c": 2.5, "b/d/0": 1.0, "b/d/1": 2.0, "f": None, "g": 1.0,
-                                            "h": 0.5}
+    values = {
+        "a": 1,
+        "b": {"c": 2.5, "d": [1, 2]},
+        "e": "text",
+        "f": float("nan"),
+        "g": True,
+        "h": np.float32(0.5),
+    }
+    assert dict(flatten_values(values)) == {
+        "a": 1.0,
+        "b/c": 2.5,
+        "b/d/0": 1.0,
+        "b/d/1": 2.0,
+        "f": None,
+        "g": 1.0,
+        "h": 0.5,
+    }
 
 
 def _payload(value, extra=None):
-    return {"evaluations": [{"representation": "mean", "metric": "mig", "seconds": 0.1,
-                             "result": {"values": {"discrete_mig": value, "per_factor": [value, 0.0], **(extra or {})}}},
-                            {"representation": "train", "metric": "final_eval", "result": {"values": {"elbo": -1.0}}}],
-            "train_seconds": 1.0, "eval_seconds": 0.5, "versions": {"torch": "x"}, "git_commit": "abc", "worker": "w"}
+    return {
+        "evaluations": [
+            {
+                "representation": "mean",
+                "metric": "mig",
+                "seconds": 0.1,
+                "result": {"values": {"discrete_mig": value, "per_factor": [value, 0.0], **(extra or {})}},
+            },
+            {"representation": "train", "metric": "final_eval", "result": {"values": {"elbo": -1.0}}},
+        ],
+        "train_seconds": 1.0,
+        "eval_seconds": 0.5,
+        "versions": {"torch": "x"},
+        "git_commit": "abc",
+        "worker": "w",
+    }
 
 
 def test_sqlite_store_round_trip_idempotent_and_frames(tmp_path):
@@ -224,12 +323,19 @@ def test_export_csv_and_parquet(tmp_path):
             store.record_success(spec.model_num, _payload(0.1 * i))
         paths = store.export(tmp_path / "export")
         wide = store.results_frame(wide=True)
-    assert sorted(p.name for p in paths) == sorted(f"{t}.{f}" for t in ("runs", "results", "results_wide")
-                                                   for f in ("csv", "parquet"))
+    assert sorted(p.name for p in paths) == sorted(
+        f"{t}.{f}" for t in ("runs", "results", "results_wide") for f in ("csv", "parquet")
+    )
     csv = pd.read_csv(tmp_path / "export" / "results_wide.csv")
     pd.testing.assert_frame_equal(csv, wide, check_dtype=False)
     parquet = pd.read_parquet(tmp_path / "export" / "results.parquet")
-    assert len(parquet) == 8 and set(parquet.columns) >= {"model_num", "representation", "metric", "key", "score"}
+    assert len(parquet) == 8 and set(parquet.columns) >= {
+        "model_num",
+        "representation",
+        "metric",
+        "key",
+        "score",
+    }
 
 
 def test_sqlite_readers_do_not_block_the_writer(tmp_path):
@@ -261,12 +367,34 @@ def test_sqlite_readers_do_not_block_the_writer(tmp_path):
 
 
 def test_cli_dry_run_and_reproduce_print_only(capsys):
-    assert cli_main(["study", "reproduce", "unsupervised_study_v1", "--model-num", "4321", "--print-only"]) == 0
+    assert (
+        cli_main(["study", "reproduce", "unsupervised_study_v1", "--model-num", "4321", "--print-only"]) == 0
+    )
     out = capsys.readouterr().out
     assert "DIP-VAE-I on noisy_dsprites, lambda_od=5, seed 21" in out
-    assert "untwine train model=dip_vae_i dataset=noisy_dsprites seed=21 model.lambda_od=5.0 model.lambda_d_factor=10.0" in out
-    assert cli_main(["study", "run", "unsupervised_study_v1", "--datasets", "procedural_dsprites", "--values", "0,5",
-                     "--seeds", "0-1", "--steps", "3000", "--dry-run"]) == 0
+    assert (
+        "untwine train model=dip_vae_i dataset=noisy_dsprites seed=21 model.lambda_od=5.0 model.lambda_d_factor=10.0"
+        in out
+    )
+    assert (
+        cli_main(
+            [
+                "study",
+                "run",
+                "unsupervised_study_v1",
+                "--datasets",
+                "procedural_dsprites",
+                "--values",
+                "0,5",
+                "--seeds",
+                "0-1",
+                "--steps",
+                "3000",
+                "--dry-run",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert out.strip().endswith("24 models") and "annealed_vae  c_max=100 seed=1" in out
     assert cli_main(["study", "list"]) == 0
@@ -279,13 +407,36 @@ def test_cli_evaluation_flags_change_the_study():
     from untwine.cli import build_parser
     from untwine.cli.study import _resolve_study
 
-    args = build_parser().parse_args([
-        "study", "run", "smoke_test", "--dir", "/nonexistent", "--metrics", "mig,dci", "--fast",
-        "--metric-param", "dci.num_train=300", "--metric-param", "downstream_task_boosted_trees.num_train=[100,1000]"])
+    args = build_parser().parse_args(
+        [
+            "study",
+            "run",
+            "smoke_test",
+            "--dir",
+            "/nonexistent",
+            "--metrics",
+            "mig,dci",
+            "--fast",
+            "--metric-param",
+            "dci.num_train=300",
+            "--metric-param",
+            "downstream_task_boosted_trees.num_train=[100,1000]",
+        ]
+    )
     with pytest.raises(ValueError, match="metric_params for metrics it does not compute"):
         _resolve_study(args)
-    args = build_parser().parse_args(["study", "run", "smoke_test", "--metrics", "mig,dci", "--fast",
-                                      "--metric-param", "dci.num_train=300"])
+    args = build_parser().parse_args(
+        [
+            "study",
+            "run",
+            "smoke_test",
+            "--metrics",
+            "mig,dci",
+            "--fast",
+            "--metric-param",
+            "dci.num_train=300",
+        ]
+    )
     study, selection, study_dir, store = _resolve_study(args)
     assert study.metrics == ("mig", "dci") and study.fast and store is None
     assert study.metric_params == {"mig": {"num_train": 500}, "dci": {"num_train": 300}}
@@ -306,4 +457,6 @@ def test_default_parallelism():
 def test_scaled_runs_keep_checkpointing():
     assert spec_for_model_num(V1, 0).config["checkpoint_every"] == 5000  # 60 checkpoints in 300k steps
     assert spec_for_model_num(V1, 0, steps=3000).config["checkpoint_every"] == 300
-    assert spec_for_model_num(V1, 0, steps=3000, train={"checkpoint_every": 7}).config["checkpoint_every"] == 7
+    assert (
+        spec_for_model_num(V1, 0, steps=3000, train={"checkpoint_every": 7}).config["checkpoint_every"] == 7
+    )

@@ -37,8 +37,15 @@ def test_variance_shares_add_up_and_separate_the_sources():
     for model, m_effect in (("a", 0.0), ("b", 10.0)):
         for value, v_effect in ((1.0, 0.0), (2.0, 1.0)):
             for seed, noise in ((0, -0.1), (1, 0.1)):
-                rows.append({"dataset": "d", "model": model, "value": value, "seed": seed,
-                             "mean/mig/discrete_mig": m_effect + v_effect + noise})
+                rows.append(
+                    {
+                        "dataset": "d",
+                        "model": model,
+                        "value": value,
+                        "seed": seed,
+                        "mean/mig/discrete_mig": m_effect + v_effect + noise,
+                    }
+                )
     table = _table(rows)
     score = A.Score("MIG", "mean", "mig", "discrete_mig")
     shares = A.variance_shares(table, [score]).iloc[0]
@@ -53,10 +60,18 @@ def test_variance_shares_add_up_and_separate_the_sources():
 
 def test_rank_correlation_and_downstream():
     x = np.arange(10, dtype=float)
-    table = _table({"dataset": ["d"] * 10, "model": ["a"] * 10, "value": x, "seed": 0,
-                    "mean/mig/discrete_mig": x, "mean/dci/disentanglement": -x ** 3,
-                    "mean/downstream_task_logistic_regression/100:mean_test_accuracy": x,
-                    "mean/downstream_task_logistic_regression/10000:mean_test_accuracy": np.full(10, 2.0)})
+    table = _table(
+        {
+            "dataset": ["d"] * 10,
+            "model": ["a"] * 10,
+            "value": x,
+            "seed": 0,
+            "mean/mig/discrete_mig": x,
+            "mean/dci/disentanglement": -(x**3),
+            "mean/downstream_task_logistic_regression/100:mean_test_accuracy": x,
+            "mean/downstream_task_logistic_regression/10000:mean_test_accuracy": np.full(10, 2.0),
+        }
+    )
     scores = A.disentanglement_scores(table)
     assert [s.label for s in scores] == ["MIG", "DCI Disentanglement"]
     matrix = A.rank_correlation(table, scores)["d"]
@@ -73,9 +88,17 @@ def test_selection_win_rate():
     rows = []
     for value in (1.0, 2.0):
         for seed in range(3):
-            rows.append({"dataset": "d", "model": "a", "value": value, "seed": seed,
-                         "train/final_eval/reconstruction": 10.0 - seed, "mean/mig/discrete_mig": seed + value,
-                         "mean/dci/disentanglement": -seed})
+            rows.append(
+                {
+                    "dataset": "d",
+                    "model": "a",
+                    "value": value,
+                    "seed": seed,
+                    "train/final_eval/reconstruction": 10.0 - seed,
+                    "mean/mig/discrete_mig": seed + value,
+                    "mean/dci/disentanglement": -seed,
+                }
+            )
     table = _table(rows)
     selector = [s for s in A.UNSUPERVISED_SCORES if s.key == "reconstruction"]
     targets = A.disentanglement_scores(table)
@@ -98,21 +121,60 @@ def _fill_store(study_dir, seed=0):
         store.register_runs(specs)
         for spec in specs[1:]:
             b = spec.value_index / 5
-            evaluations = [{"representation": "train", "metric": "final_eval", "result": {"values": {
-                "reconstruction": 100 - 10 * b + rng.normal(), "elbo": -120 + rng.normal(), "kl": 20 * b}}}]
+            evaluations = [
+                {
+                    "representation": "train",
+                    "metric": "final_eval",
+                    "result": {
+                        "values": {
+                            "reconstruction": 100 - 10 * b + rng.normal(),
+                            "elbo": -120 + rng.normal(),
+                            "kl": 20 * b,
+                        }
+                    },
+                }
+            ]
             for rep in ("mean", "sampled"):
                 tc = (1 - b if rep == "sampled" else 1 + b) + 0.1 * rng.normal()
                 evaluations += [
-                    {"representation": rep, "metric": "unsupervised", "result": {"values": {
-                        "gaussian_total_correlation": tc, "gaussian_wasserstein_correlation": rng.random(),
-                        "mutual_info_score": rng.random()}}},
-                    {"representation": rep, "metric": "mig", "result": {"values": {"discrete_mig": 0.3 * b + 0.05 * rng.normal()}}},
-                    {"representation": rep, "metric": "dci", "result": {"values": {"disentanglement": 0.5 * b + 0.1 * rng.normal()}}},
+                    {
+                        "representation": rep,
+                        "metric": "unsupervised",
+                        "result": {
+                            "values": {
+                                "gaussian_total_correlation": tc,
+                                "gaussian_wasserstein_correlation": rng.random(),
+                                "mutual_info_score": rng.random(),
+                            }
+                        },
+                    },
+                    {
+                        "representation": rep,
+                        "metric": "mig",
+                        "result": {"values": {"discrete_mig": 0.3 * b + 0.05 * rng.normal()}},
+                    },
+                    {
+                        "representation": rep,
+                        "metric": "dci",
+                        "result": {"values": {"disentanglement": 0.5 * b + 0.1 * rng.normal()}},
+                    },
                 ]
                 for metric in A.DOWNSTREAM_METRICS.values():
-                    evaluations.append({"representation": rep, "metric": metric, "result": {"values": {
-                        "100:mean_test_accuracy": 0.3 + 0.2 * b, "10000:mean_test_accuracy": 0.8 + 0.05 * rng.normal()}}})
-            store.record_success(spec.model_num, {"evaluations": evaluations, "train_seconds": 1.0, "eval_seconds": 2.0})
+                    evaluations.append(
+                        {
+                            "representation": rep,
+                            "metric": metric,
+                            "result": {
+                                "values": {
+                                    "100:mean_test_accuracy": 0.3 + 0.2 * b,
+                                    "10000:mean_test_accuracy": 0.8 + 0.05 * rng.normal(),
+                                }
+                            },
+                        }
+                    )
+            store.record_success(
+                spec.model_num, {"evaluations": evaluations, "train_seconds": 1.0, "eval_seconds": 2.0}
+            )
         store.record_failure(specs[0].model_num, "ValueError: synthetic failure", "Traceback (synthetic)")
     return specs
 
@@ -129,19 +191,32 @@ def test_report_is_self_contained_with_every_section(report):
     text = report.read_text()
     assert "default-src 'none'" in text and "<script" not in text
     assert not re.search(r"""(src|href)=["'](https?:|//|file:)""", text)
-    for title in ("Total correlation: sampled vs mean", "Rank correlation between metrics",
-                  "Metric distributions and hyperparameters", "Variance explained by model, hyperparameter and seed",
-                  "Downstream accuracy and sample efficiency", "Unsupervised model selection"):
+    for title in (
+        "Total correlation: sampled vs mean",
+        "Rank correlation between metrics",
+        "Metric distributions and hyperparameters",
+        "Variance explained by model, hyperparameter and seed",
+        "Downstream accuracy and sample efficiency",
+        "Unsupervised model selection",
+    ):
         assert title in text
-    assert "untwine&#x27;s statistic, not the paper&#x27;s" in text or "untwine's statistic, not the paper's" in text
+    assert (
+        "untwine&#x27;s statistic, not the paper&#x27;s" in text
+        or "untwine's statistic, not the paper's" in text
+    )
     assert "synthetic failure" in text  # failed runs are listed
     images = re.findall(r'<img src="data:image/png;base64,[^"]+" alt="[^"]*" data-file="([^"]+)"', text)
     files = {p.name for p in report.parent.glob("*.png")}
     assert set(images) == files and len(files) == 9
-    for name in ("tc_procedural_dsprites.png", "rank_correlation_procedural_dsprites.png",
-                 "violins_procedural_dsprites.png", "variance_shares_procedural_dsprites.png",
-                 "downstream_procedural_dsprites.png", "selection_procedural_dsprites_seed.png",
-                 "selection_procedural_dsprites_dataset.png"):
+    for name in (
+        "tc_procedural_dsprites.png",
+        "rank_correlation_procedural_dsprites.png",
+        "violins_procedural_dsprites.png",
+        "variance_shares_procedural_dsprites.png",
+        "downstream_procedural_dsprites.png",
+        "selection_procedural_dsprites_seed.png",
+        "selection_procedural_dsprites_dataset.png",
+    ):
         assert name in files
         with Image.open(report.parent / name) as image:
             assert image.size[0] > 200 and image.size[1] > 100
@@ -152,19 +227,32 @@ def test_report_is_self_contained_with_every_section(report):
 def test_report_notes_missing_analyses(tmp_path):
     from untwine.report.study_report import render_study_report
 
-    table = _table({"dataset": ["d"] * 4, "model": ["beta_vae"] * 4, "value": [1.0, 1.0, 2.0, 2.0],
-                    "seed": [0, 1, 0, 1], "train/final_eval/elbo": [1.0, 2.0, 3.0, 4.0]})
-    runs = pd.DataFrame({"model_num": range(4), "status": ["done"] * 4, "train_seconds": 1.0, "eval_seconds": 1.0})
+    table = _table(
+        {
+            "dataset": ["d"] * 4,
+            "model": ["beta_vae"] * 4,
+            "value": [1.0, 1.0, 2.0, 2.0],
+            "seed": [0, 1, 0, 1],
+            "train/final_eval/elbo": [1.0, 2.0, 3.0, 4.0],
+        }
+    )
+    runs = pd.DataFrame(
+        {"model_num": range(4), "status": ["done"] * 4, "train_seconds": 1.0, "eval_seconds": 1.0}
+    )
     text = render_study_report(table, runs, tmp_path)
     assert "the study has no <code>unsupervised</code> metric" in text
-    assert "Fewer than two disentanglement scores" in text and "No disentanglement scores were computed" in text
+    assert (
+        "Fewer than two disentanglement scores" in text and "No disentanglement scores were computed" in text
+    )
     assert "Model selection needs unsupervised scores and disentanglement scores" in text
     empty = render_study_report(pd.DataFrame(columns=A.INDEX), runs.iloc[:0], tmp_path / "empty")
     assert "No finished runs in the store yet" in empty
 
 
-@pytest.mark.skipif(CHROMIUM is None or not CHROMIUM.exists(),
-                    reason="headless Chromium not installed at /usr/bin/chromium (scripts/install_chromium.sh)")
+@pytest.mark.skipif(
+    CHROMIUM is None or not CHROMIUM.exists(),
+    reason="headless Chromium not installed at /usr/bin/chromium (scripts/install_chromium.sh)",
+)
 def test_report_renders_in_headless_chromium(report, tmp_path):
     text = report.read_text()
     probed = tmp_path / "probed.html"
@@ -178,8 +266,13 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     console = [line for line in result.stderr.splitlines() if "CONSOLE" in line]
     assert not [line for line in console if "Uncaught" in line or "Refused" in line], console
     screenshot = tmp_path / "study_report.png"
-    result = _chromium(tmp_path, "--hide-scrollbars", f"--screenshot={screenshot}", "--window-size=1200,2400",
-                       report.as_uri())
+    result = _chromium(
+        tmp_path,
+        "--hide-scrollbars",
+        f"--screenshot={screenshot}",
+        "--window-size=1200,2400",
+        report.as_uri(),
+    )
     assert result.returncode == 0 and screenshot.exists(), result.stderr[-2000:]
     pixels = np.asarray(Image.open(screenshot).convert("RGB"))
     assert pixels.shape == (2400, 1200, 3) and pixels.std() > 20

@@ -60,26 +60,47 @@ def postgres_url():
             if not os.stat(parent).st_mode & 0o001:
                 skip(f"{parent} is not traversable by the nobody user")
     data, port = base / "data", _free_port()
-    run = subprocess.run([*prefix, INITDB, "-D", str(data), "-A", "trust", "-U", "postgres"],
-                         capture_output=True, text=True, check=False)
+    run = subprocess.run(
+        [*prefix, INITDB, "-D", str(data), "-A", "trust", "-U", "postgres"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if run.returncode != 0:
         skip(f"initdb failed: {run.stderr[-500:]}")
     options = f"-k {base} -p {port} -c listen_addresses='' -c fsync=off"
-    start = subprocess.run([*prefix, PG_CTL, "-D", str(data), "-o", options, "-l", str(base / "log"), "-w", "start"],
-                           capture_output=True, text=True, check=False)
+    start = subprocess.run(
+        [*prefix, PG_CTL, "-D", str(data), "-o", options, "-l", str(base / "log"), "-w", "start"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if start.returncode != 0:
         skip(f"pg_ctl start failed: {start.stderr[-500:]}")
     try:
         yield f"postgresql://postgres@/postgres?host={base}&port={port}"
     finally:
-        subprocess.run([*prefix, PG_CTL, "-D", str(data), "-m", "immediate", "stop"], capture_output=True, check=False)
+        subprocess.run(
+            [*prefix, PG_CTL, "-D", str(data), "-m", "immediate", "stop"], capture_output=True, check=False
+        )
         shutil.rmtree(base, ignore_errors=True)
 
 
 def _payload(value):
-    return {"evaluations": [{"representation": "mean", "metric": "mig", "seconds": 0.1,
-                             "result": {"values": {"discrete_mig": value, "per_factor": [value, float("nan")]}}}],
-            "train_seconds": 1.0, "eval_seconds": 0.5, "versions": {"torch": "x"}, "worker": "w"}
+    return {
+        "evaluations": [
+            {
+                "representation": "mean",
+                "metric": "mig",
+                "seconds": 0.1,
+                "result": {"values": {"discrete_mig": value, "per_factor": [value, float("nan")]}},
+            }
+        ],
+        "train_seconds": 1.0,
+        "eval_seconds": 0.5,
+        "versions": {"torch": "x"},
+        "worker": "w",
+    }
 
 
 def test_postgres_store_matches_sqlite(postgres_url, tmp_path):
@@ -120,7 +141,10 @@ def test_a_study_runs_into_postgres_and_the_cli_finds_it_again(postgres_url, tmp
 
     study_dir = tmp_path / "pg_study"
     flags = ["--models", "beta_vae", "--values", "0", "--seeds", "0", "--executor", "inline", "--no-progress"]
-    assert cli_main(["study", "run", "smoke_test", "--dir", str(study_dir), "--store", postgres_url, *flags]) == 0
+    assert (
+        cli_main(["study", "run", "smoke_test", "--dir", str(study_dir), "--store", postgres_url, *flags])
+        == 0
+    )
     assert not (study_dir / "results.sqlite").exists()
     saved = __import__("json").loads((study_dir / "study.json").read_text())["store"]
     assert saved.startswith("postgresql://") and saved.endswith("#untwine_pg_study")
@@ -130,6 +154,8 @@ def test_a_study_runs_into_postgres_and_the_cli_finds_it_again(postgres_url, tmp
     assert "1/1 done" in out and "schema untwine_pg_study" in out
     assert cli_main(["study", "export", str(study_dir), "--format", "csv"]) == 0
     assert (study_dir / "export" / "results.csv").read_text().count("\n") > 10
-    assert cli_main(["study", "report", str(study_dir)]) == 0 and (study_dir / "report" / "index.html").exists()
+    assert (
+        cli_main(["study", "report", str(study_dir)]) == 0 and (study_dir / "report" / "index.html").exists()
+    )
     with open_store(postgres_url, study_id="pg_study") as store:
         assert store.status_counts()["done"] == 1 and store.num_results() > 10

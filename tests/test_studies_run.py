@@ -54,8 +54,15 @@ def _wide(study_dir):
 @pytest.fixture(scope="module")
 def local_study(tmp_path_factory):
     study_dir = tmp_path_factory.mktemp("local") / "study"
-    summary = run_study(STUDY, study_dir, SELECTION, executor=LocalExecutor(workers=2, threads=1), progress=False)
-    assert (summary.total, summary.done, summary.failed, summary.ran) == (NUM_MODELS, NUM_MODELS, 0, NUM_MODELS)
+    summary = run_study(
+        STUDY, study_dir, SELECTION, executor=LocalExecutor(workers=2, threads=1), progress=False
+    )
+    assert (summary.total, summary.done, summary.failed, summary.ran) == (
+        NUM_MODELS,
+        NUM_MODELS,
+        0,
+        NUM_MODELS,
+    )
     return study_dir
 
 
@@ -67,7 +74,8 @@ def test_local_study_stores_every_evaluation_and_rerun_is_a_no_op(local_study):
             assert run["train_seconds"] > 0 and run["eval_seconds"] >= 0 and '"torch"' in run["versions_json"]
             assert run["attempts"] == 1 and run["error"] is None
             assert store.evaluated(run["model_num"]) == {(TRAIN_REPRESENTATION, FINAL_EVAL_METRIC)} | {
-                (rep, metric) for rep in STUDY.representations for metric in STUDY.metrics}
+                (rep, metric) for rep in STUDY.representations for metric in STUDY.metrics
+            }
         wide = store.results_frame(wide=True)
     for rep in STUDY.representations:  # every metric gave finite numbers for both representations
         for metric in STUDY.metrics:
@@ -130,8 +138,22 @@ def _done_count(study_dir):
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc to find the worker processes")
 def test_sigkill_of_the_driver_then_rerun_completes_without_lost_or_duplicated_rows(local_study, tmp_path):
     study_dir = tmp_path / "killed"
-    command = [sys.executable, "-m", "untwine", "study", "run", STUDY.name, "--dir", str(study_dir), *SELECTION_FLAGS,
-               "--workers", "2", "--threads", "1", "--no-progress"]
+    command = [
+        sys.executable,
+        "-m",
+        "untwine",
+        "study",
+        "run",
+        STUDY.name,
+        "--dir",
+        str(study_dir),
+        *SELECTION_FLAGS,
+        "--workers",
+        "2",
+        "--threads",
+        "1",
+        "--no-progress",
+    ]
     driver = subprocess.Popen(command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     deadline = time.time() + 120
     workers = []
@@ -155,8 +177,22 @@ def test_sigkill_of_the_driver_then_rerun_completes_without_lost_or_duplicated_r
     status = study_status(study_dir)
     assert status["counts"]["done"] == interrupted["done"] and status["total"] == NUM_MODELS
     # Re-running the same command finishes the study (inline here: no worker start-up to wait for).
-    assert cli_main(["study", "run", STUDY.name, "--dir", str(study_dir), *SELECTION_FLAGS, "--executor", "inline",
-                     "--no-progress"]) == 0
+    assert (
+        cli_main(
+            [
+                "study",
+                "run",
+                STUDY.name,
+                "--dir",
+                str(study_dir),
+                *SELECTION_FLAGS,
+                "--executor",
+                "inline",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     rows = _rows(study_dir)
     assert len(rows) == len({row[:4] for row in rows})  # no duplicates (also the primary key)
     assert rows == _rows(local_study)  # nothing lost, and the same numbers as an uninterrupted run
@@ -171,7 +207,17 @@ def test_a_failing_model_is_recorded_and_the_rest_go_on(tmp_path, capsys):
     run_dir = run_dir_for(study_dir, broken.model_num)
     run_dir.mkdir(parents=True)
     (run_dir / "config.json").write_text("{ not json")  # e.g. a disk that lost a file
-    flags = ["--models", "beta_vae", "--values", "1", "--seeds", "0-1", "--executor", "inline", "--no-progress"]
+    flags = [
+        "--models",
+        "beta_vae",
+        "--values",
+        "1",
+        "--seeds",
+        "0-1",
+        "--executor",
+        "inline",
+        "--no-progress",
+    ]
     assert cli_main(["study", "run", STUDY.name, "--dir", str(study_dir), *flags]) == 3
     out = capsys.readouterr().out
     assert f"failed model {broken.model_num}: JSONDecodeError" in out and "1/2 models done, 1 failed" in out
@@ -221,8 +267,9 @@ def test_sigkill_of_a_worker_mid_training_resumes_from_its_checkpoint(tmp_path):
     result = {}
 
     def drive():
-        result["summary"] = run_study(STUDY, study_dir, selection, executor=LocalExecutor(workers=1, threads=1),
-                                      progress=False)
+        result["summary"] = run_study(
+            STUDY, study_dir, selection, executor=LocalExecutor(workers=1, threads=1), progress=False
+        )
 
     import threading
 
@@ -231,8 +278,11 @@ def test_sigkill_of_a_worker_mid_training_resumes_from_its_checkpoint(tmp_path):
     deadline = time.time() + 300
     while time.time() < deadline and not (log.exists() and len(log.read_text().splitlines()) >= 6):
         time.sleep(0.05)  # log_every = checkpoint_every = 5: at least 30 steps done and checkpointed
-    workers = [pid for pid in _children(os.getpid()) if _alive(pid) and "spawn_main" in
-               Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")]
+    workers = [
+        pid
+        for pid in _children(os.getpid())
+        if _alive(pid) and "spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    ]
     assert workers, "no worker process found"
     for pid in workers:
         os.kill(pid, signal.SIGKILL)

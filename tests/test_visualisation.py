@@ -68,18 +68,26 @@ def centre_of_mass_x(image):
 def gif_frames(data):
     image = Image.open(io.BytesIO(data) if isinstance(data, bytes) else data)
     assert image.format == "GIF"
-    return image, [np.asarray(frame.convert("RGB")).astype(np.int16) for frame in ImageSequence.Iterator(image)]
+    return image, [
+        np.asarray(frame.convert("RGB")).astype(np.int16) for frame in ImageSequence.Iterator(image)
+    ]
 
 
 # -- cycles -------------------------------------------------------------------------------------------
 def test_triangle_wave_cycles_from_start_to_both_ends_and_back():
     wave = animations.triangle_wave(0.5, 8)
     np.testing.assert_allclose(wave, [0.5, 0.75, 1.0, 0.75, 0.5, 0.25, 0.0, 0.25])
-    np.testing.assert_allclose(animations.triangle_wave(7.0, 4), [1.0, 0.5, 0.0, 0.5])  # start clipped into [0, 1]
+    np.testing.assert_allclose(
+        animations.triangle_wave(7.0, 4), [1.0, 0.5, 0.0, 0.5]
+    )  # start clipped into [0, 1]
 
     values = animations.cycle_interval(0.3, 40, -2.0, 2.0)
     step = 8.0 / 40
-    assert values[0] == pytest.approx(0.3) and 2.0 - step <= values.max() <= 2.0 and -2.0 <= values.min() <= -2.0 + step
+    assert (
+        values[0] == pytest.approx(0.3)
+        and 2.0 - step <= values.max() <= 2.0
+        and -2.0 <= values.min() <= -2.0 + step
+    )
     assert np.all(np.abs(np.diff(np.r_[values, values[0]])) <= step + 1e-9)  # loops without a jump
     assert np.all(animations.cycle_interval(0.3, 5, 1.0, 1.0) == 1.0)  # empty range: still
 
@@ -102,7 +110,9 @@ def test_cycle_values_of_every_kind():
     np.testing.assert_allclose(minmax[0], base, rtol=1e-5, atol=1e-6)
     assert np.all(minmax[:, 3] == 0.0)  # a latent whose codes never change stays still
     span = means.max(0) - means.min(0)
-    assert np.all(minmax.max(0) <= means.max(0) + 1e-6) and np.all(minmax.max(0) >= means.max(0) - span / 6 - 1e-6)
+    assert np.all(minmax.max(0) <= means.max(0) + 1e-6) and np.all(
+        minmax.max(0) >= means.max(0) - span / 6 - 1e-6
+    )
     loc, scale = animations.fitted_gaussian(means, logvars)
     conf = animations.cycle_values("conf_interval", base, means, logvars, 12)
     assert np.all(conf.max(0) <= loc + 2 * scale + 1e-5) and np.all(conf.min(0) >= loc - 2 * scale - 1e-5)
@@ -137,7 +147,9 @@ def test_traversal_figure_labels_rows_with_kl_and_grey_for_inactive_latents():
     kl = traversals.kl_per_latent(mean, logvar)
     assert kl[0] > 0.5 and kl[1] == 0.0 and kl[2] == 0.0
     labels, colours = traversals.latent_labels(kl, range(3))
-    assert labels[0].startswith("z0  KL ") and "inactive" not in labels[0] and labels[1].endswith("(inactive)")
+    assert (
+        labels[0].startswith("z0  KL ") and "inactive" not in labels[0] and labels[1].endswith("(inactive)")
+    )
     assert colours[0] != colours[1]
 
     figure = traversals.traversal_image(model, images, base_index=3, steps=7)
@@ -148,7 +160,9 @@ def test_traversal_figure_labels_rows_with_kl_and_grey_for_inactive_latents():
     assert (label_column < 128).any()  # text was drawn
     # the grid itself is on the right, under the header
     first = traversals.latent_traversal(model, mean[3], np.linspace(-2, 2, 7))[0, 0, ..., 0]
-    np.testing.assert_allclose(figure[-grid_height:, -grid_width:][2:2 + SIZE, 2:2 + SIZE, 0], first * 255, atol=1)
+    np.testing.assert_allclose(
+        figure[-grid_height:, -grid_width:][2 : 2 + SIZE, 2 : 2 + SIZE, 0], first * 255, atol=1
+    )
 
 
 def test_reconstructions_and_prior_samples():
@@ -165,7 +179,11 @@ def test_reconstructions_and_prior_samples():
     b_codes, _ = traversals.sample_prior(model, 5, seed=1)
     c_codes, _ = traversals.sample_prior(model, 5, seed=2)
     np.testing.assert_array_equal(a_codes, b_codes)
-    assert not np.array_equal(a_codes, c_codes) and a_codes.shape == (5, 3) and a_images.shape == (5, SIZE, SIZE, 3)
+    assert (
+        not np.array_equal(a_codes, c_codes)
+        and a_codes.shape == (5, 3)
+        and a_images.shape == (5, SIZE, SIZE, 3)
+    )
     grid = traversals.sample_grid(a_images, columns=4)
     assert grid.shape == (2 * SIZE + 3 * 2, 4 * SIZE + 5 * 2, 3)
     with pytest.raises(ValueError, match="num_latents"):
@@ -178,7 +196,9 @@ def test_latent_cycle_gif_keeps_frames_and_colour(tmp_path, channels):
     model = BlobModel(num_channels=channels)
     means = np.array([[0.3, 0.0, 0.0], [-1.0, 0.0, 0.0], [1.2, 0.0, 0.0]])
     logvars = np.full_like(means, -1.0)
-    written = animations.write_latent_cycles(model, means, logvars, tmp_path, num_animations=2, num_frames=12, fps=10)
+    written = animations.write_latent_cycles(
+        model, means, logvars, tmp_path, num_animations=2, num_frames=12, fps=10
+    )
     assert sorted(written) == sorted(animations.CYCLES)
     for kind, paths in written.items():
         assert [p.name for p in paths] == [f"{kind}_cycle0.gif", f"{kind}_cycle1.gif"]
@@ -189,11 +209,11 @@ def test_latent_cycle_gif_keeps_frames_and_colour(tmp_path, channels):
     assert frames[0].shape == expected.shape[1:]
     assert max(np.abs(f - frames[0]).max() for f in frames[1:]) > 50  # the animation moves
     # only the position latent's cell moves; its blob goes right, then left, then back
-    cell = [f[2:2 + SIZE, 2:2 + SIZE, : 3 if channels == 3 else 1] for f in frames]
+    cell = [f[2 : 2 + SIZE, 2 : 2 + SIZE, : 3 if channels == 3 else 1] for f in frames]
     xs = np.array([centre_of_mass_x(c) for c in cell])
     turn = int(np.argmax(xs))
     assert 0 < turn < 11 and np.all(np.diff(xs[: turn + 1]) > 0)
-    other = [f[2:2 + SIZE, 4 + SIZE: 4 + 2 * SIZE] for f in frames]
+    other = [f[2 : 2 + SIZE, 4 + SIZE : 4 + 2 * SIZE] for f in frames]
     assert all(np.array_equal(o, other[0]) for o in other)
     spread = max(np.abs(f[..., 0] - f[..., 2]).max() for f in frames)
     if channels == 3:
@@ -239,14 +259,26 @@ def test_grid_shape():
 
 # -- curves -----------------------------------------------------------------------------------------
 def _log_records(steps=(10, 20, 30, 40)):
-    return [{"step": s, "loss": 100.0 / s, "reconstruction": 90.0 / s, "kl": 0.1 * s, "c": 0.05 * s,
-             "kl_per_latent": [0.05 * s, 0.05 * s, 0.0], "images_per_second": 1000.0} for s in steps]
+    return [
+        {
+            "step": s,
+            "loss": 100.0 / s,
+            "reconstruction": 90.0 / s,
+            "kl": 0.1 * s,
+            "c": 0.05 * s,
+            "kl_per_latent": [0.05 * s, 0.05 * s, 0.0],
+            "images_per_second": 1000.0,
+        }
+        for s in steps
+    ]
 
 
 def test_training_curves_from_log(tmp_path):
     records = _log_records()
     log = tmp_path / "log.jsonl"
-    log.write_text("".join(json.dumps(r) + "\n" for r in records[::-1]) + '{"step": 50, "loss": 1')  # truncated line
+    log.write_text(
+        "".join(json.dumps(r) + "\n" for r in records[::-1]) + '{"step": 50, "loss": 1'
+    )  # truncated line
     read = curves.read_log(tmp_path)
     assert [r["step"] for r in read] == [10, 20, 30, 40]
     series = curves.scalar_series(read)
@@ -268,12 +300,24 @@ def test_metric_results_table_and_matrices(tmp_path):
     folder = tmp_path / "metrics" / "mean"
     folder.mkdir(parents=True)
     mi = np.arange(15, dtype=float).reshape(5, 3) / 15  # (latents, factors)
-    (folder / "mig.json").write_text(json.dumps({
-        "metric": "mig", "values": {"discrete_mig": 0.25, "per_factor": {"a": 0.1}, "mi_matrix": mi.tolist()},
-        "parameters": {"num_train": 100}}))
-    (folder / "dci.json").write_text(json.dumps({
-        "metric": "dci", "values": {"disentanglement": 0.5, "flag": True},
-        "matrices": {"importance_matrix": mi.T.tolist(), "ragged": [[1, 2], [3]]}}))
+    (folder / "mig.json").write_text(
+        json.dumps(
+            {
+                "metric": "mig",
+                "values": {"discrete_mig": 0.25, "per_factor": {"a": 0.1}, "mi_matrix": mi.tolist()},
+                "parameters": {"num_train": 100},
+            }
+        )
+    )
+    (folder / "dci.json").write_text(
+        json.dumps(
+            {
+                "metric": "dci",
+                "values": {"disentanglement": 0.5, "flag": True},
+                "matrices": {"importance_matrix": mi.T.tolist(), "ragged": [[1, 2], [3]]},
+            }
+        )
+    )
     (folder / "broken.json").write_text("{not json")
     (tmp_path / "metrics" / "sampled").mkdir()
     results = metric_plots.load_metric_results(tmp_path)
@@ -293,12 +337,28 @@ def test_metric_results_table_and_matrices(tmp_path):
     assert label == "latent" and columns == [f"z{i}" for i in range(5)]
     _, label, columns = metric_plots.matrix_axes(mi.T, ["a", "b", "c"], num_latents=5)
     assert label == "factor" and columns == ["a", "b", "c"]
-    irs = {"values": {"IRS": 0.5}, "matrices": {"irs_matrix": mi[:2].tolist(), "active_dims": [0, 1, 0, 0, 1]}}
+    irs = {
+        "values": {"IRS": 0.5},
+        "matrices": {"irs_matrix": mi[:2].tolist(), "active_dims": [0, 1, 0, 0, 1]},
+    }
     assert metric_plots._active_rows(irs, 2, 5) == ["z1", "z4"]
     (folder / "irs.json").write_text(json.dumps({"metric": "irs", **irs}))
-    (folder / "unsupervised.json").write_text(json.dumps(
-        {"metric": "unsupervised", "values": {"mutual_info_score": 0.1}, "matrices": {"covariance": np.eye(5).tolist()}}))
-    written = metric_plots.write_metric_plots(tmp_path, tmp_path / "plots", ["shape", "scale", "x"], num_latents=5)
+    (folder / "unsupervised.json").write_text(
+        json.dumps(
+            {
+                "metric": "unsupervised",
+                "values": {"mutual_info_score": 0.1},
+                "matrices": {"covariance": np.eye(5).tolist()},
+            }
+        )
+    )
+    written = metric_plots.write_metric_plots(
+        tmp_path, tmp_path / "plots", ["shape", "scale", "x"], num_latents=5
+    )
     assert [(w["metric"], w["name"]) for w in written] == [
-        ("dci", "importance_matrix"), ("irs", "irs_matrix"), ("mig", "mi_matrix"), ("unsupervised", "covariance")]
+        ("dci", "importance_matrix"),
+        ("irs", "irs_matrix"),
+        ("mig", "mi_matrix"),
+        ("unsupervised", "covariance"),
+    ]
     assert metric_plots.load_metric_results(tmp_path / "nowhere") == {}

@@ -24,15 +24,23 @@ DEMO_MODELS = {
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m untwine.demo", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m untwine.demo",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--out", type=Path, default=Path("demo_output"))
     parser.add_argument("--steps", type=int, default=3000, help="training steps per model (default 3000)")
     parser.add_argument("--learning-rate", type=float, default=5e-4)
-    parser.add_argument("--models", default=",".join(DEMO_MODELS), help="comma-separated subset of beta_vae,annealed_vae")
+    parser.add_argument(
+        "--models", default=",".join(DEMO_MODELS), help="comma-separated subset of beta_vae,annealed_vae"
+    )
     parser.add_argument("--metrics", default="study", help="metric preset or list (default: study)")
-    parser.add_argument("--faithful", action="store_true",
-                        help="score with the faithful (reference-equal) metrics instead of fast mode")
+    parser.add_argument(
+        "--faithful",
+        action="store_true",
+        help="score with the faithful (reference-equal) metrics instead of fast mode",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (default: torch's choice)")
     return parser.parse_args(argv)
@@ -56,9 +64,16 @@ def main(argv=None) -> int:
     for name in args.models.split(","):
         if name not in DEMO_MODELS:
             raise SystemExit(f"unknown demo model {name!r}; choose from {', '.join(DEMO_MODELS)}")
-        overrides = [*DEMO_MODELS[name], "dataset=procedural_dsprites", f"steps={args.steps}",
-                     f"learning_rate={args.learning_rate}", f"seed={args.seed}", f"threads={args.threads}",
-                     f"checkpoint_every={max(args.steps // 4, 1)}", f"log_every={max(args.steps // 60, 1)}"]
+        overrides = [
+            *DEMO_MODELS[name],
+            "dataset=procedural_dsprites",
+            f"steps={args.steps}",
+            f"learning_rate={args.learning_rate}",
+            f"seed={args.seed}",
+            f"threads={args.threads}",
+            f"checkpoint_every={max(args.steps // 4, 1)}",
+            f"log_every={max(args.steps // 60, 1)}",
+        ]
         if name == "annealed_vae":
             overrides.append(f"model.iteration_threshold={max(args.steps // 3, 1)}")
         run_dir = out / "runs" / name

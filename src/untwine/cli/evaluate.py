@@ -20,7 +20,9 @@ def register(subparsers) -> None:
     parser.add_argument("--metrics", default="study", help="study | all | name,name,... (default: study)")
     parser.add_argument("--representation", choices=("mean", "sampled"), default="mean")
     parser.add_argument("--seed", type=int, default=0, help="seed of every draw the metrics make (default 0)")
-    parser.add_argument("--fast", action="store_true", help="histogram boosting and other opt-in approximations")
+    parser.add_argument(
+        "--fast", action="store_true", help="histogram boosting and other opt-in approximations"
+    )
     parser.add_argument("--device", default="auto", help="device for encoding (auto, cpu, cuda)")
     parser.set_defaults(func=_evaluate)
 
@@ -29,8 +31,14 @@ def _evaluate(args) -> int:
     from untwine.studies.pipeline import evaluate_run, headline, metrics_dir
 
     metrics = args.metrics if args.metrics in ("study", "all") else [m for m in args.metrics.split(",") if m]
-    results = evaluate_run(args.run_dir, metrics=metrics, representation=args.representation, seed=args.seed,
-                           fast=args.fast, device=args.device)
+    results = evaluate_run(
+        args.run_dir,
+        metrics=metrics,
+        representation=args.representation,
+        seed=args.seed,
+        fast=args.fast,
+        device=args.device,
+    )
     for name, result in results.items():
         print(f"{name:36s} {headline(result.get('values', {}))}")
     print(f"results written to {metrics_dir(args.run_dir, args.representation)}")

@@ -27,24 +27,51 @@ def _csv(text: str) -> tuple[str, ...]:
 
 def _selection_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("selection (scale the study down; model numbers are kept)")
-    group.add_argument("--datasets", type=_csv, help="comma-separated datasets (any registered dataset, "
-                       "e.g. procedural_dsprites)")
+    group.add_argument(
+        "--datasets",
+        type=_csv,
+        help="comma-separated datasets (any registered dataset, e.g. procedural_dsprites)",
+    )
     group.add_argument("--models", type=_csv, help="comma-separated models of the study")
-    group.add_argument("--values", action="append", default=[], metavar="SPEC",
-                       help="'0,5': positions in every model's value list; 'beta_vae=1,16': values of one model "
-                            "(repeatable)")
+    group.add_argument(
+        "--values",
+        action="append",
+        default=[],
+        metavar="SPEC",
+        help="'0,5': positions in every model's value list; 'beta_vae=1,16': values of one model "
+        "(repeatable)",
+    )
     group.add_argument("--seeds", help="seeds, e.g. 0-4 or 0,3,7")
-    group.add_argument("--steps", type=int, help="training steps (step-counted parameters such as AnnealedVAE's "
-                       "capacity ramp scale with it)")
-    group.add_argument("--set", dest="train", action="append", default=[], metavar="KEY=VALUE",
-                       help="extra training config override, e.g. learning_rate=5e-4 (repeatable)")
+    group.add_argument(
+        "--steps",
+        type=int,
+        help="training steps (step-counted parameters such as AnnealedVAE's capacity ramp scale with it)",
+    )
+    group.add_argument(
+        "--set",
+        dest="train",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra training config override, e.g. learning_rate=5e-4 (repeatable)",
+    )
     group.add_argument("--model-num", dest="model_nums", help="only these model numbers, e.g. 4321 or 0-9")
     group = parser.add_argument_group("evaluation")
-    group.add_argument("--metrics", type=_csv, help="replace the study's metric set, e.g. mig,dci,unsupervised")
-    group.add_argument("--fast", action="store_true", help="opt-in metric approximations (histogram boosting, ...)")
-    group.add_argument("--metric-param", dest="metric_params", action="append", default=[], metavar="METRIC.KEY=VALUE",
-                       help="override a metric parameter, e.g. dci.num_train=2000 or "
-                            "downstream_task_boosted_trees.num_train=[100,1000] (repeatable)")
+    group.add_argument(
+        "--metrics", type=_csv, help="replace the study's metric set, e.g. mig,dci,unsupervised"
+    )
+    group.add_argument(
+        "--fast", action="store_true", help="opt-in metric approximations (histogram boosting, ...)"
+    )
+    group.add_argument(
+        "--metric-param",
+        dest="metric_params",
+        action="append",
+        default=[],
+        metavar="METRIC.KEY=VALUE",
+        help="override a metric parameter, e.g. dci.num_train=2000 or "
+        "downstream_task_boosted_trees.num_train=[100,1000] (repeatable)",
+    )
 
 
 def _selection(args):
@@ -57,21 +84,42 @@ def _selection(args):
         key, value = _split(item)
         train[key] = _parse_value(value)
     return Selection(
-        datasets=args.datasets, models=args.models, values=positions, model_values=by_model,
-        seeds=parse_int_list(args.seeds) if args.seeds else None, steps=args.steps, train=train,
+        datasets=args.datasets,
+        models=args.models,
+        values=positions,
+        model_values=by_model,
+        seeds=parse_int_list(args.seeds) if args.seeds else None,
+        steps=args.steps,
+        train=train,
         model_nums=parse_int_list(args.model_nums) if args.model_nums else None,
     )
 
 
 def _has_selection_flags(args) -> bool:
-    return any([args.datasets, args.models, args.values, args.seeds, args.steps, args.train, args.model_nums,
-                args.metrics, args.fast, args.metric_params])
+    return any(
+        [
+            args.datasets,
+            args.models,
+            args.values,
+            args.seeds,
+            args.steps,
+            args.train,
+            args.model_nums,
+            args.metrics,
+            args.fast,
+            args.metric_params,
+        ]
+    )
 
 
 def _evaluation(study, args):
     if args.metrics:
-        study = study.replace(metrics=args.metrics, metric_params={
-            name: params for name, params in study.metric_params.items() if name in args.metrics})
+        study = study.replace(
+            metrics=args.metrics,
+            metric_params={
+                name: params for name, params in study.metric_params.items() if name in args.metrics
+            },
+        )
     if args.fast:
         study = study.replace(fast=True)
     if args.metric_params:
@@ -90,22 +138,36 @@ def _evaluation(study, args):
 
 def _executor_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("execution")
-    group.add_argument("--executor", choices=("local", "ray", "inline"), default="local",
-                       help="local process pool (default), Ray, or inline (in this process, for debugging)")
-    group.add_argument("--address", help="Ray cluster address (auto, host:6379, ray://host:10001); default: "
-                       "start a local Ray instance")
+    group.add_argument(
+        "--executor",
+        choices=("local", "ray", "inline"),
+        default="local",
+        help="local process pool (default), Ray, or inline (in this process, for debugging)",
+    )
+    group.add_argument(
+        "--address",
+        help="Ray cluster address (auto, host:6379, ray://host:10001); default: start a local Ray instance",
+    )
     group.add_argument("--workers", type=int, help="models in parallel (default: chosen for the machine)")
-    group.add_argument("--threads", type=int, help="torch/BLAS threads per model (default: chosen for the machine)")
-    group.add_argument("--gpus-per-task", type=float, default=0.0, help="Ray only: GPUs per model (default 0)")
-    group.add_argument("--device", default="auto", help="training/encoding device: auto, cpu, cuda (default auto)")
+    group.add_argument(
+        "--threads", type=int, help="torch/BLAS threads per model (default: chosen for the machine)"
+    )
+    group.add_argument(
+        "--gpus-per-task", type=float, default=0.0, help="Ray only: GPUs per model (default 0)"
+    )
+    group.add_argument(
+        "--device", default="auto", help="training/encoding device: auto, cpu, cuda (default auto)"
+    )
     group.add_argument("--retry-failed", action="store_true", help="run models recorded as failed again")
     group.add_argument("--no-progress", action="store_true", help="no progress line")
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "study", help="reproducible sweeps: run, status, reproduce, export, report",
-        description=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter,
+        "study",
+        help="reproducible sweeps: run, status, reproduce, export, report",
+        description=__doc__.split("\n\n", 1)[1],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     actions = parser.add_subparsers(dest="study_command", metavar="ACTION")
     parser.set_defaults(func=lambda args: _help(parser))
@@ -113,15 +175,23 @@ def register(subparsers) -> None:
     p = actions.add_parser("list", help="the defined studies")
     p.set_defaults(func=cmd_list)
 
-    p = actions.add_parser("run", help="run or continue a study", formatter_class=argparse.RawDescriptionHelpFormatter,
-                           description="Train, postprocess (mean and sampled representations) and evaluate every "
-                           "model of STUDY, storing results in DIR/results.sqlite (or --store). Re-running the "
-                           "same command continues: finished models are skipped, interrupted ones resume from "
-                           "their checkpoints. Without STUDY, continues the study saved in DIR.")
-    p.add_argument("study", nargs="?", help="study name (see `untwine study list`); omit to continue DIR's study")
+    p = actions.add_parser(
+        "run",
+        help="run or continue a study",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Train, postprocess (mean and sampled representations) and evaluate every "
+        "model of STUDY, storing results in DIR/results.sqlite (or --store). Re-running the "
+        "same command continues: finished models are skipped, interrupted ones resume from "
+        "their checkpoints. Without STUDY, continues the study saved in DIR.",
+    )
+    p.add_argument(
+        "study", nargs="?", help="study name (see `untwine study list`); omit to continue DIR's study"
+    )
     p.add_argument("--dir", type=Path, help="study directory (default studies/STUDY)")
-    p.add_argument("--store", help="postgresql://user@host/db URL for a shared results database "
-                   "(default: DIR/results.sqlite)")
+    p.add_argument(
+        "--store",
+        help="postgresql://user@host/db URL for a shared results database (default: DIR/results.sqlite)",
+    )
     p.add_argument("--dry-run", action="store_true", help="list the runs and exit")
     _selection_flags(p)
     _executor_flags(p)
@@ -132,14 +202,19 @@ def register(subparsers) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_status)
 
-    p = actions.add_parser("reproduce", help="one model of a study by its model number",
-                           description="Show and run (train -> postprocess -> evaluate) model --model-num of STUDY, "
-                           "numbered as in disentanglement_lib (unsupervised_study_v1: 1800 dataset + 300 model + "
-                           "50 value + seed).")
+    p = actions.add_parser(
+        "reproduce",
+        help="one model of a study by its model number",
+        description="Show and run (train -> postprocess -> evaluate) model --model-num of STUDY, "
+        "numbered as in disentanglement_lib (unsupervised_study_v1: 1800 dataset + 300 model + "
+        "50 value + seed).",
+    )
     p.add_argument("study")
     p.add_argument("--model-num", type=int, required=True)
     p.add_argument("--dir", type=Path, help="study directory (default studies/STUDY-model<N>)")
-    p.add_argument("--steps", type=int, help="train for fewer steps than the study (step-counted parameters scale)")
+    p.add_argument(
+        "--steps", type=int, help="train for fewer steps than the study (step-counted parameters scale)"
+    )
     p.add_argument("--set", dest="train", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--print-only", action="store_true", help="print the model's config and exit")
     p.add_argument("--threads", type=int, help="torch/BLAS threads (default: all cores)")
@@ -183,7 +258,9 @@ def _resolve_study(args):
 
     if args.study is None:
         if args.dir is None or not (args.dir / STUDY_FILE).exists():
-            raise ValueError("name a study (see `untwine study list`) or --dir of an existing study directory")
+            raise ValueError(
+                "name a study (see `untwine study list`) or --dir of an existing study directory"
+            )
         if _has_selection_flags(args):
             raise ValueError("selection flags need the study name too (they replace the saved selection)")
         study, selection, _ = load_study_file(args.dir)
@@ -192,7 +269,9 @@ def _resolve_study(args):
     study_dir = args.dir or Path("studies") / study.name
     if not _has_selection_flags(args) and (study_dir / STUDY_FILE).exists():
         saved, selection, _ = load_study_file(study_dir)
-        if saved.name == study.name:  # re-running the same command without its flags: keep the saved selection
+        if (
+            saved.name == study.name
+        ):  # re-running the same command without its flags: keep the saved selection
             print(f"continuing {study.name} in {study_dir} with its saved selection", file=sys.stderr)
             return saved, selection, study_dir, args.store
     return _evaluation(study, args), _selection(args), study_dir, args.store
@@ -201,8 +280,13 @@ def _resolve_study(args):
 def _executor(args):
     from untwine.studies.executors import make_executor
 
-    return make_executor(args.executor, address=args.address, workers=args.workers, threads=args.threads,
-                         gpus_per_task=args.gpus_per_task)
+    return make_executor(
+        args.executor,
+        address=args.address,
+        workers=args.workers,
+        threads=args.threads,
+        gpus_per_task=args.gpus_per_task,
+    )
 
 
 def cmd_run(args) -> int:
@@ -214,12 +298,22 @@ def cmd_run(args) -> int:
         specs = expand(study, selection)
         for spec in specs:
             info = describe_spec(spec, study)
-            print(f"{info['model_num']:>6}  {info['dataset']:<22} {info['model']:<13} "
-                  f"{info['parameter']}={info['value']:g} seed={info['seed']}")
+            print(
+                f"{info['model_num']:>6}  {info['dataset']:<22} {info['model']:<13} "
+                f"{info['parameter']}={info['value']:g} seed={info['seed']}"
+            )
         print(f"{len(specs)} models")
         return 0
-    summary = run_study(study, study_dir, selection, executor=_executor(args), store=store,
-                        retry_failed=args.retry_failed, progress=not args.no_progress, device=args.device)
+    summary = run_study(
+        study,
+        study_dir,
+        selection,
+        executor=_executor(args),
+        store=store,
+        retry_failed=args.retry_failed,
+        progress=not args.no_progress,
+        device=args.device,
+    )
     print(summary)
     print(f"results: {study_dir}  (untwine study report {study_dir})")
     return 0 if summary.failed == 0 else 3
@@ -234,16 +328,22 @@ def cmd_status(args) -> int:
         return 0
     counts = status["counts"]
     print(f"{status['study']} in {args.dir} ({status['store']})")
-    print(f"  {counts['done']}/{status['total']} done, {counts['running']} running, {counts['failed']} failed, "
-          f"{counts['pending']} pending; {status['results']} stored numbers")
+    print(
+        f"  {counts['done']}/{status['total']} done, {counts['running']} running, {counts['failed']} failed, "
+        f"{counts['pending']} pending; {status['results']} stored numbers"
+    )
     if status["mean_model_seconds"] is not None:
         left = counts["pending"] + counts["running"]
-        print(f"  {status['mean_model_seconds']:.1f} s per model (train + evaluate, one worker); "
-              f"{_duration(left * status['mean_model_seconds'])} of work left")
+        print(
+            f"  {status['mean_model_seconds']:.1f} s per model (train + evaluate, one worker); "
+            f"{_duration(left * status['mean_model_seconds'])} of work left"
+        )
     for failure in status["failed"]:
         print(f"  failed model {failure['model_num']}: {failure['error']}")
     if status["failed"]:
-        print("  (untwine study run --dir DIR --retry-failed runs them again; tracebacks are in the store's runs table)")
+        print(
+            "  (untwine study run --dir DIR --retry-failed runs them again; tracebacks are in the store's runs table)"
+        )
     return 0
 
 
@@ -261,11 +361,15 @@ def cmd_reproduce(args) -> int:
         train[key] = _parse_value(value)
     spec = spec_for_model_num(study, args.model_num, args.steps, train)
     info = describe_spec(spec, study)
-    print(f"{study.name} model {spec.model_num}: {info['label']} on {spec.dataset}, {spec.parameter}={spec.value:g}, "
-          f"seed {spec.seed} (value {spec.value_index + 1} of {len(study.model(spec.model).values)})")
+    print(
+        f"{study.name} model {spec.model_num}: {info['label']} on {spec.dataset}, {spec.parameter}={spec.value:g}, "
+        f"seed {spec.seed} (value {spec.value_index + 1} of {len(study.model(spec.model).values)})"
+    )
     print(f"  {info['train']}")
-    print(f"  metrics: {', '.join(study.metrics) or 'none'} on {', '.join(study.representations)} "
-          f"representations, seed {study.metric_seed}")
+    print(
+        f"  metrics: {', '.join(study.metrics) or 'none'} on {', '.join(study.representations)} "
+        f"representations, seed {study.metric_seed}"
+    )
     if args.print_only:
         return 0
     study_dir = args.dir or Path("studies") / f"{study.name}-model{spec.model_num}"

@@ -19,12 +19,15 @@ def register(subparsers) -> None:
     )
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     parser.add_argument("--out", type=Path, help="run directory (default runs/<model>-<dataset>-seed<seed>)")
-    parser.add_argument("--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint")
+    parser.add_argument(
+        "--resume", type=Path, metavar="RUN_DIR", help="continue the run in RUN_DIR from its last checkpoint"
+    )
     parser.add_argument("--device", help="force a device (cpu, cuda, cuda:N); same as device=...")
     parser.set_defaults(func=_train)
 
     export = subparsers.add_parser(
-        "export", help="export a trained run's mean encoder as TorchScript",
+        "export",
+        help="export a trained run's mean encoder as TorchScript",
         description="Write RUN_DIR's mean encoder as TorchScript (input NHWC float32 in [0,1], output codes).",
     )
     export.add_argument("run_dir", type=Path)

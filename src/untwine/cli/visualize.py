@@ -19,15 +19,29 @@ def register(subparsers) -> None:
     parser.add_argument("--out", type=Path, help="folder for the pictures (default RUN_DIR/visualisation)")
     parser.add_argument("--report", type=Path, help="path of the HTML report (default RUN_DIR/report.html)")
     parser.add_argument("--no-report", action="store_true", help="write the pictures only")
-    parser.add_argument("--device", default="cpu", help="device for the model: cpu (default), cuda, cuda:N, auto")
-    parser.add_argument("--seed", type=int, default=0, help="which images are shown and the prior samples (default 0)")
-    parser.add_argument("--num-animations", type=int, default=3, help="base images per animation kind (default 3)")
+    parser.add_argument(
+        "--device", default="cpu", help="device for the model: cpu (default), cuda, cuda:N, auto"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="which images are shown and the prior samples (default 0)"
+    )
+    parser.add_argument(
+        "--num-animations", type=int, default=3, help="base images per animation kind (default 3)"
+    )
     parser.add_argument("--num-frames", type=int, default=20, help="frames per animation (default 20)")
     parser.add_argument("--fps", type=float, default=10.0, help="animation frame rate (default 10)")
-    parser.add_argument("--num-traversals", type=int, default=3, help="base images with a traversal picture (default 3)")
+    parser.add_argument(
+        "--num-traversals", type=int, default=3, help="base images with a traversal picture (default 3)"
+    )
     parser.add_argument("--traversal-steps", type=int, default=9, help="values per traversal row (default 9)")
-    parser.add_argument("--traversal-interval", type=float, nargs=2, default=(-2.0, 2.0), metavar=("LOW", "HIGH"),
-                        help="values a traversal sets the latent to (default -2 2)")
+    parser.add_argument(
+        "--traversal-interval",
+        type=float,
+        nargs=2,
+        default=(-2.0, 2.0),
+        metavar=("LOW", "HIGH"),
+        help="values a traversal sets the latent to (default -2 2)",
+    )
     parser.set_defaults(func=_visualize)
 
 
@@ -35,8 +49,12 @@ def _visualize(args) -> int:
     from untwine.report import VisualisationSettings, visualize_run, write_run_report
 
     settings = VisualisationSettings(
-        seed=args.seed, num_animations=args.num_animations, num_frames=args.num_frames, fps=args.fps,
-        num_traversals=args.num_traversals, traversal_steps=args.traversal_steps,
+        seed=args.seed,
+        num_animations=args.num_animations,
+        num_frames=args.num_frames,
+        fps=args.fps,
+        num_traversals=args.num_traversals,
+        traversal_steps=args.traversal_steps,
         traversal_interval=tuple(args.traversal_interval),
     )
     out_dir = args.out or args.run_dir / "visualisation"

@@ -31,11 +31,15 @@ class FactorSpace:
         self.sizes = tuple(int(s) for s in sizes)
         if not self.sizes or any(s < 1 for s in self.sizes):
             raise ValueError(f"factor sizes must be positive integers, got {self.sizes}")
-        self.names = tuple(names) if names is not None else tuple(f"factor_{i}" for i in range(len(self.sizes)))
+        self.names = (
+            tuple(names) if names is not None else tuple(f"factor_{i}" for i in range(len(self.sizes)))
+        )
         if len(self.names) != len(self.sizes):
             raise ValueError(f"{len(self.names)} factor names for {len(self.sizes)} factor sizes")
         # strides[i] = product of the sizes after factor i (row-major).
-        self.strides = tuple(int(np.prod(self.sizes[i + 1 :], dtype=np.int64)) for i in range(len(self.sizes)))
+        self.strides = tuple(
+            int(np.prod(self.sizes[i + 1 :], dtype=np.int64)) for i in range(len(self.sizes))
+        )
         self.num_states = int(np.prod(self.sizes, dtype=np.int64))
 
     def __repr__(self) -> str:
@@ -194,9 +198,12 @@ class ImageGridDataset(GroundTruthDataset):
         self.images = images
         self.full_space = full_space
         self.latent_indices = tuple(int(i) for i in latent_indices)
-        self.nuisance_indices = tuple(i for i in range(full_space.num_factors) if i not in self.latent_indices)
+        self.nuisance_indices = tuple(
+            i for i in range(full_space.num_factors) if i not in self.latent_indices
+        )
         self.factor_space = FactorSpace(
-            [full_space.sizes[i] for i in self.latent_indices], [full_space.names[i] for i in self.latent_indices]
+            [full_space.sizes[i] for i in self.latent_indices],
+            [full_space.names[i] for i in self.latent_indices],
         )
         self.nuisance_factor_names = tuple(full_space.names[i] for i in self.nuisance_indices)
         self.nuisance_factor_sizes = tuple(full_space.sizes[i] for i in self.nuisance_indices)

@@ -67,10 +67,28 @@ _DSPRITES_NPZ = "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
 _SCREAM = "scream.jpg"
 
 
-def _dsprites(name, variant, channels, description, files=(_DSPRITES_NPZ,), factors=DSPRITES_FACTORS,
-              sizes=DSPRITES_SIZES, nuisance=()):
-    return DatasetSpec(name, "untwine.data.dsprites:load_dsprites", factors, sizes, channels, description,
-                       folder="dsprites", files=files, nuisance=nuisance, loader_kwargs={"variant": variant})
+def _dsprites(
+    name,
+    variant,
+    channels,
+    description,
+    files=(_DSPRITES_NPZ,),
+    factors=DSPRITES_FACTORS,
+    sizes=DSPRITES_SIZES,
+    nuisance=(),
+):
+    return DatasetSpec(
+        name,
+        "untwine.data.dsprites:load_dsprites",
+        factors,
+        sizes,
+        channels,
+        description,
+        folder="dsprites",
+        files=files,
+        nuisance=nuisance,
+        loader_kwargs={"variant": variant},
+    )
 
 
 def _procedural(name, loader, factors, sizes, channels, description, **kwargs):
@@ -78,8 +96,17 @@ def _procedural(name, loader, factors, sizes, channels, description, **kwargs):
 
 
 def _mpi3d(name, variant, description):
-    return DatasetSpec(name, "untwine.data.mpi3d:load_mpi3d", MPI3D_FACTORS, MPI3D_SIZES, 3, description,
-                       folder="mpi3d", files=(f"{name}.npz",), loader_kwargs={"variant": variant})
+    return DatasetSpec(
+        name,
+        "untwine.data.mpi3d:load_mpi3d",
+        MPI3D_FACTORS,
+        MPI3D_SIZES,
+        3,
+        description,
+        folder="mpi3d",
+        files=(f"{name}.npz",),
+        loader_kwargs={"variant": variant},
+    )
 
 
 _PROC_DSPRITES = "untwine.data.procedural_dsprites:load_procedural_dsprites"
@@ -88,44 +115,121 @@ SPECS: dict[str, DatasetSpec] = {
     spec.name: spec
     for spec in (
         _dsprites("dsprites_full", "full", 1, "dSprites (Matthey et al. 2017): 2D shapes, binary 64x64."),
-        _dsprites("dsprites_noshape", "noshape", 1, "dSprites without the shape factor (shape is nuisance).",
-                  factors=DSPRITES_FACTORS[1:], sizes=DSPRITES_SIZES[1:], nuisance=("shape",)),
-        _dsprites("color_dsprites", "color", 3, "dSprites with a random colour U(0.5,1)^3 per image.",
-                  nuisance=("color",)),
-        _dsprites("noisy_dsprites", "noisy", 3, "dSprites on uniform noise: min(x + U(0,1), 1).",
-                  nuisance=("noise",)),
-        _dsprites("scream_dsprites", "scream", 3, "dSprites inverted on a random crop of The Scream.",
-                  files=(_DSPRITES_NPZ, _SCREAM), nuisance=("background",)),
-        DatasetSpec("shapes3d", "untwine.data.shapes3d:load_shapes3d", SHAPES3D_FACTORS, SHAPES3D_SIZES, 3,
-                    "3D Shapes (Burgess & Kim 2018): floor, wall and object in a room.",
-                    folder="shapes3d", files=("3dshapes.h5",)),
+        _dsprites(
+            "dsprites_noshape",
+            "noshape",
+            1,
+            "dSprites without the shape factor (shape is nuisance).",
+            factors=DSPRITES_FACTORS[1:],
+            sizes=DSPRITES_SIZES[1:],
+            nuisance=("shape",),
+        ),
+        _dsprites(
+            "color_dsprites",
+            "color",
+            3,
+            "dSprites with a random colour U(0.5,1)^3 per image.",
+            nuisance=("color",),
+        ),
+        _dsprites(
+            "noisy_dsprites",
+            "noisy",
+            3,
+            "dSprites on uniform noise: min(x + U(0,1), 1).",
+            nuisance=("noise",),
+        ),
+        _dsprites(
+            "scream_dsprites",
+            "scream",
+            3,
+            "dSprites inverted on a random crop of The Scream.",
+            files=(_DSPRITES_NPZ, _SCREAM),
+            nuisance=("background",),
+        ),
+        DatasetSpec(
+            "shapes3d",
+            "untwine.data.shapes3d:load_shapes3d",
+            SHAPES3D_FACTORS,
+            SHAPES3D_SIZES,
+            3,
+            "3D Shapes (Burgess & Kim 2018): floor, wall and object in a room.",
+            folder="shapes3d",
+            files=("3dshapes.h5",),
+        ),
         _mpi3d("mpi3d_toy", "toy", "MPI3D-toy (Gondal et al. 2019): simple rendered robot-arm scenes."),
-        _mpi3d("mpi3d_realistic", "realistic", "MPI3D-realistic: realistic renderings of the robot-arm scenes."),
+        _mpi3d(
+            "mpi3d_realistic", "realistic", "MPI3D-realistic: realistic renderings of the robot-arm scenes."
+        ),
         _mpi3d("mpi3d_real", "real", "MPI3D-real: photographs of the real robot-arm platform."),
-        DatasetSpec("cars3d", "untwine.data.cars3d:load_cars3d", ("elevation", "azimuth", "object"),
-                    (4, 24, 183), 3, "Cars3D (Reed et al. 2015): 183 car models, 4 elevations x 24 azimuths.",
-                    folder="cars3d", files=("cars",)),
-        DatasetSpec("smallnorb", "untwine.data.smallnorb:load_smallnorb",
-                    ("category", "elevation", "azimuth", "lighting"), (5, 9, 18, 6), 1,
-                    "SmallNORB (LeCun et al. 2004): toys photographed under varied pose and light, camera 0.",
-                    folder="smallnorb",
-                    files=tuple(f"smallnorb-5x{s}x9x18x6x2x96x96-{split}-{kind}.mat"
-                                for split, s in (("training", "46789"), ("testing", "01235"))
-                                for kind in ("dat", "cat", "info")),
-                    nuisance=("instance",)),
-        _procedural("procedural_dsprites", _PROC_DSPRITES, DSPRITES_FACTORS, DSPRITES_SIZES, 1,
-                    "Built-in dSprites: the exact dSprites factor grid rendered procedurally (no download).",
-                    variant="full"),
-        _procedural("procedural_color_dsprites", _PROC_DSPRITES, DSPRITES_FACTORS, DSPRITES_SIZES, 3,
-                    "Built-in colour dSprites (random colour per image).", variant="color"),
-        _procedural("procedural_noisy_dsprites", _PROC_DSPRITES, DSPRITES_FACTORS, DSPRITES_SIZES, 3,
-                    "Built-in noisy dSprites (uniform noise background).", variant="noisy"),
-        _procedural("procedural_scream_dsprites", _PROC_DSPRITES, DSPRITES_FACTORS, DSPRITES_SIZES, 3,
-                    "Built-in scream dSprites (a procedural texture stands in for the painting).",
-                    variant="scream"),
-        _procedural("procedural_shapes3d", "untwine.data.procedural_shapes3d:load_procedural_shapes3d",
-                    SHAPES3D_FACTORS, SHAPES3D_SIZES, 3,
-                    "Built-in 3D-shapes scene: floor, wall, one shaded object (no download)."),
+        DatasetSpec(
+            "cars3d",
+            "untwine.data.cars3d:load_cars3d",
+            ("elevation", "azimuth", "object"),
+            (4, 24, 183),
+            3,
+            "Cars3D (Reed et al. 2015): 183 car models, 4 elevations x 24 azimuths.",
+            folder="cars3d",
+            files=("cars",),
+        ),
+        DatasetSpec(
+            "smallnorb",
+            "untwine.data.smallnorb:load_smallnorb",
+            ("category", "elevation", "azimuth", "lighting"),
+            (5, 9, 18, 6),
+            1,
+            "SmallNORB (LeCun et al. 2004): toys photographed under varied pose and light, camera 0.",
+            folder="smallnorb",
+            files=tuple(
+                f"smallnorb-5x{s}x9x18x6x2x96x96-{split}-{kind}.mat"
+                for split, s in (("training", "46789"), ("testing", "01235"))
+                for kind in ("dat", "cat", "info")
+            ),
+            nuisance=("instance",),
+        ),
+        _procedural(
+            "procedural_dsprites",
+            _PROC_DSPRITES,
+            DSPRITES_FACTORS,
+            DSPRITES_SIZES,
+            1,
+            "Built-in dSprites: the exact dSprites factor grid rendered procedurally (no download).",
+            variant="full",
+        ),
+        _procedural(
+            "procedural_color_dsprites",
+            _PROC_DSPRITES,
+            DSPRITES_FACTORS,
+            DSPRITES_SIZES,
+            3,
+            "Built-in colour dSprites (random colour per image).",
+            variant="color",
+        ),
+        _procedural(
+            "procedural_noisy_dsprites",
+            _PROC_DSPRITES,
+            DSPRITES_FACTORS,
+            DSPRITES_SIZES,
+            3,
+            "Built-in noisy dSprites (uniform noise background).",
+            variant="noisy",
+        ),
+        _procedural(
+            "procedural_scream_dsprites",
+            _PROC_DSPRITES,
+            DSPRITES_FACTORS,
+            DSPRITES_SIZES,
+            3,
+            "Built-in scream dSprites (a procedural texture stands in for the painting).",
+            variant="scream",
+        ),
+        _procedural(
+            "procedural_shapes3d",
+            "untwine.data.procedural_shapes3d:load_procedural_shapes3d",
+            SHAPES3D_FACTORS,
+            SHAPES3D_SIZES,
+            3,
+            "Built-in 3D-shapes scene: floor, wall, one shaded object (no download).",
+        ),
     )
 }
 
@@ -151,6 +255,8 @@ def get_dataset(name: str, data_root: str | os.PathLike | None = None, **kwargs:
     dataset = loader(spec.data_dir(data_root), **{**spec.loader_kwargs, **kwargs})
     if tuple(dataset.factor_names) != spec.factor_names or tuple(dataset.factor_sizes) != spec.factor_sizes:
         if not kwargs:  # test-only reduced grids legitimately differ
-            raise RuntimeError(f"loader of {name} returned factors {dataset.factor_space}, spec says {spec.factor_sizes}")
+            raise RuntimeError(
+                f"loader of {name} returned factors {dataset.factor_space}, spec says {spec.factor_sizes}"
+            )
     dataset.name = name
     return dataset

@@ -43,7 +43,9 @@ class BatchStream:
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if int(state["seed"]) != self.seed:
-            raise ValueError(f"stream state was saved with seed {state['seed']}, this stream has seed {self.seed}")
+            raise ValueError(
+                f"stream state was saved with seed {state['seed']}, this stream has seed {self.seed}"
+            )
         self.rng.bit_generator.state = state["rng"]
         self.batches_drawn = int(state["batches_drawn"])
 

@@ -22,7 +22,9 @@ class _SpriteVariant(GroundTruthDataset):
 
     def __init__(self, base: GroundTruthDataset, name: str):
         if base.num_channels != 1:
-            raise ValueError(f"{name} needs a single-channel binary base dataset, got {base.observation_shape}")
+            raise ValueError(
+                f"{name} needs a single-channel binary base dataset, got {base.observation_shape}"
+            )
         self.base = base
         self.name = name
         self.factor_space = base.factor_space
@@ -58,7 +60,12 @@ class ScreamVariant(_SpriteVariant):
         super().__init__(base, name)
         background = np.asarray(background, dtype=np.float32)
         h, w, _ = self.observation_shape
-        if background.ndim != 3 or background.shape[2] != 3 or background.shape[0] <= h or background.shape[1] <= w:
+        if (
+            background.ndim != 3
+            or background.shape[2] != 3
+            or background.shape[0] <= h
+            or background.shape[1] <= w
+        ):
             raise ValueError(
                 f"{name}: the background image must be RGB and larger than {h}x{w}, got shape {background.shape}"
             )

@@ -108,10 +108,18 @@ def _nchw(images: np.ndarray) -> torch.Tensor:
 
 
 def _digits_model(config: DigitsConfig) -> SemiSupervisedVAE:
-    model = SemiSupervisedVAE(1, config.num_latents, architecture="mlp", image_size=8, hidden=config.hidden,
-                              num_classes=NUM_DIGITS, alpha=config.alpha,
-                              labelled_batch_size=config.labelled_batch_size, num_samples=config.num_samples,
-                              estimator=config.estimator)
+    model = SemiSupervisedVAE(
+        1,
+        config.num_latents,
+        architecture="mlp",
+        image_size=8,
+        hidden=config.hidden,
+        num_classes=NUM_DIGITS,
+        alpha=config.alpha,
+        labelled_batch_size=config.labelled_batch_size,
+        num_samples=config.num_samples,
+        estimator=config.estimator,
+    )
     return model.reset_parameters(torch.Generator().manual_seed(config.seed))
 
 
@@ -125,8 +133,9 @@ def classification_error(model: SemiSupervisedVAE, images: np.ndarray, labels: n
     return float(np.mean(predictions != labels))
 
 
-def train_digits_ss_vae(data: DigitsData, labelled: np.ndarray, config: DigitsConfig,
-                        log_every: int = 0) -> tuple[SemiSupervisedVAE, list[dict[str, float]]]:
+def train_digits_ss_vae(
+    data: DigitsData, labelled: np.ndarray, config: DigitsConfig, log_every: int = 0
+) -> tuple[SemiSupervisedVAE, list[dict[str, float]]]:
     """Train ``ss_vae`` on every training image (unlabelled) plus the ``labelled`` indices' labels."""
     model = _digits_model(config)
     model.attach_labels(data.x_train[labelled], data.y_train[labelled])
@@ -142,12 +151,16 @@ def train_digits_ss_vae(data: DigitsData, labelled: np.ndarray, config: DigitsCo
         out.loss.backward()
         optimizer.step()
         if log_every and ((step + 1) % log_every == 0 or step + 1 == config.steps):
-            history.append({"step": step + 1, **{k: float(v) for k, v in out.terms.items() if v.numel() == 1}})
+            history.append(
+                {"step": step + 1, **{k: float(v) for k, v in out.terms.items() if v.numel() == 1}}
+            )
     model.eval()
     return model, history
 
 
-def train_digits_supervised(data: DigitsData, labelled: np.ndarray, config: DigitsConfig) -> SemiSupervisedVAE:
+def train_digits_supervised(
+    data: DigitsData, labelled: np.ndarray, config: DigitsConfig
+) -> SemiSupervisedVAE:
     """The supervised-only baseline: the same encoder trunk and class head, cross-entropy on the labelled
     images only (``labelled_batch_size`` per step, ``steps`` steps, same optimiser)."""
     model = _digits_model(config)
@@ -166,7 +179,9 @@ def train_digits_supervised(data: DigitsData, labelled: np.ndarray, config: Digi
 
 
 @torch.no_grad()
-def analogy_grid(model: SemiSupervisedVAE, images: np.ndarray, labels: np.ndarray, zoom: int = 4) -> np.ndarray:
+def analogy_grid(
+    model: SemiSupervisedVAE, images: np.ndarray, labels: np.ndarray, zoom: int = 4
+) -> np.ndarray:
     """One row per image: the image, then ``p(x | y, z)`` means for y = 0..K-1 with z = mean of q(z | x, label).
 
     Returns an (R, 1 + K, H*zoom, W*zoom, C) array for :func:`untwine.visualisation.images.image_grid`.
@@ -177,7 +192,9 @@ def analogy_grid(model: SemiSupervisedVAE, images: np.ndarray, labels: np.ndarra
     rows = []
     for i in range(len(images)):
         z = mean[i : i + 1].expand(model.num_classes, -1)
-        decoded = torch.sigmoid(model.decode(z, torch.arange(model.num_classes))).numpy().transpose(0, 2, 3, 1)
+        decoded = (
+            torch.sigmoid(model.decode(z, torch.arange(model.num_classes))).numpy().transpose(0, 2, 3, 1)
+        )
         rows.append(np.concatenate([images[i : i + 1], decoded], 0))
     grid = np.stack(rows)
     return grid.repeat(zoom, axis=2).repeat(zoom, axis=3)
@@ -217,13 +234,23 @@ def _digits_job(args: tuple[DigitsConfig, int]) -> dict[str, Any]:
     }
 
 
-def run_digits(out_dir: str | Path, label_counts: Sequence[int] = (10, 20, 50, 100), seeds: Sequence[int] = (0, 1, 2),
-               alphas: Sequence[float] = (0.1, 1.0), jobs: int = 1, **overrides: Any) -> dict[str, Any]:
+def run_digits(
+    out_dir: str | Path,
+    label_counts: Sequence[int] = (10, 20, 50, 100),
+    seeds: Sequence[int] = (0, 1, 2),
+    alphas: Sequence[float] = (0.1, 1.0),
+    jobs: int = 1,
+    **overrides: Any,
+) -> dict[str, Any]:
     """Every (alpha, label count, seed): ss_vae and supervised-only test errors; writes results and pictures."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    configs = [DigitsConfig(num_labels=n, seed=s, alpha=a, **overrides) for a in alphas for n in label_counts
-               for s in seeds]
+    configs = [
+        DigitsConfig(num_labels=n, seed=s, alpha=a, **overrides)
+        for a in alphas
+        for n in label_counts
+        for s in seeds
+    ]
     start = time.perf_counter()
     tasks = [(c, 1 if jobs > 1 else 0) for c in configs]
     if jobs > 1:
@@ -239,11 +266,19 @@ def run_digits(out_dir: str | Path, label_counts: Sequence[int] = (10, 20, 50, 1
             rows = [r for r in runs if r["config"]["alpha"] == a and r["config"]["num_labels"] == n]
             ss = np.array([r["ss_vae_test_error"] for r in rows])
             sup = np.array([r["supervised_test_error"] for r in rows])
-            table.append({"alpha": a, "num_labels": n, "seeds": [r["config"]["seed"] for r in rows],
-                          "ss_vae_test_error_mean": float(ss.mean()), "ss_vae_test_error_std": float(ss.std()),
-                          "supervised_test_error_mean": float(sup.mean()),
-                          "supervised_test_error_std": float(sup.std()),
-                          "ss_vae_test_errors": ss.tolist(), "supervised_test_errors": sup.tolist()})
+            table.append(
+                {
+                    "alpha": a,
+                    "num_labels": n,
+                    "seeds": [r["config"]["seed"] for r in rows],
+                    "ss_vae_test_error_mean": float(ss.mean()),
+                    "ss_vae_test_error_std": float(ss.std()),
+                    "supervised_test_error_mean": float(sup.mean()),
+                    "supervised_test_error_std": float(sup.std()),
+                    "ss_vae_test_errors": ss.tolist(),
+                    "supervised_test_errors": sup.tolist(),
+                }
+            )
     # Analogy grid from the first configuration with the most labels of the last alpha.
     picture = None
     best = DigitsConfig(num_labels=max(label_counts), seed=seeds[0], alpha=alphas[-1], **overrides)
@@ -253,22 +288,36 @@ def run_digits(out_dir: str | Path, label_counts: Sequence[int] = (10, 20, 50, 1
     from untwine.visualisation.images import image_grid, save_png
 
     picture = out_dir / "digits_analogies.png"
-    save_png(picture, image_grid(analogy_grid(model, data.x_test[rows], data.y_test[rows]), pad=2, pad_value=0.5))
-    results = {"experiment": "digits", "table": table, "runs": runs, "analogy_grid": picture.name,
-               "analogy_config": dataclasses.asdict(best), "seconds": time.perf_counter() - start,
-               "versions": _versions(), "jobs": jobs}
+    save_png(
+        picture, image_grid(analogy_grid(model, data.x_test[rows], data.y_test[rows]), pad=2, pad_value=0.5)
+    )
+    results = {
+        "experiment": "digits",
+        "table": table,
+        "runs": runs,
+        "analogy_grid": picture.name,
+        "analogy_config": dataclasses.asdict(best),
+        "seconds": time.perf_counter() - start,
+        "versions": _versions(),
+        "jobs": jobs,
+    }
     atomic_write_json(out_dir / "results.json", results)
     atomic_write_text(out_dir / "summary.md", digits_summary(results))
     return results
 
 
 def digits_summary(results: dict[str, Any]) -> str:
-    lines = ["| alpha | labels | ss_vae test error | supervised-only test error | seeds |", "|---|---|---|---|---|"]
+    lines = [
+        "| alpha | labels | ss_vae test error | supervised-only test error | seeds |",
+        "|---|---|---|---|---|",
+    ]
     for row in results["table"]:
-        lines.append(f"| {row['alpha']:g} | {row['num_labels']} | "
-                     f"{100 * row['ss_vae_test_error_mean']:.1f} ± {100 * row['ss_vae_test_error_std']:.1f} % | "
-                     f"{100 * row['supervised_test_error_mean']:.1f} ± {100 * row['supervised_test_error_std']:.1f} % | "
-                     f"{', '.join(map(str, row['seeds']))} |")
+        lines.append(
+            f"| {row['alpha']:g} | {row['num_labels']} | "
+            f"{100 * row['ss_vae_test_error_mean']:.1f} ± {100 * row['ss_vae_test_error_std']:.1f} % | "
+            f"{100 * row['supervised_test_error_mean']:.1f} ± {100 * row['supervised_test_error_std']:.1f} % | "
+            f"{', '.join(map(str, row['seeds']))} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -279,11 +328,21 @@ def _dci(codes_train, factors_train, codes_test, factors_test, seed: int = 0) ->
     """DCI of ``untwine.metrics.dci`` in its fast (binned boosted trees) mode."""
     from untwine.metrics.dci import dci
 
-    scores, details = dci(codes_train, factors_train, codes_test, factors_test, fast=True, random_state=seed,
-                          return_matrices=True)
-    return {**{k: float(v) for k, v in scores.items()},
-            "test_accuracy_per_factor": np.asarray(details["test_accuracy_per_factor"]).tolist(),
-            "importance_matrix": np.asarray(details["importance_matrix"]).tolist(), "mode": "fast"}
+    scores, details = dci(
+        codes_train,
+        factors_train,
+        codes_test,
+        factors_test,
+        fast=True,
+        random_state=seed,
+        return_matrices=True,
+    )
+    return {
+        **{k: float(v) for k, v in scores.items()},
+        "test_accuracy_per_factor": np.asarray(details["test_accuracy_per_factor"]).tolist(),
+        "importance_matrix": np.asarray(details["importance_matrix"]).tolist(),
+        "mode": "fast",
+    }
 
 
 def _mig(codes, factors) -> dict[str, Any]:
@@ -293,7 +352,9 @@ def _mig(codes, factors) -> dict[str, Any]:
     return {**scores, "mig_per_factor": matrices["mig_per_factor"].tolist()}
 
 
-def shape_predictability(codes_train, labels_train, codes_test, labels_test, seed: int = 0) -> dict[str, float]:
+def shape_predictability(
+    codes_train, labels_train, codes_test, labels_test, seed: int = 0
+) -> dict[str, float]:
     """Test accuracy of predicting the label from codes: multinomial logistic regression and boosted trees."""
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.linear_model import LogisticRegression
@@ -302,8 +363,10 @@ def shape_predictability(codes_train, labels_train, codes_test, labels_test, see
     scaler = StandardScaler().fit(codes_train)
     linear = LogisticRegression(max_iter=2000).fit(scaler.transform(codes_train), labels_train)
     trees = HistGradientBoostingClassifier(random_state=seed).fit(codes_train, labels_train)
-    return {"logistic_accuracy": float(linear.score(scaler.transform(codes_test), labels_test)),
-            "boosted_trees_accuracy": float(trees.score(codes_test, labels_test))}
+    return {
+        "logistic_accuracy": float(linear.score(scaler.transform(codes_test), labels_test)),
+        "boosted_trees_accuracy": float(trees.score(codes_test, labels_test)),
+    }
 
 
 @torch.no_grad()
@@ -319,8 +382,10 @@ def evaluate_dsprites_run(run_dir: str | Path, num_points: int = 4000, seed: int
     logits = []
     for start in range(0, images.shape[0], 256):
         chunk = _nchw(images[start : start + 256])
-        if any(p.dim() == 4 and p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
-               for p in model.parameters()):
+        if any(
+            p.dim() == 4 and p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
+            for p in model.parameters()
+        ):
             chunk = chunk.contiguous(memory_format=torch.channels_last)
         logits.append(model.classify(chunk).float())
     predicted = torch.cat(logits).argmax(1).numpy()
@@ -338,17 +403,31 @@ def evaluate_dsprites_run(run_dir: str | Path, num_points: int = 4000, seed: int
         "other_factors": [dataset.factor_names[i] for i in others],
         "mig_style_vs_other_factors": _mig(codes[test], factors[test][:, others]),
         "mig_style_vs_all_factors": _mig(codes[test], factors[test]),
-        "dci_style_vs_other_factors": _dci(codes[train], factors[train][:, others], codes[test], factors[test][:, others]),
-        "label_from_style": shape_predictability(codes[train], labels[train], codes[test], labels[test], seed),
+        "dci_style_vs_other_factors": _dci(
+            codes[train], factors[train][:, others], codes[test], factors[test][:, others]
+        ),
+        "label_from_style": shape_predictability(
+            codes[train], labels[train], codes[test], labels[test], seed
+        ),
         "num_points": num_points,
     }
     return result
 
 
-def run_dsprites(out_dir: str | Path, fractions: Sequence[float] = (0.001, 0.01), steps: int = 400,
-                 seed: int = 0, alpha: float = 100.0, batch_size: int = 32, labelled_batch_size: int = 32,
-                 learning_rate: float = 1e-3, num_latents: int = 6, threads: int = 2,
-                 num_points: int = 4000, evaluate_only: bool = False) -> dict[str, Any]:
+def run_dsprites(
+    out_dir: str | Path,
+    fractions: Sequence[float] = (0.001, 0.01),
+    steps: int = 400,
+    seed: int = 0,
+    alpha: float = 100.0,
+    batch_size: int = 32,
+    labelled_batch_size: int = 32,
+    learning_rate: float = 1e-3,
+    num_latents: int = 6,
+    threads: int = 2,
+    num_points: int = 4000,
+    evaluate_only: bool = False,
+) -> dict[str, Any]:
     """Train and evaluate one ss_vae run per labelled fraction with the training loop
     (``evaluate_only``: score the runs already in ``out_dir`` again)."""
     from untwine.training import TrainConfig, train
@@ -358,43 +437,83 @@ def run_dsprites(out_dir: str | Path, fractions: Sequence[float] = (0.001, 0.01)
     start = time.perf_counter()
     runs = []
     for fraction in fractions:
-        overrides = ["model=ss_vae", "dataset=procedural_dsprites", f"steps={steps}", f"batch_size={batch_size}",
-                     f"seed={seed}", f"learning_rate={learning_rate}", f"num_latents={num_latents}",
-                     f"threads={threads}", "progress=false", f"checkpoint_every={steps}",
-                     f"log_every={max(steps // 20, 1)}", "eval_batches=4", "device=cpu",
-                     f"model.labelled_fraction={fraction}", f"model.alpha={alpha}",
-                     f"model.labelled_batch_size={labelled_batch_size}"]
+        overrides = [
+            "model=ss_vae",
+            "dataset=procedural_dsprites",
+            f"steps={steps}",
+            f"batch_size={batch_size}",
+            f"seed={seed}",
+            f"learning_rate={learning_rate}",
+            f"num_latents={num_latents}",
+            f"threads={threads}",
+            "progress=false",
+            f"checkpoint_every={steps}",
+            f"log_every={max(steps // 20, 1)}",
+            "eval_batches=4",
+            "device=cpu",
+            f"model.labelled_fraction={fraction}",
+            f"model.alpha={alpha}",
+            f"model.labelled_batch_size={labelled_batch_size}",
+        ]
         run_dir = out_dir / f"fraction_{fraction:g}"
         t0 = time.perf_counter()
         if evaluate_only:
-            previous = json.loads((out_dir / "results.json").read_text()) if (out_dir / "results.json").exists() else {}
-            train_seconds = next((r["train_seconds"] for r in previous.get("runs", [])
-                                  if r["labelled_fraction"] == fraction), None)
+            previous = (
+                json.loads((out_dir / "results.json").read_text())
+                if (out_dir / "results.json").exists()
+                else {}
+            )
+            train_seconds = next(
+                (r["train_seconds"] for r in previous.get("runs", []) if r["labelled_fraction"] == fraction),
+                None,
+            )
         else:
             train(TrainConfig.from_overrides(overrides), run_dir)
             train_seconds = time.perf_counter() - t0
         evaluation = evaluate_dsprites_run(run_dir, num_points=num_points, seed=seed + 1)
         final = json.loads((run_dir / "final_eval.json").read_text())["terms"]
-        runs.append({"labelled_fraction": fraction, "run_dir": run_dir.name, "command": "untwine train " + " ".join(overrides),
-                     "train_seconds": train_seconds, "final_eval": final, **evaluation})
-    results = {"experiment": "dsprites", "runs": runs, "seconds": time.perf_counter() - start,
-               "versions": _versions()}
+        runs.append(
+            {
+                "labelled_fraction": fraction,
+                "run_dir": run_dir.name,
+                "command": "untwine train " + " ".join(overrides),
+                "train_seconds": train_seconds,
+                "final_eval": final,
+                **evaluation,
+            }
+        )
+    results = {
+        "experiment": "dsprites",
+        "runs": runs,
+        "seconds": time.perf_counter() - start,
+        "versions": _versions(),
+    }
     atomic_write_json(out_dir / "results.json", results)
     atomic_write_text(out_dir / "summary.md", dsprites_summary(results))
     return results
 
 
 def dsprites_summary(results: dict[str, Any]) -> str:
-    lines = ["| labelled | shape accuracy | MIG(z; other factors) | DCI D/C/I (z; other) | shape from z (logistic / trees) |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "| labelled | shape accuracy | MIG(z; other factors) | DCI D/C/I (z; other) | shape from z (logistic / trees) |",
+        "|---|---|---|---|---|",
+    ]
     for run in results["runs"]:
         dci = run["dci_style_vs_other_factors"]
-        dci_text = ("n/a" if dci is None else
-                    " / ".join(f"{dci.get(k, float('nan')):.2f}" for k in ("disentanglement", "completeness", "informativeness_test")))
+        dci_text = (
+            "n/a"
+            if dci is None
+            else " / ".join(
+                f"{dci.get(k, float('nan')):.2f}"
+                for k in ("disentanglement", "completeness", "informativeness_test")
+            )
+        )
         pred = run["label_from_style"]
-        lines.append(f"| {100 * run['labelled_fraction']:g} % | {100 * run['label_accuracy']:.1f} % | "
-                     f"{run['mig_style_vs_other_factors']['discrete_mig']:.3f} | {dci_text} | "
-                     f"{100 * pred['logistic_accuracy']:.1f} % / {100 * pred['boosted_trees_accuracy']:.1f} % |")
+        lines.append(
+            f"| {100 * run['labelled_fraction']:g} % | {100 * run['label_accuracy']:.1f} % | "
+            f"{run['mig_style_vs_other_factors']['discrete_mig']:.3f} | {dci_text} | "
+            f"{100 * pred['logistic_accuracy']:.1f} % / {100 * pred['boosted_trees_accuracy']:.1f} % |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -402,8 +521,11 @@ def dsprites_summary(results: dict[str, Any]) -> str:
 # Command line
 # ---------------------------------------------------------------------------------------------------
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m untwine.experiments.semi_supervised", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m untwine.experiments.semi_supervised",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="experiment", required=True)
     digits = sub.add_parser("digits", help="sklearn digits: test error vs. number of labels")
     digits.add_argument("--out", type=Path, required=True)
@@ -425,8 +547,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = run_digits(args.out, args.labels, args.seeds, args.alphas, jobs=args.jobs, steps=args.steps)
         print(digits_summary(results))
     else:
-        results = run_dsprites(args.out, args.fractions, steps=args.steps, seed=args.seed, alpha=args.alpha,
-                               threads=args.threads, evaluate_only=args.evaluate_only)
+        results = run_dsprites(
+            args.out,
+            args.fractions,
+            steps=args.steps,
+            seed=args.seed,
+            alpha=args.alpha,
+            threads=args.threads,
+            evaluate_only=args.evaluate_only,
+        )
         print(dsprites_summary(results))
     return 0
 

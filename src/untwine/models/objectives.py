@@ -443,8 +443,17 @@ class BetaTCVAE(VAEModel):
 from untwine.models.semi_supervised import SEMI_SUPERVISED_MODELS  # noqa: E402
 
 MODEL_CLASSES: dict[str, type[VAEModel]] = {
-    cls.name: cls for cls in (PlainVAE, BetaVAE, AnnealedVAE, FactorVAE, DIPVAEI, DIPVAEII, BetaTCVAE,
-                              *SEMI_SUPERVISED_MODELS)
+    cls.name: cls
+    for cls in (
+        PlainVAE,
+        BetaVAE,
+        AnnealedVAE,
+        FactorVAE,
+        DIPVAEI,
+        DIPVAEII,
+        BetaTCVAE,
+        *SEMI_SUPERVISED_MODELS,
+    )
 }
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {name: dict(cls.defaults) for name, cls in MODEL_CLASSES.items()}
 

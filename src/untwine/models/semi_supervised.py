@@ -98,8 +98,13 @@ def label_log_likelihood_estimate(log_weight: torch.Tensor) -> torch.Tensor:
     return log_mean_exp(log_weight.float(), 0)
 
 
-def supervised_bound(log_joint: torch.Tensor, log_proposal: torch.Tensor, log_weight: torch.Tensor,
-                     alpha: float = 0.1, estimator: str = "weighted") -> torch.Tensor:
+def supervised_bound(
+    log_joint: torch.Tensor,
+    log_proposal: torch.Tensor,
+    log_weight: torch.Tensor,
+    alpha: float = 0.1,
+    estimator: str = "weighted",
+) -> torch.Tensor:
     """Per-example supervised objective of Siddharth et al. (2017) from S importance samples: shape (N,).
 
     Inputs are (S, N): ``z_s`` was drawn from a proposal ``r`` and
@@ -130,8 +135,10 @@ def supervised_bound(log_joint: torch.Tensor, log_proposal: torch.Tensor, log_we
     if estimator not in SS_ESTIMATORS:
         raise ValueError(f"estimator must be one of {SS_ESTIMATORS}, got {estimator!r}")
     if not (log_joint.shape == log_proposal.shape == log_weight.shape) or log_joint.dim() != 2:
-        raise ValueError("log_joint, log_proposal and log_weight must share one (num_samples, batch) shape, got "
-                         f"{tuple(log_joint.shape)}, {tuple(log_proposal.shape)}, {tuple(log_weight.shape)}")
+        raise ValueError(
+            "log_joint, log_proposal and log_weight must share one (num_samples, batch) shape, got "
+            f"{tuple(log_joint.shape)}, {tuple(log_proposal.shape)}, {tuple(log_weight.shape)}"
+        )
     log_joint, log_proposal, log_weight = log_joint.float(), log_proposal.float(), log_weight.float()
     log_q_y = label_log_likelihood_estimate(log_weight)
     if estimator == "iwae":
@@ -140,7 +147,9 @@ def supervised_bound(log_joint: torch.Tensor, log_proposal: torch.Tensor, log_we
     return (weights * (log_joint - log_proposal - log_weight)).sum(0) + (1.0 + alpha) * log_q_y
 
 
-def unsupervised_bound(log_q_y: torch.Tensor, elbo_given_y: torch.Tensor, log_prior_y: float | torch.Tensor) -> torch.Tensor:
+def unsupervised_bound(
+    log_q_y: torch.Tensor, elbo_given_y: torch.Tensor, log_prior_y: float | torch.Tensor
+) -> torch.Tensor:
     """ELBO of ``log p(x)`` with the discrete latent summed out exactly: shape (N,).
 
     ``log_q_y`` (N, K): ``log q(y|x)``; ``elbo_given_y`` (N, K): an estimate of
@@ -154,8 +163,9 @@ def unsupervised_bound(log_q_y: torch.Tensor, elbo_given_y: torch.Tensor, log_pr
 # ---------------------------------------------------------------------------------------------------
 # Labelled examples
 # ---------------------------------------------------------------------------------------------------
-def _check_labels(labels, num_classes: int, name: str = "labels", count: int | None = None,
-                  count_name: str = "images") -> np.ndarray:
+def _check_labels(
+    labels, num_classes: int, name: str = "labels", count: int | None = None, count_name: str = "images"
+) -> np.ndarray:
     """``labels`` as int64 (n,), or a ValueError naming ``name`` and what is wrong."""
     if isinstance(labels, torch.Tensor):
         labels = labels.detach().cpu().numpy()
@@ -169,13 +179,17 @@ def _check_labels(labels, num_classes: int, name: str = "labels", count: int | N
         raise ValueError(f"{name} must hold integer class indices, got dtype {array.dtype}")
     array = array.astype(np.int64)
     if count is not None and array.shape[0] != count:
-        raise ValueError(f"{name} has {array.shape[0]} entries but {count_name} has {count}; "
-                         "they must match one label per image")
+        raise ValueError(
+            f"{name} has {array.shape[0]} entries but {count_name} has {count}; "
+            "they must match one label per image"
+        )
     bad = np.flatnonzero((array < 0) | (array >= num_classes))
     if bad.size:
         i = int(bad[0])
-        raise ValueError(f"{name}[{i}] = {array[i]} is out of range: class indices must lie in 0..{num_classes - 1} "
-                         f"(num_classes={num_classes})")
+        raise ValueError(
+            f"{name}[{i}] = {array[i]} is out of range: class indices must lie in 0..{num_classes - 1} "
+            f"(num_classes={num_classes})"
+        )
     return array
 
 
@@ -183,20 +197,25 @@ def _to_torch_images(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(np.asarray(images, dtype=np.float32).transpose(0, 3, 1, 2)))
 
 
-def _check_label_matrix(labels, sizes: Sequence[int], name: str = "labels", count: int | None = None,
-                        count_name: str = "images") -> np.ndarray:
+def _check_label_matrix(
+    labels, sizes: Sequence[int], name: str = "labels", count: int | None = None, count_name: str = "images"
+) -> np.ndarray:
     """``labels`` as int64 (n, F) with column j in 0..sizes[j]-1, or a ValueError naming ``name``."""
     if isinstance(labels, torch.Tensor):
         labels = labels.detach().cpu().numpy()
     array = np.asarray(labels)
     if array.ndim != 2 or array.shape[1] != len(sizes):
         raise ValueError(f"{name} must have shape (n, {len(sizes)}), got {array.shape}")
-    columns = [_check_labels(array[:, j], int(size), f"{name}[:, {j}]", count, count_name)
-               for j, size in enumerate(sizes)]
+    columns = [
+        _check_labels(array[:, j], int(size), f"{name}[:, {j}]", count, count_name)
+        for j, size in enumerate(sizes)
+    ]
     return np.stack(columns, 1) if columns else array.astype(np.int64)
 
 
-def _choose_grid_subset(dataset, seed: int, num_labels: int | None, labelled_fraction: float | None) -> np.ndarray:
+def _choose_grid_subset(
+    dataset, seed: int, num_labels: int | None, labelled_fraction: float | None
+) -> np.ndarray:
     """Sorted distinct factor-grid indices: ``num_labels`` of them, or ``round(fraction * num_states)``
     (at least 1), drawn with ``numpy.random.default_rng(SeedSequence([seed, salt]))``."""
     total = int(dataset.num_states)
@@ -213,7 +232,9 @@ def _choose_grid_subset(dataset, seed: int, num_labels: int | None, labelled_fra
         except TypeError:
             raise ValueError(f"num_labels must be a positive int, got {num_labels!r}") from None
         if not 1 <= num_labels <= total:
-            raise ValueError(f"num_labels must lie in 1..{total} (the dataset's factor grid), got {num_labels}")
+            raise ValueError(
+                f"num_labels must lie in 1..{total} (the dataset's factor grid), got {num_labels}"
+            )
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), _LABEL_SEED_SALT]))
     return np.sort(rng.choice(total, size=num_labels, replace=False)).astype(np.int64)
 
@@ -229,8 +250,15 @@ class LabelledSet:
     checkpoints that generator resumes bit-identically.
     """
 
-    def __init__(self, labels: np.ndarray, num_classes: int | Sequence[int], images: np.ndarray | None = None,
-                 factors: np.ndarray | None = None, dataset: Any = None, indices: np.ndarray | None = None):
+    def __init__(
+        self,
+        labels: np.ndarray,
+        num_classes: int | Sequence[int],
+        images: np.ndarray | None = None,
+        factors: np.ndarray | None = None,
+        dataset: Any = None,
+        indices: np.ndarray | None = None,
+    ):
         if (images is None) == (dataset is None):
             raise ValueError("a LabelledSet needs either images or a dataset (exactly one)")
         count = None if images is None else len(images)
@@ -267,8 +295,15 @@ class LabelledSet:
         return cls(labels, num_classes, images=array)
 
     @classmethod
-    def from_dataset(cls, dataset, label_factor: int, num_classes: int, seed: int,
-                     num_labels: int | None = None, labelled_fraction: float | None = None) -> LabelledSet:
+    def from_dataset(
+        cls,
+        dataset,
+        label_factor: int,
+        num_classes: int,
+        seed: int,
+        num_labels: int | None = None,
+        labelled_fraction: float | None = None,
+    ) -> LabelledSet:
         """A fixed subset of ``dataset``'s factor grid, chosen from ``seed``, labelled by ``label_factor``.
 
         ``num_labels`` distinct grid points (or ``round(labelled_fraction * num_states)``, at least 1)
@@ -282,22 +317,34 @@ class LabelledSet:
         except TypeError:
             raise ValueError(f"label_factor must be an int factor index, got {label_factor!r}") from None
         if not 0 <= label_factor < num_factors:
-            raise ValueError(f"label_factor={label_factor} is out of range: {getattr(dataset, 'name', 'the dataset')} "
-                             f"has {num_factors} factors {tuple(dataset.factor_names)}")
+            raise ValueError(
+                f"label_factor={label_factor} is out of range: {getattr(dataset, 'name', 'the dataset')} "
+                f"has {num_factors} factors {tuple(dataset.factor_names)}"
+            )
         size = int(dataset.factor_sizes[label_factor])
         if size != int(num_classes):
-            raise ValueError(f"num_classes={num_classes} but the label factor "
-                             f"'{dataset.factor_names[label_factor]}' has {size} values; set model.num_classes={size}")
+            raise ValueError(
+                f"num_classes={num_classes} but the label factor "
+                f"'{dataset.factor_names[label_factor]}' has {size} values; set model.num_classes={size}"
+            )
         indices = _choose_grid_subset(dataset, seed, num_labels, labelled_fraction)
         factors = dataset.index_to_factors(indices)
-        labelled = cls(factors[:, label_factor], num_classes, factors=factors, dataset=dataset, indices=indices)
+        labelled = cls(
+            factors[:, label_factor], num_classes, factors=factors, dataset=dataset, indices=indices
+        )
         labelled.observed_factors = (label_factor,)
         return labelled
 
     @classmethod
-    def from_dataset_factors(cls, dataset, seed: int, num_labels: int | None = None,
-                             labelled_fraction: float | None = None, labeller: str = "perfect",
-                             **labeller_kwargs: Any) -> LabelledSet:
+    def from_dataset_factors(
+        cls,
+        dataset,
+        seed: int,
+        num_labels: int | None = None,
+        labelled_fraction: float | None = None,
+        labeller: str = "perfect",
+        **labeller_kwargs: Any,
+    ) -> LabelledSet:
         """A fixed subset of the factor grid (as :meth:`from_dataset`) labelled with every factor,
         passed through :func:`apply_labeller` (its randomness from the same seed)."""
         indices = _choose_grid_subset(dataset, seed, num_labels, labelled_fraction)
@@ -318,7 +365,11 @@ class LabelledSet:
 
     def draw(self, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """``batch_size`` rows uniformly with replacement: (images NCHW float32, labels int64), on the CPU."""
-        rows = torch.randint(len(self), (batch_size,), generator=generator, device=generator.device).cpu().numpy()
+        rows = (
+            torch.randint(len(self), (batch_size,), generator=generator, device=generator.device)
+            .cpu()
+            .numpy()
+        )
         rng = None
         if self.dataset is not None and not getattr(self.dataset, "deterministic", True):
             seed = torch.randint(2**62, (1,), generator=generator, device=generator.device).item()
@@ -364,8 +415,10 @@ class _MLPTrunk(nn.Module):
         if not (torch.jit.is_tracing() or torch.compiler.is_compiling()):
             expected = (self.num_channels, self.image_size, self.image_size)
             if x.dim() != 4 or tuple(x.shape[1:]) != expected:
-                raise ValueError(f"expected images of shape (N, {', '.join(map(str, expected))}) (NCHW), "
-                                 f"got {tuple(x.shape)}")
+                raise ValueError(
+                    f"expected images of shape (N, {', '.join(map(str, expected))}) (NCHW), "
+                    f"got {tuple(x.shape)}"
+                )
         return F.relu(self.fc2(F.relu(self.fc1(_flatten_nhwc(x)))))
 
 
@@ -448,11 +501,24 @@ class SemiSupervisedVAE(VAEModel):
     #: the training loop attaches its dataset and passes each batch's factors to compute_loss
     needs_factors = True
 
-    def __init__(self, num_channels: int, num_latents: int = 10, architecture: str = "conv",
-                 encoder_kernels: str = "dlib", reconstruction: str = "bernoulli", num_classes: int = 3,
-                 label_factor: int = 0, labelled_fraction: float = 0.01, num_labels: int | None = None,
-                 labelled_batch_size: int = 16, alpha: float = 0.1, num_samples: int = 1,
-                 estimator: str = "weighted", image_size: int | None = None, hidden: int | None = None):
+    def __init__(
+        self,
+        num_channels: int,
+        num_latents: int = 10,
+        architecture: str = "conv",
+        encoder_kernels: str = "dlib",
+        reconstruction: str = "bernoulli",
+        num_classes: int = 3,
+        label_factor: int = 0,
+        labelled_fraction: float = 0.01,
+        num_labels: int | None = None,
+        labelled_batch_size: int = 16,
+        alpha: float = 0.1,
+        num_samples: int = 1,
+        estimator: str = "weighted",
+        image_size: int | None = None,
+        hidden: int | None = None,
+    ):
         nn.Module.__init__(self)
         num_channels = _nonnegative_int("num_channels", num_channels, 1)
         num_latents = _nonnegative_int("num_latents", num_latents, 1)
@@ -469,10 +535,16 @@ class SemiSupervisedVAE(VAEModel):
             raise ValueError(f"labelled_fraction must lie in (0, 1], got {labelled_fraction!r}")
         image_size = IMAGE_SIZE if image_size is None else _nonnegative_int("image_size", image_size, 1)
         if architecture != "mlp" and image_size != IMAGE_SIZE:
-            raise ValueError(f"architecture {architecture!r} works on {IMAGE_SIZE}x{IMAGE_SIZE} images; "
-                             "use architecture='mlp' for other sizes")
+            raise ValueError(
+                f"architecture {architecture!r} works on {IMAGE_SIZE}x{IMAGE_SIZE} images; "
+                "use architecture='mlp' for other sizes"
+            )
         self.num_channels, self.num_latents, self.num_classes = num_channels, num_latents, num_classes
-        self.architecture, self.encoder_kernels, self.reconstruction = architecture, encoder_kernels, reconstruction
+        self.architecture, self.encoder_kernels, self.reconstruction = (
+            architecture,
+            encoder_kernels,
+            reconstruction,
+        )
         self.image_size = image_size
         self.label_factor = _nonnegative_int("label_factor", label_factor)
         self.labelled_fraction = float(labelled_fraction)
@@ -481,10 +553,16 @@ class SemiSupervisedVAE(VAEModel):
         self.alpha = float(alpha)
         self.num_samples = _nonnegative_int("num_samples", num_samples, 1)
         self.estimator = estimator
-        self.params = {"num_classes": num_classes, "label_factor": self.label_factor,
-                       "labelled_fraction": self.labelled_fraction, "num_labels": self.num_labels,
-                       "labelled_batch_size": self.labelled_batch_size, "alpha": self.alpha,
-                       "num_samples": self.num_samples, "estimator": estimator}
+        self.params = {
+            "num_classes": num_classes,
+            "label_factor": self.label_factor,
+            "labelled_fraction": self.labelled_fraction,
+            "num_labels": self.num_labels,
+            "labelled_batch_size": self.labelled_batch_size,
+            "alpha": self.alpha,
+            "num_samples": self.num_samples,
+            "estimator": estimator,
+        }
         if architecture == "conv":
             trunk: nn.Module = _ConvTrunk(num_channels, encoder_kernels)
             decoder: nn.Module = DeconvDecoder(num_channels, num_latents + num_classes)
@@ -504,9 +582,14 @@ class SemiSupervisedVAE(VAEModel):
     # -- labels -------------------------------------------------------------------------------------
     def attach_dataset(self, dataset, seed: int) -> SemiSupervisedVAE:
         """Label a fixed subset of ``dataset`` chosen from ``seed`` (see :meth:`LabelledSet.from_dataset`)."""
-        self.labelled_set = LabelledSet.from_dataset(dataset, self.label_factor, self.num_classes, seed,
-                                                     num_labels=self.num_labels,
-                                                     labelled_fraction=self.labelled_fraction)
+        self.labelled_set = LabelledSet.from_dataset(
+            dataset,
+            self.label_factor,
+            self.num_classes,
+            seed,
+            num_labels=self.num_labels,
+            labelled_fraction=self.labelled_fraction,
+        )
         return self
 
     def attach_labels(self, images, labels) -> SemiSupervisedVAE:
@@ -548,13 +631,21 @@ class SemiSupervisedVAE(VAEModel):
             factors = factors.detach().cpu().numpy()
         array = np.asarray(factors)
         if array.ndim != 2 or array.shape[1] <= self.label_factor:
-            raise ValueError(f"factors must have shape (batch, num_factors) with num_factors > label_factor="
-                             f"{self.label_factor}, got {array.shape}")
+            raise ValueError(
+                f"factors must have shape (batch, num_factors) with num_factors > label_factor="
+                f"{self.label_factor}, got {array.shape}"
+            )
         if array.shape[0] != batch:
-            raise ValueError(f"factors has {array.shape[0]} rows but images has {batch}; they must match row for row")
-        return _check_labels(array[:, self.label_factor], self.num_classes, f"factors[:, {self.label_factor}]")
+            raise ValueError(
+                f"factors has {array.shape[0]} rows but images has {batch}; they must match row for row"
+            )
+        return _check_labels(
+            array[:, self.label_factor], self.num_classes, f"factors[:, {self.label_factor}]"
+        )
 
-    def compute_loss(self, x: torch.Tensor, step: int, generator: torch.Generator, factors=None) -> LossOutput:
+    def compute_loss(
+        self, x: torch.Tensor, step: int, generator: torch.Generator, factors=None
+    ) -> LossOutput:
         """Loss on the unlabelled batch ``x`` plus ``labelled_batch_size`` rows of the attached labelled set.
 
         ``factors`` (optional, (N, num_factors)): the batch's ground truth; only its ``label_factor``
@@ -569,9 +660,14 @@ class SemiSupervisedVAE(VAEModel):
                 labelled_images = labelled_images.contiguous(memory_format=torch.channels_last)
         return self.semi_supervised_loss(x, generator, labelled_images, labels, true_labels)
 
-    def semi_supervised_loss(self, x: torch.Tensor | None, generator: torch.Generator,
-                             labelled_images: torch.Tensor | None = None, labels=None,
-                             unlabelled_labels=None) -> LossOutput:
+    def semi_supervised_loss(
+        self,
+        x: torch.Tensor | None,
+        generator: torch.Generator,
+        labelled_images: torch.Tensor | None = None,
+        labels=None,
+        unlabelled_labels=None,
+    ) -> LossOutput:
         """``-(sum_unlabelled U(x) + sum_labelled bound(x, y)) / (N_u + N_l)`` and its terms.
 
         ``x`` (N_u, C, H, W) unlabelled (None or empty: all labelled); ``labelled_images`` (N_l, C, H, W)
@@ -619,7 +715,9 @@ class SemiSupervisedVAE(VAEModel):
         z = L.sample_gaussian(sample_mean, sample_logvar, generator)
         dec_y = torch.cat([style_y_cat[: K * n_u], style_y_cat[K * n_u :].repeat(S, 1)], 0)
         recon_logits = self.decode(z, dec_y)
-        target_parts = ([x.repeat(K, 1, 1, 1)] if n_u else []) + ([labelled_images.repeat(S, 1, 1, 1)] if n_l else [])
+        target_parts = ([x.repeat(K, 1, 1, 1)] if n_u else []) + (
+            [labelled_images.repeat(S, 1, 1, 1)] if n_l else []
+        )
         targets = torch.cat(target_parts, 0) if len(target_parts) > 1 else target_parts[0]
         log_prior_y = -math.log(K)
         with torch.autocast(device_type=device.type, enabled=False):
@@ -636,13 +734,15 @@ class SemiSupervisedVAE(VAEModel):
                 total = total + bound_u.sum()
                 kl_y = (q_y * (log_q_y - log_prior_y)).sum(1)
                 kl_per_latent = (q_y.t().unsqueeze(-1) * kl_u).sum(0).mean(0)
-                terms.update({
-                    "elbo": bound_u.mean(),
-                    "reconstruction": (q_y * recon_u).sum(1).mean(),
-                    "kl": kl_per_latent.sum() + kl_y.mean(),
-                    "kl_y": kl_y.mean(),
-                    "class_entropy": -(q_y * log_q_y).sum(1).mean(),
-                })
+                terms.update(
+                    {
+                        "elbo": bound_u.mean(),
+                        "reconstruction": (q_y * recon_u).sum(1).mean(),
+                        "kl": kl_per_latent.sum() + kl_y.mean(),
+                        "kl_y": kl_y.mean(),
+                        "class_entropy": -(q_y * log_q_y).sum(1).mean(),
+                    }
+                )
                 if unlabelled_labels is not None:
                     truth = torch.from_numpy(unlabelled_labels).to(device)
                     terms["accuracy_unlabelled"] = (log_q_y.argmax(1) == truth).float().mean()
@@ -654,36 +754,45 @@ class SemiSupervisedVAE(VAEModel):
                 log_q_z = L.gaussian_log_density(z_l, mean_ls, logvar_ls).sum(1).view(S, n_l)
                 log_joint = -recon_l + log_p_z + log_prior_y
                 log_q_y_l = log_q_y_all[n_u:].gather(1, y_l[:, None]).squeeze(1)
-                bound_l = supervised_bound(log_joint, log_q_z, log_q_y_l.unsqueeze(0).expand(S, n_l),
-                                           self.alpha, self.estimator)
+                bound_l = supervised_bound(
+                    log_joint, log_q_z, log_q_y_l.unsqueeze(0).expand(S, n_l), self.alpha, self.estimator
+                )
                 total = total + bound_l.sum()
-                kl_l = (0.5 * (mean_l.square() + logvar_l.exp() - logvar_l - 1.0))
-                terms.update({
-                    "supervised_bound": bound_l.mean(),
-                    "reconstruction_labelled": recon_l.mean(),
-                    "log_q_y_labelled": log_q_y_l.mean(),
-                    "accuracy_labelled": (log_q_y_all[n_u:].argmax(1) == y_l).float().mean(),
-                })
+                kl_l = 0.5 * (mean_l.square() + logvar_l.exp() - logvar_l - 1.0)
+                terms.update(
+                    {
+                        "supervised_bound": bound_l.mean(),
+                        "reconstruction_labelled": recon_l.mean(),
+                        "log_q_y_labelled": log_q_y_l.mean(),
+                        "accuracy_labelled": (log_q_y_all[n_u:].argmax(1) == y_l).float().mean(),
+                    }
+                )
                 if not n_u:
                     kl_per_latent = kl_l.mean(0)
                     terms["reconstruction"] = recon_l.mean()
                     terms["kl"] = kl_per_latent.sum()
             loss = -total / (n_u + n_l)
-            reconstruction_sum = recon[: K * n_u].view(K, n_u).t().mul(log_q_y_all[:n_u].exp()).sum() if n_u else 0.0
+            reconstruction_sum = (
+                recon[: K * n_u].view(K, n_u).t().mul(log_q_y_all[:n_u].exp()).sum() if n_u else 0.0
+            )
             if n_l:
                 reconstruction_sum = reconstruction_sum + recon[K * n_u :].view(S, n_l).mean(0).sum()
             # everything in the loss but the (expected) reconstruction: KL terms, label terms
             terms["regularizer"] = loss - reconstruction_sum / (n_u + n_l)
-        terms = {"loss": loss.detach(), **{k: v.detach() for k, v in terms.items()},
-                 "kl_per_latent": kl_per_latent.detach()}
+        terms = {
+            "loss": loss.detach(),
+            **{k: v.detach() for k, v in terms.items()},
+            "kl_per_latent": kl_per_latent.detach(),
+        }
         # The forward pass for the most probable class of each unlabelled image (labelled: given class).
         if n_u:
             pick = log_q_y_all[:n_u].argmax(1)
             rows = pick * n_u + torch.arange(n_u, device=device)
         else:
             rows = torch.arange(n_l, device=device)
-        return LossOutput(loss=loss, terms=terms, mean=mean[rows], logvar=logvar[rows], z=z[rows],
-                          logits=recon_logits[rows])
+        return LossOutput(
+            loss=loss, terms=terms, mean=mean[rows], logvar=logvar[rows], z=z[rows], logits=recon_logits[rows]
+        )
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", image_size={self.image_size}"
@@ -708,8 +817,16 @@ class Labelling:
     observed_factors: tuple[int, ...]
 
 
-def apply_labeller(factors, factor_sizes: Sequence[int], labeller: str, rng: np.random.Generator, *,
-                   num_bins: int = 5, prob_random: float = 0.1, num_observed_factors: int = 2) -> Labelling:
+def apply_labeller(
+    factors,
+    factor_sizes: Sequence[int],
+    labeller: str,
+    rng: np.random.Generator,
+    *,
+    num_bins: int = 5,
+    prob_random: float = 0.1,
+    num_observed_factors: int = 2,
+) -> Labelling:
     """The label oracles of disentanglement_lib's semi-supervised study, on factor indices (n, F).
 
     ``perfect``: the factors.  ``bin``: factors with more than ``num_bins`` values binned into
@@ -730,7 +847,9 @@ def apply_labeller(factors, factor_sizes: Sequence[int], labeller: str, rng: np.
             raise ValueError(f"num_bins must be a positive int, got {num_bins!r}")
         for j, size in enumerate(sizes):
             if size > num_bins:
-                labels[:, j] = np.minimum(np.floor(factors[:, j] / (size / num_bins)), num_bins - 1).astype(np.int64)
+                labels[:, j] = np.minimum(np.floor(factors[:, j] / (size / num_bins)), num_bins - 1).astype(
+                    np.int64
+                )
         sizes = tuple(min(size, int(num_bins)) for size in sizes)
     elif labeller == "noisy":
         if not 0.0 <= float(prob_random) <= 1.0:
@@ -742,9 +861,14 @@ def apply_labeller(factors, factor_sizes: Sequence[int], labeller: str, rng: np.
         for j, size in enumerate(sizes):
             labels[:, j] = rng.permutation(size)[factors[:, j]]
     elif labeller == "partial":
-        if (isinstance(num_observed_factors, bool) or not isinstance(num_observed_factors, int | np.integer)
-                or not 1 <= num_observed_factors <= num_factors):
-            raise ValueError(f"num_observed_factors must be an int in 1..{num_factors}, got {num_observed_factors!r}")
+        if (
+            isinstance(num_observed_factors, bool)
+            or not isinstance(num_observed_factors, int | np.integer)
+            or not 1 <= num_observed_factors <= num_factors
+        ):
+            raise ValueError(
+                f"num_observed_factors must be an int in 1..{num_factors}, got {num_observed_factors!r}"
+            )
         keep = rng.choice(num_factors, size=int(num_observed_factors), replace=False)
         labels, sizes, observed = labels[:, keep], tuple(sizes[j] for j in keep), tuple(int(j) for j in keep)
     else:
@@ -754,20 +878,28 @@ def apply_labeller(factors, factor_sizes: Sequence[int], labeller: str, rng: np.
 
 def _first_latents(representation: torch.Tensor, num_factors: int, loss: str) -> torch.Tensor:
     if representation.shape[1] < num_factors:
-        raise ValueError(f"the {loss} supervised loss needs at least as many latents as labelled factors: "
-                         f"{representation.shape[1]} latents for {num_factors} factors")
+        raise ValueError(
+            f"the {loss} supervised loss needs at least as many latents as labelled factors: "
+            f"{representation.shape[1]} latents for {num_factors} factors"
+        )
     return representation[:, :num_factors]
 
 
-def supervised_loss_xent(representation: torch.Tensor, labels: torch.Tensor, sizes: Sequence[int]) -> torch.Tensor:
+def supervised_loss_xent(
+    representation: torch.Tensor, labels: torch.Tensor, sizes: Sequence[int]
+) -> torch.Tensor:
     """``sum_{n, j} BCE(sigmoid(r_nj), y_nj / size_j)`` over the first F latents (dlib's ``xent``; a sum)."""
     first = _first_latents(representation, labels.shape[1], "xent").float()
     targets = labels.float() / torch.tensor(sizes, dtype=torch.float32, device=first.device)
     return F.binary_cross_entropy_with_logits(first, targets, reduction="sum")
 
 
-def supervised_loss_l2(representation: torch.Tensor, labels: torch.Tensor, sizes: Sequence[int],
-                       scale: torch.Tensor | None = None) -> torch.Tensor:
+def supervised_loss_l2(
+    representation: torch.Tensor,
+    labels: torch.Tensor,
+    sizes: Sequence[int],
+    scale: torch.Tensor | None = None,
+) -> torch.Tensor:
     """``sum (b r_nj - y_nj)^2`` with a learned scalar ``b`` (``scale``), or without it
     ``sum (sigmoid(r_nj) - y_nj / size_j)^2`` (dlib's ``l2``; a sum over points and factors)."""
     first = _first_latents(representation, labels.shape[1], "l2").float()
@@ -789,8 +921,12 @@ def supervised_loss_cov(representation: torch.Tensor, labels: torch.Tensor) -> t
     return (covariance * mask).square().sum()
 
 
-def supervised_loss_embed(representation: torch.Tensor, labels: torch.Tensor, embeddings: Sequence[torch.Tensor],
-                          sigmas: Sequence[torch.Tensor | float]) -> torch.Tensor:
+def supervised_loss_embed(
+    representation: torch.Tensor,
+    labels: torch.Tensor,
+    embeddings: Sequence[torch.Tensor],
+    sigmas: Sequence[torch.Tensor | float],
+) -> torch.Tensor:
     """``sum_j mean_n CE(softmax_k(-((r_nj - e_jk) sigma_j)^2), y_nj)``: latent j against a 1-d embedding
     of factor j's values (dlib's ``embed``)."""
     first = _first_latents(representation, labels.shape[1], "embed").float()
@@ -850,11 +986,17 @@ class EmbedHead(nn.Module):
     def tables(self) -> tuple[list[torch.Tensor], list[torch.Tensor | float]]:
         sizes = [int(k) for k in self.sizes.tolist()]
         if self.use_order:
-            embeddings = [torch.arange(k, dtype=torch.float32, device=self.slope.device) * self.slope[j] + self.bias[j]
-                          for j, k in enumerate(sizes)]
+            embeddings = [
+                torch.arange(k, dtype=torch.float32, device=self.slope.device) * self.slope[j] + self.bias[j]
+                for j, k in enumerate(sizes)
+            ]
         else:
             embeddings = list(self.embeddings)
-        sigmas = [self.sigma[j] for j in range(len(sizes))] if self.learn_sigma else [self.fixed_sigma] * len(sizes)
+        sigmas = (
+            [self.sigma[j] for j in range(len(sizes))]
+            if self.learn_sigma
+            else [self.fixed_sigma] * len(sizes)
+        )
         return embeddings, sigmas
 
 
@@ -879,11 +1021,25 @@ class _FewLabelMixin:
         "embed_use_order": False,
     }
 
-    def __init__(self, *args: Any, gamma_sup: float = 1.0, supervised_loss: str = "xent", annealer: str = "fixed",
-                 iteration_threshold: int = 1, labeller: str = "perfect", num_labels: int | None = 1000,
-                 labelled_fraction: float | None = None, labelled_batch_size: int | None = None, num_bins: int = 5,
-                 prob_random: float = 0.1, num_observed_factors: int = 2, l2_learn_scale: bool = True,
-                 embed_sigma: float | str = "learn", embed_use_order: bool = False, **kwargs: Any):
+    def __init__(
+        self,
+        *args: Any,
+        gamma_sup: float = 1.0,
+        supervised_loss: str = "xent",
+        annealer: str = "fixed",
+        iteration_threshold: int = 1,
+        labeller: str = "perfect",
+        num_labels: int | None = 1000,
+        labelled_fraction: float | None = None,
+        labelled_batch_size: int | None = None,
+        num_bins: int = 5,
+        prob_random: float = 0.1,
+        num_observed_factors: int = 2,
+        l2_learn_scale: bool = True,
+        embed_sigma: float | str = "learn",
+        embed_use_order: bool = False,
+        **kwargs: Any,
+    ):
         super().__init__(*args, **kwargs)
         if supervised_loss not in SUPERVISED_LOSSES:
             raise ValueError(f"supervised_loss must be one of {SUPERVISED_LOSSES}, got {supervised_loss!r}")
@@ -901,18 +1057,40 @@ class _FewLabelMixin:
         self.labeller = labeller
         self.num_labels = None if num_labels is None else _nonnegative_int("num_labels", num_labels, 1)
         self.labelled_fraction = None if labelled_fraction is None else float(labelled_fraction)
-        self.labelled_batch_size = (None if labelled_batch_size is None
-                                    else _nonnegative_int("labelled_batch_size", labelled_batch_size))
-        self.labeller_kwargs = {"num_bins": num_bins, "prob_random": prob_random,
-                                "num_observed_factors": num_observed_factors}
-        self.l2_learn_scale, self.embed_sigma, self.embed_use_order = bool(l2_learn_scale), embed_sigma, bool(embed_use_order)
-        self.params.update({"gamma_sup": self.gamma_sup, "supervised_loss": supervised_loss, "annealer": annealer,
-                            "iteration_threshold": self.iteration_threshold, "labeller": labeller,
-                            "num_labels": self.num_labels, "labelled_fraction": self.labelled_fraction,
-                            "labelled_batch_size": self.labelled_batch_size, **self.labeller_kwargs,
-                            "l2_learn_scale": self.l2_learn_scale, "embed_sigma": embed_sigma,
-                            "embed_use_order": self.embed_use_order})
-        self.l2_scale = (nn.Parameter(torch.ones(())) if supervised_loss == "l2" and self.l2_learn_scale else None)
+        self.labelled_batch_size = (
+            None
+            if labelled_batch_size is None
+            else _nonnegative_int("labelled_batch_size", labelled_batch_size)
+        )
+        self.labeller_kwargs = {
+            "num_bins": num_bins,
+            "prob_random": prob_random,
+            "num_observed_factors": num_observed_factors,
+        }
+        self.l2_learn_scale, self.embed_sigma, self.embed_use_order = (
+            bool(l2_learn_scale),
+            embed_sigma,
+            bool(embed_use_order),
+        )
+        self.params.update(
+            {
+                "gamma_sup": self.gamma_sup,
+                "supervised_loss": supervised_loss,
+                "annealer": annealer,
+                "iteration_threshold": self.iteration_threshold,
+                "labeller": labeller,
+                "num_labels": self.num_labels,
+                "labelled_fraction": self.labelled_fraction,
+                "labelled_batch_size": self.labelled_batch_size,
+                **self.labeller_kwargs,
+                "l2_learn_scale": self.l2_learn_scale,
+                "embed_sigma": embed_sigma,
+                "embed_use_order": self.embed_use_order,
+            }
+        )
+        self.l2_scale = (
+            nn.Parameter(torch.ones(())) if supervised_loss == "l2" and self.l2_learn_scale else None
+        )
         self.embed_head: EmbedHead | None = None
         self.labelled_set: LabelledSet | None = None
 
@@ -920,10 +1098,14 @@ class _FewLabelMixin:
     def _set_labelled(self, labelled: LabelledSet) -> None:
         sizes = labelled.num_classes
         if isinstance(sizes, int):
-            raise ValueError("the S^2 models need label vectors: build the LabelledSet with a sequence of sizes")
+            raise ValueError(
+                "the S^2 models need label vectors: build the LabelledSet with a sequence of sizes"
+            )
         if self.supervised_loss_kind != "cov" and self.num_latents < len(sizes):
-            raise ValueError(f"supervised_loss={self.supervised_loss_kind!r} ties latent j to labelled factor j: "
-                             f"num_latents={self.num_latents} is fewer than the {len(sizes)} labelled factors")
+            raise ValueError(
+                f"supervised_loss={self.supervised_loss_kind!r} ties latent j to labelled factor j: "
+                f"num_latents={self.num_latents} is fewer than the {len(sizes)} labelled factors"
+            )
         self.labelled_set = labelled
         if self.supervised_loss_kind == "embed":
             device = next(self.encoder.parameters()).device
@@ -933,8 +1115,11 @@ class _FewLabelMixin:
 
     def attach_dataset(self, dataset, seed: int):
         """Label a fixed subset of ``dataset``'s grid (chosen from ``seed``) with all factors, through the labeller."""
-        self._set_labelled(LabelledSet.from_dataset_factors(dataset, seed, self.num_labels, self.labelled_fraction,
-                                                            self.labeller, **self.labeller_kwargs))
+        self._set_labelled(
+            LabelledSet.from_dataset_factors(
+                dataset, seed, self.num_labels, self.labelled_fraction, self.labeller, **self.labeller_kwargs
+            )
+        )
         return self
 
     def attach_labels(self, images, labels, sizes: Sequence[int]):
@@ -959,7 +1144,8 @@ class _FewLabelMixin:
                 self.l2_scale.fill_(1.0)
         if generator is not None:  # the embed head is built at attach time; it draws from a fork of this
             self._init_generator = torch.Generator().manual_seed(
-                int(torch.randint(2**62, (1,), generator=generator).item()))
+                int(torch.randint(2**62, (1,), generator=generator).item())
+            )
         if self.embed_head is not None:
             self.embed_head.reset_parameters(self._init_generator)
         return self
@@ -969,7 +1155,9 @@ class _FewLabelMixin:
         key = "embed_head.sizes"
         if key in state_dict and self.embed_head is None:
             sizes = [int(k) for k in state_dict[key].tolist()]
-            self.embed_head = EmbedHead(sizes, self.embed_sigma, self.embed_use_order).to(state_dict[key].device)
+            self.embed_head = EmbedHead(sizes, self.embed_sigma, self.embed_use_order).to(
+                state_dict[key].device
+            )
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     # -- objective ----------------------------------------------------------------------------------
@@ -983,13 +1171,17 @@ class _FewLabelMixin:
         if kind == "cov":
             return supervised_loss_cov(representation, labels)
         if self.embed_head is None:
-            raise ValueError("the embed supervised loss needs labels attached first (attach_dataset / attach_labels)")
+            raise ValueError(
+                "the embed supervised loss needs labels attached first (attach_dataset / attach_labels)"
+            )
         return supervised_loss_embed(representation, labels, *self.embed_head.tables())
 
     def gamma_at(self, step: int) -> float:
         return annealed_gamma(self.annealer, self.gamma_sup, step, self.iteration_threshold)
 
-    def compute_loss(self, x: torch.Tensor, step: int, generator: torch.Generator, factors=None) -> LossOutput:
+    def compute_loss(
+        self, x: torch.Tensor, step: int, generator: torch.Generator, factors=None
+    ) -> LossOutput:
         """The parent's unsupervised loss plus ``gamma_sup(step) * supervised loss`` on a labelled batch
         (the encoder means of ``labelled_batch_size`` labelled images).  ``factors`` is not used."""
         out = super().compute_loss(x, step, generator)
@@ -1007,9 +1199,14 @@ class _FewLabelMixin:
             loss = out.loss + gamma * supervised
         terms = dict(out.terms)
         per_latent = terms.pop("kl_per_latent")
-        terms.update({"loss": loss.detach(), "supervised_loss": supervised.detach(),
-                      "gamma_sup": torch.tensor(gamma, dtype=torch.float32, device=x.device),
-                      "kl_per_latent": per_latent})
+        terms.update(
+            {
+                "loss": loss.detach(),
+                "supervised_loss": supervised.detach(),
+                "gamma_sup": torch.tensor(gamma, dtype=torch.float32, device=x.device),
+                "kl_per_latent": per_latent,
+            }
+        )
         return dataclasses.replace(out, loss=loss, terms=terms)
 
 
@@ -1053,5 +1250,10 @@ class S2BetaTCVAE(_FewLabelMixin, BetaTCVAE):
 
 
 SEMI_SUPERVISED_MODELS: tuple[type[VAEModel], ...] = (
-    SemiSupervisedVAE, S2BetaVAE, S2FactorVAE, S2DIPVAEI, S2DIPVAEII, S2BetaTCVAE,
+    SemiSupervisedVAE,
+    S2BetaVAE,
+    S2FactorVAE,
+    S2DIPVAEI,
+    S2DIPVAEII,
+    S2BetaTCVAE,
 )

@@ -8,5 +8,13 @@ from untwine.report.run_report import REPORT_NAME, data_uri, render_run_report, 
 from untwine.report.study_report import render_study_report, write_study_report
 from untwine.visualisation.run_visuals import VisualisationSettings, visualize_run
 
-__all__ = ["REPORT_NAME", "VisualisationSettings", "data_uri", "render_run_report", "visualize_run", "write_run_report",
-           "render_study_report", "write_study_report"]
+__all__ = [
+    "REPORT_NAME",
+    "VisualisationSettings",
+    "data_uri",
+    "render_run_report",
+    "visualize_run",
+    "write_run_report",
+    "render_study_report",
+    "write_study_report",
+]

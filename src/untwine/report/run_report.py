@@ -39,7 +39,6 @@ CYCLE_DESCRIPTIONS = {
 }
 
 
-
 def data_uri(path: str | os.PathLike) -> str:
     """``data:<mime>;base64,...`` of an image file."""
     path = Path(path)
@@ -67,8 +66,12 @@ def _format(value: Any) -> str:
 def _table(rows: list[tuple[Any, ...]], header: tuple[str, ...], numeric: tuple[int, ...] = ()) -> str:
     head = "".join(f"<th>{_e(h)}</th>" for h in header)
     body = "".join(
-        "<tr>" + "".join(f"<td class=\"num\">{_format(c)}</td>" if i in numeric else f"<td>{_format(c)}</td>"
-                         for i, c in enumerate(row)) + "</tr>"
+        "<tr>"
+        + "".join(
+            f'<td class="num">{_format(c)}</td>' if i in numeric else f"<td>{_format(c)}</td>"
+            for i, c in enumerate(row)
+        )
+        + "</tr>"
         for row in rows
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
@@ -85,11 +88,13 @@ class _Images:
             return ""
         path = self.root / relative
         if not path.exists():
-            return f"<p class=\"missing\">missing image: {_e(relative)}</p>"
-        css = " class=\"pixels\"" if pixels else ""
+            return f'<p class="missing">missing image: {_e(relative)}</p>'
+        css = ' class="pixels"' if pixels else ""
         caption_html = f"<figcaption>{_e(caption)}</figcaption>" if caption else ""
-        return (f"<figure><img{css} src=\"{data_uri(path)}\" alt=\"{_e(alt or caption or relative)}\">"
-                f"{caption_html}</figure>")
+        return (
+            f'<figure><img{css} src="{data_uri(path)}" alt="{_e(alt or caption or relative)}">'
+            f"{caption_html}</figure>"
+        )
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -102,7 +107,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 def _config_section(run_info: dict[str, Any] | None) -> str:
     if not run_info:
-        return "<p class=\"missing\">config.json is missing or unreadable.</p>"
+        return '<p class="missing">config.json is missing or unreadable.</p>'
     config = run_info.get("config", {})
     parts = [_table([(k, v) for k, v in config.items()], ("key", "value"))]
     dataset = run_info.get("dataset")
@@ -110,32 +115,43 @@ def _config_section(run_info: dict[str, Any] | None) -> str:
         parts.append("<h3>Dataset</h3>" + _table([(k, v) for k, v in dataset.items()], ("key", "value")))
     extra = {k: run_info[k] for k in ("device", "git_commit", "seeds", "versions") if k in run_info}
     if extra:
-        parts.append("<details><summary>Environment</summary>"
-                     + _table([(k, v) for k, v in extra.items()], ("key", "value")) + "</details>")
+        parts.append(
+            "<details><summary>Environment</summary>"
+            + _table([(k, v) for k, v in extra.items()], ("key", "value"))
+            + "</details>"
+        )
     return "".join(parts)
 
 
 def _final_eval_section(final_eval: dict[str, Any] | None) -> str:
     if not final_eval:
-        return "<p class=\"missing\">final_eval.json is missing (the run has not finished).</p>"
+        return '<p class="missing">final_eval.json is missing (the run has not finished).</p>'
     terms = final_eval.get("terms", {})
-    meta = ", ".join(f"{k} = {final_eval[k]}" for k in ("step", "num_batches", "batch_size", "seed", "finite")
-                     if k in final_eval)
+    meta = ", ".join(
+        f"{k} = {final_eval[k]}"
+        for k in ("step", "num_batches", "batch_size", "seed", "finite")
+        if k in final_eval
+    )
     rows = [(k, v) for k, v in terms.items()] if isinstance(terms, dict) else []
-    return f"<p class=\"note\">{_e(meta)}</p>" + _table(rows, ("term", "value"), numeric=(1,))
+    return f'<p class="note">{_e(meta)}</p>' + _table(rows, ("term", "value"), numeric=(1,))
 
 
-def _metrics_section(results: dict[str, dict[str, dict[str, Any]]], manifest: dict[str, Any], images: _Images) -> str:
+def _metrics_section(
+    results: dict[str, dict[str, dict[str, Any]]], manifest: dict[str, Any], images: _Images
+) -> str:
     rows = metric_table(results)
     if not rows and not manifest.get("metric_plots"):
-        return ("<p class=\"missing\">No metric results in RUN_DIR/metrics yet "
-                "(<code>untwine evaluate RUN_DIR</code> writes them).</p>")
+        return (
+            '<p class="missing">No metric results in RUN_DIR/metrics yet '
+            "(<code>untwine evaluate RUN_DIR</code> writes them).</p>"
+        )
     parts = [_table(rows, ("representation", "metric", "score", "value"), numeric=(3,))] if rows else []
     plots = manifest.get("metric_plots", [])
     if plots:
         parts.append("<h3>Latent &times; factor matrices</h3>")
-        parts.extend(images.figure(p["path"], f"{p['metric']}: {p['name']} ({p['representation']})")
-                     for p in plots)
+        parts.extend(
+            images.figure(p["path"], f"{p['metric']}: {p['name']} ({p['representation']})") for p in plots
+        )
     return "".join(parts)
 
 
@@ -162,55 +178,92 @@ def render_run_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike | N
     sections: list[tuple[str, str, str]] = []
     sections.append(("config", "Configuration", _config_section(run_info)))
     curves = manifest.get("curves", {})
-    curve_captions = {"loss_terms": "Loss terms against the step", "kl_per_latent": "KL per latent against the step",
-                      "capacity": "AnnealedVAE: capacity target C(t) and total KL"}
-    curves_html = "".join(images.figure(curves[name], curve_captions.get(name, name))
-                          for name in ("loss_terms", "kl_per_latent", "capacity") if name in curves)
-    sections.append(("curves", "Training curves",
-                     curves_html or "<p class=\"missing\">log.jsonl is missing or empty.</p>"))
+    curve_captions = {
+        "loss_terms": "Loss terms against the step",
+        "kl_per_latent": "KL per latent against the step",
+        "capacity": "AnnealedVAE: capacity target C(t) and total KL",
+    }
+    curves_html = "".join(
+        images.figure(curves[name], curve_captions.get(name, name))
+        for name in ("loss_terms", "kl_per_latent", "capacity")
+        if name in curves
+    )
+    sections.append(
+        ("curves", "Training curves", curves_html or '<p class="missing">log.jsonl is missing or empty.</p>')
+    )
     sections.append(("final-eval", "Held-out evaluation", _final_eval_section(final_eval)))
     sections.append(("metrics", "Metrics", _metrics_section(results, manifest, images)))
 
     values = manifest.get("traversal_values", [])
     interval = f"[{values[0]:g}, {values[-1]:g}] in {len(values)} steps" if values else ""
     traversal_html = (
-        f"<p class=\"note\">Each row replaces one latent of an image's mean code by the values {_e(interval)} "
+        f'<p class="note">Each row replaces one latent of an image\'s mean code by the values {_e(interval)} '
         "(column headers) and decodes; the label is the latent's KL to the prior averaged over "
         f"{_e(settings.get('num_images', ''))} images &mdash; grey rows marked inactive carry no information.</p>"
-        + "".join(images.figure(p, f"base image {i}", pixels=True) for i, p in enumerate(manifest.get("traversals", [])))
+        + "".join(
+            images.figure(p, f"base image {i}", pixels=True)
+            for i, p in enumerate(manifest.get("traversals", []))
+        )
     )
     if manifest.get("kl_per_latent"):
-        traversal_html += "<details><summary>KL per latent</summary>" + _kl_table(manifest["kl_per_latent"]) + "</details>"
+        traversal_html += (
+            "<details><summary>KL per latent</summary>" + _kl_table(manifest["kl_per_latent"]) + "</details>"
+        )
     sections.append(("traversals", "Latent traversals", traversal_html))
 
     animations = manifest.get("animations", {})
     animation_html = [
-        f"<p class=\"note\">One cell per latent; in each cell only that latent moves along a cycle from the "
+        f'<p class="note">One cell per latent; in each cell only that latent moves along a cycle from the '
         f"image's code to the top of the range, down to the bottom and back "
         f"({_e(settings.get('num_frames', ''))} frames at {_e(settings.get('fps', ''))} fps, looping).</p>"
     ]
     for kind in CYCLES:
         paths = animations.get(kind, [])
         if paths:
-            animation_html.append(f"<h3>{_e(kind.replace('_', ' '))}</h3><p class=\"note\">{CYCLE_DESCRIPTIONS[kind]}</p>")
-            animation_html.extend(images.figure(p, f"base image {i}", pixels=True) for i, p in enumerate(paths))
+            animation_html.append(
+                f'<h3>{_e(kind.replace("_", " "))}</h3><p class="note">{CYCLE_DESCRIPTIONS[kind]}</p>'
+            )
+            animation_html.extend(
+                images.figure(p, f"base image {i}", pixels=True) for i, p in enumerate(paths)
+            )
     sections.append(("animations", "Animated latent cycles", "".join(animation_html)))
-    sections.append(("reconstructions", "Reconstructions",
-                     "<p class=\"note\">Pairs of (input | decoded mean code).</p>"
-                     + images.figure(manifest.get("reconstructions"), pixels=True, alt="reconstructions")))
-    sections.append(("samples", "Samples from the prior",
-                     f"<p class=\"note\">Codes drawn from N(0, I) (seed {_e(settings.get('seed', ''))}), decoded.</p>"
-                     + images.figure(manifest.get("samples"), pixels=True, alt="samples")))
+    sections.append(
+        (
+            "reconstructions",
+            "Reconstructions",
+            '<p class="note">Pairs of (input | decoded mean code).</p>'
+            + images.figure(manifest.get("reconstructions"), pixels=True, alt="reconstructions"),
+        )
+    )
+    sections.append(
+        (
+            "samples",
+            "Samples from the prior",
+            f'<p class="note">Codes drawn from N(0, I) (seed {_e(settings.get("seed", ""))}), decoded.</p>'
+            + images.figure(manifest.get("samples"), pixels=True, alt="samples"),
+        )
+    )
 
-    subtitle = " &middot; ".join(_e(part) for part in (
-        f"run {run_dir.resolve().name}", f"{config.get('steps', '?')} steps", f"seed {config.get('seed', '?')}"))
+    subtitle = " &middot; ".join(
+        _e(part)
+        for part in (
+            f"run {run_dir.resolve().name}",
+            f"{config.get('steps', '?')} steps",
+            f"seed {config.get('seed', '?')}",
+        )
+    )
     footer = f'<p class="note">Generated by untwine {_e(__version__)}.</p>'
     return page(f"untwine report: {title}", title, subtitle, sections, footer=footer)
 
 
 def write_run_report(
-    run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None, report_path: str | os.PathLike | None = None,
-    settings: VisualisationSettings | None = None, device: str = "cpu", model=None, dataset=None,
+    run_dir: str | os.PathLike,
+    out_dir: str | os.PathLike | None = None,
+    report_path: str | os.PathLike | None = None,
+    settings: VisualisationSettings | None = None,
+    device: str = "cpu",
+    model=None,
+    dataset=None,
 ) -> Path:
     """Draw the run's pictures into ``out_dir`` (default ``RUN_DIR/visualisation``) and write the report
     (default ``RUN_DIR/report.html``); return the report's path."""

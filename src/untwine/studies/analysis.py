@@ -66,10 +66,17 @@ UNSUPERVISED_SCORES = (
     Score("Reconstruction (lower)", "train", "final_eval", "reconstruction", higher_is_better=False),
     Score("ELBO", "train", "final_eval", "elbo"),
     Score("KL (lower)", "train", "final_eval", "kl", higher_is_better=False),
-    Score("TC sampled (lower)", "sampled", "unsupervised", "gaussian_total_correlation", higher_is_better=False),
+    Score(
+        "TC sampled (lower)", "sampled", "unsupervised", "gaussian_total_correlation", higher_is_better=False
+    ),
     Score("TC mean (lower)", "mean", "unsupervised", "gaussian_total_correlation", higher_is_better=False),
-    Score("Wasserstein corr. sampled (lower)", "sampled", "unsupervised", "gaussian_wasserstein_correlation",
-          higher_is_better=False),
+    Score(
+        "Wasserstein corr. sampled (lower)",
+        "sampled",
+        "unsupervised",
+        "gaussian_wasserstein_correlation",
+        higher_is_better=False,
+    ),
     Score("Mutual info. mean (lower)", "mean", "unsupervised", "mutual_info_score", higher_is_better=False),
 )
 
@@ -93,7 +100,10 @@ def available(table: pd.DataFrame, scores: Iterable[Score]) -> list[Score]:
     """The scores with at least one finite value in ``table``."""
     out = []
     for score in scores:
-        if score.column in table.columns and np.isfinite(pd.to_numeric(table[score.column], errors="coerce")).any():
+        if (
+            score.column in table.columns
+            and np.isfinite(pd.to_numeric(table[score.column], errors="coerce")).any()
+        ):
             out.append(score)
     return out
 
@@ -142,7 +152,9 @@ def tc_by_regularisation(table: pd.DataFrame) -> pd.DataFrame:
         part["tc"] = pd.to_numeric(table[column], errors="coerce")
         rows.append(part)
     if not rows:
-        return pd.DataFrame(columns=["dataset", "model", "parameter", "value", "seed", "representation", "tc"])
+        return pd.DataFrame(
+            columns=["dataset", "model", "parameter", "value", "seed", "representation", "tc"]
+        )
     return pd.concat(rows, ignore_index=True)
 
 
@@ -170,7 +182,9 @@ def score_points(table: pd.DataFrame, scores: Sequence[Score]) -> pd.DataFrame:
         part["number"] = pd.to_numeric(table[score.column], errors="coerce")
         rows.append(part)
     if not rows:
-        return pd.DataFrame(columns=["dataset", "model", "parameter", "value", "value_index", "seed", "score", "number"])
+        return pd.DataFrame(
+            columns=["dataset", "model", "parameter", "value", "value_index", "seed", "score", "number"]
+        )
     frame = pd.concat(rows, ignore_index=True)
     return frame[np.isfinite(frame["number"])]
 
@@ -185,8 +199,13 @@ def variance_shares(table: pd.DataFrame, scores: Sequence[Score]) -> pd.DataFram
     rows = []
     for dataset, group in table.groupby("dataset", sort=False):
         for score in scores:
-            data = pd.DataFrame({"model": group["model"], "value": group["value"],
-                                 "y": pd.to_numeric(group[score.column], errors="coerce")}).dropna()
+            data = pd.DataFrame(
+                {
+                    "model": group["model"],
+                    "value": group["value"],
+                    "y": pd.to_numeric(group[score.column], errors="coerce"),
+                }
+            ).dropna()
             n = len(data)
             total = float(((data["y"] - data["y"].mean()) ** 2).sum()) if n else 0.0
             row = {"dataset": dataset, "score": score.label, "runs": n}
@@ -199,7 +218,14 @@ def variance_shares(table: pd.DataFrame, scores: Sequence[Score]) -> pd.DataFram
             ss_model = float(((model_mean - grand) ** 2).sum())
             ss_value = float(((cell_mean - model_mean) ** 2).sum())
             ss_seed = float(((data["y"] - cell_mean) ** 2).sum())
-            rows.append({**row, "model": ss_model / total, "hyperparameter": ss_value / total, "seed": ss_seed / total})
+            rows.append(
+                {
+                    **row,
+                    "model": ss_model / total,
+                    "hyperparameter": ss_value / total,
+                    "seed": ss_seed / total,
+                }
+            )
     return pd.DataFrame(rows, columns=["dataset", "score", "model", "hyperparameter", "seed", "runs"])
 
 
@@ -208,11 +234,18 @@ def downstream_sizes(table: pd.DataFrame, metric: str) -> tuple[int, int] | None
     """(small, large) training sizes of a downstream metric in ``table``: 100 and 10,000 as in the paper,
     or the nearest sizes computed (a study run with smaller samples)."""
     prefix = f"mean/{metric}/"
-    sizes = sorted(int(c[len(prefix):].split(":")[0]) for c in table.columns
-                   if c.startswith(prefix) and c.endswith(":mean_test_accuracy"))
+    sizes = sorted(
+        int(c[len(prefix) :].split(":")[0])
+        for c in table.columns
+        if c.startswith(prefix) and c.endswith(":mean_test_accuracy")
+    )
     if not sizes:
         return None
-    small = DOWNSTREAM_SIZES[0] if DOWNSTREAM_SIZES[0] in sizes else min(sizes, key=lambda n: abs(n - DOWNSTREAM_SIZES[0]))
+    small = (
+        DOWNSTREAM_SIZES[0]
+        if DOWNSTREAM_SIZES[0] in sizes
+        else min(sizes, key=lambda n: abs(n - DOWNSTREAM_SIZES[0]))
+    )
     return small, max(sizes)
 
 
@@ -261,7 +294,9 @@ def _win_rate(selector: np.ndarray, target: np.ndarray) -> float:
     return float(np.mean(rates))
 
 
-def selection_win_rate(table: pd.DataFrame, selectors: Sequence[Score], targets: Sequence[Score]) -> pd.DataFrame:
+def selection_win_rate(
+    table: pd.DataFrame, selectors: Sequence[Score], targets: Sequence[Score]
+) -> pd.DataFrame:
     """Columns: dataset, pool (seed | dataset), selector, target, win_rate, pools (how many were averaged)."""
     rows = []
     for dataset, group in table.groupby("dataset", sort=False):
@@ -271,12 +306,24 @@ def selection_win_rate(table: pd.DataFrame, selectors: Sequence[Score], targets:
             for target in targets:
                 tgt = pd.to_numeric(group[target.column], errors="coerce")
                 tgt = tgt if target.higher_is_better else -tgt
-                data = pd.DataFrame({"model": group["model"], "value": group["value"], "s": sel, "t": tgt}).dropna()
+                data = pd.DataFrame(
+                    {"model": group["model"], "value": group["value"], "s": sel, "t": tgt}
+                ).dropna()
                 data = data[np.isfinite(data["s"]) & np.isfinite(data["t"])]
                 for pool, groups in (("seed", data.groupby(["model", "value"])), ("dataset", [(None, data)])):
-                    rates = [_win_rate(g["s"].to_numpy(), g["t"].to_numpy()) for _, g in groups if len(g) >= 2]
-                    rows.append({"dataset": dataset, "pool": pool, "selector": selector.label, "target": target.label,
-                                 "win_rate": float(np.mean(rates)) if rates else np.nan, "pools": len(rates)})
+                    rates = [
+                        _win_rate(g["s"].to_numpy(), g["t"].to_numpy()) for _, g in groups if len(g) >= 2
+                    ]
+                    rows.append(
+                        {
+                            "dataset": dataset,
+                            "pool": pool,
+                            "selector": selector.label,
+                            "target": target.label,
+                            "win_rate": float(np.mean(rates)) if rates else np.nan,
+                            "pools": len(rates),
+                        }
+                    )
     return pd.DataFrame(rows, columns=["dataset", "pool", "selector", "target", "win_rate", "pools"])
 
 
@@ -285,5 +332,6 @@ def summary_counts(table: pd.DataFrame) -> pd.DataFrame:
     if table.empty:
         return pd.DataFrame(columns=["dataset", "model", "runs", "values", "seeds"])
     grouped = table.groupby(["dataset", "model"], sort=False)
-    return pd.DataFrame({"runs": grouped.size(), "values": grouped["value"].nunique(),
-                         "seeds": grouped["seed"].nunique()}).reset_index()
+    return pd.DataFrame(
+        {"runs": grouped.size(), "values": grouped["value"].nunique(), "seeds": grouped["seed"].nunique()}
+    ).reset_index()

@@ -68,7 +68,9 @@ class ModelSweep:
         valid = MODEL_DEFAULTS[self.model]
         for name in (self.parameter, *self.fixed, *self.step_params):
             if name not in valid:
-                raise ValueError(f"model {self.model!r} has no parameter {name!r}; valid: {', '.join(valid) or 'none'}")
+                raise ValueError(
+                    f"model {self.model!r} has no parameter {name!r}; valid: {', '.join(valid) or 'none'}"
+                )
         if not self.values:
             raise ValueError(f"model sweep {self.model!r} needs at least one value")
         if not isinstance(self.global_steps_per_iteration, int) or self.global_steps_per_iteration < 1:
@@ -124,8 +126,11 @@ class Study:
             raise ValueError(f"study {self.name!r}: metric_params for metrics it does not compute: {stray}")
         if not self.datasets or not self.models or not self.seeds:
             raise ValueError(f"study {self.name!r} needs at least one dataset, model and seed")
-        for label, items in (("dataset", self.datasets), ("model", [m.model for m in self.models]),
-                             ("seed", self.seeds)):
+        for label, items in (
+            ("dataset", self.datasets),
+            ("model", [m.model for m in self.models]),
+            ("seed", self.seeds),
+        ):
             if len(set(items)) != len(items):
                 raise ValueError(f"study {self.name!r} lists a {label} twice: {list(items)}")
         for rep in self.representations:
@@ -151,7 +156,9 @@ class Study:
         for sweep in self.models:
             if sweep.model == name:
                 return sweep
-        raise KeyError(f"study {self.name!r} has no model {name!r}; its models: {', '.join(m.model for m in self.models)}")
+        raise KeyError(
+            f"study {self.name!r} has no model {name!r}; its models: {', '.join(m.model for m in self.models)}"
+        )
 
     def replace(self, **changes: Any) -> Study:
         return dataclasses.replace(self, **changes)
@@ -188,29 +195,67 @@ def _v1_models() -> tuple[ModelSweep, ...]:
     # disentanglement_lib's get_default_models() chains the models in this order; the order fixes model_num.
     return (
         ModelSweep("beta_vae", "beta", (1.0, 2.0, 4.0, 6.0, 8.0, 16.0), label="β-VAE", symbol="β"),
-        ModelSweep("factor_vae", "gamma", (10.0, 20.0, 30.0, 40.0, 50.0, 100.0), label="FactorVAE", symbol="γ",
-                   global_steps_per_iteration=2),
-        ModelSweep("dip_vae_i", "lambda_od", (1.0, 2.0, 5.0, 10.0, 20.0, 50.0), fixed={"lambda_d_factor": 10.0},
-                   label="DIP-VAE-I", symbol="λ_od"),
-        ModelSweep("dip_vae_ii", "lambda_od", (1.0, 2.0, 5.0, 10.0, 20.0, 50.0), fixed={"lambda_d_factor": 1.0},
-                   label="DIP-VAE-II", symbol="λ_od"),
+        ModelSweep(
+            "factor_vae",
+            "gamma",
+            (10.0, 20.0, 30.0, 40.0, 50.0, 100.0),
+            label="FactorVAE",
+            symbol="γ",
+            global_steps_per_iteration=2,
+        ),
+        ModelSweep(
+            "dip_vae_i",
+            "lambda_od",
+            (1.0, 2.0, 5.0, 10.0, 20.0, 50.0),
+            fixed={"lambda_d_factor": 10.0},
+            label="DIP-VAE-I",
+            symbol="λ_od",
+        ),
+        ModelSweep(
+            "dip_vae_ii",
+            "lambda_od",
+            (1.0, 2.0, 5.0, 10.0, 20.0, 50.0),
+            fixed={"lambda_d_factor": 1.0},
+            label="DIP-VAE-II",
+            symbol="λ_od",
+        ),
         ModelSweep("beta_tc_vae", "beta", (1.0, 2.0, 4.0, 6.0, 8.0, 10.0), label="β-TCVAE", symbol="β"),
-        ModelSweep("annealed_vae", "c_max", (5.0, 10.0, 25.0, 50.0, 75.0, 100.0), fixed={"gamma": 1000.0},
-                   step_params={"iteration_threshold": 100_000}, label="AnnealedVAE", symbol="C_max"),
+        ModelSweep(
+            "annealed_vae",
+            "c_max",
+            (5.0, 10.0, 25.0, 50.0, 75.0, 100.0),
+            fixed={"gamma": 1000.0},
+            step_params={"iteration_threshold": 100_000},
+            label="AnnealedVAE",
+            symbol="C_max",
+        ),
     )
 
 
 UNSUPERVISED_STUDY_V1 = Study(
     name="unsupervised_study_v1",
     description="The 12,600 models of Locatello et al. (2019): 7 datasets x 6 models x 6 values x 50 seeds.",
-    datasets=("dsprites_full", "color_dsprites", "noisy_dsprites", "scream_dsprites", "smallnorb", "cars3d",
-              "shapes3d"),
+    datasets=(
+        "dsprites_full",
+        "color_dsprites",
+        "noisy_dsprites",
+        "scream_dsprites",
+        "smallnorb",
+        "cars3d",
+        "shapes3d",
+    ),
     models=_v1_models(),
     seeds=tuple(range(50)),
     # model_configs/shared.gin: batch 64, 300k steps, 10 latents, Adam 1e-4, conv encoder/deconv decoder,
     # Bernoulli reconstruction.
-    train={"steps": 300_000, "batch_size": 64, "num_latents": 10, "learning_rate": 1e-4, "architecture": "conv",
-           "reconstruction": "bernoulli"},
+    train={
+        "steps": 300_000,
+        "batch_size": 64,
+        "num_latents": 10,
+        "learning_rate": 1e-4,
+        "architecture": "conv",
+        "reconstruction": "bernoulli",
+    },
     metrics=STUDY_V1_METRICS,
     representations=("mean", "sampled"),  # postprocess_configs/{mean,sampled}.gin, random_seed 0
     metric_seed=0,  # every metric config has evaluation.random_seed = 0
@@ -225,13 +270,20 @@ SMOKE_METRICS = ("mig", "unsupervised")
 SMOKE_TEST = Study(
     name="smoke_test",
     description="Seconds per model: procedural dSprites, 3 models x 2 values x 2 seeds, 10 steps of batch 16, "
-                "two cheap metrics on small samples. For checking an installation, not for science.",
+    "two cheap metrics on small samples. For checking an installation, not for science.",
     datasets=("procedural_dsprites",),
     models=(
         ModelSweep("beta_vae", "beta", (1.0, 16.0), label="β-VAE", symbol="β"),
         ModelSweep("factor_vae", "gamma", (10.0, 100.0), label="FactorVAE", symbol="γ"),
-        ModelSweep("annealed_vae", "c_max", (5.0, 100.0), fixed={"gamma": 1000.0},
-                   step_params={"iteration_threshold": 3}, label="AnnealedVAE", symbol="C_max"),
+        ModelSweep(
+            "annealed_vae",
+            "c_max",
+            (5.0, 100.0),
+            fixed={"gamma": 1000.0},
+            step_params={"iteration_threshold": 3},
+            label="AnnealedVAE",
+            symbol="C_max",
+        ),
     ),
     seeds=(0, 1),
     train={"steps": 10, "batch_size": 16, "eval_batches": 2, "checkpoint_every": 5, "log_every": 5},

@@ -97,8 +97,9 @@ def _init_local_worker(threads: int, parent_pid: int, counter=None, gpus: int = 
         with counter.get_lock():
             index = counter.value
             counter.value += 1
-        visible = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()] or \
-            [str(i) for i in range(gpus)]
+        visible = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()] or [
+            str(i) for i in range(gpus)
+        ]
         os.environ["CUDA_VISIBLE_DEVICES"] = visible[index % len(visible)]
     _watch_parent(parent_pid)
 
@@ -112,7 +113,9 @@ class LocalExecutor:
         self.gpus = int(gpus)
         auto_workers, auto_threads = default_parallelism(gpus=self.gpus)
         self.workers = int(workers or auto_workers)
-        self.threads = int(threads or (auto_threads if workers is None else max(1, (os.cpu_count() or 1) // self.workers)))
+        self.threads = int(
+            threads or (auto_threads if workers is None else max(1, (os.cpu_count() or 1) // self.workers))
+        )
         if self.workers < 1 or self.threads < 1:
             raise ValueError("workers and threads must be >= 1")
         self.slots = self.workers
@@ -129,9 +132,12 @@ class LocalExecutor:
             from concurrent.futures import ProcessPoolExecutor
 
             context = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context,
-                                             initializer=_init_local_worker,
-                                             initargs=(self.threads, os.getpid(), context.Value("i", 0), self.gpus))
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.workers,
+                mp_context=context,
+                initializer=_init_local_worker,
+                initargs=(self.threads, os.getpid(), context.Value("i", 0), self.gpus),
+            )
         return self._pool
 
     def submit(self, fn: Callable[[dict], dict], task: dict) -> Any:
@@ -180,8 +186,14 @@ class RayExecutor:
 
     name = "ray"
 
-    def __init__(self, address: str | None = None, workers: int | None = None, threads: int | None = None,
-                 gpus_per_task: float = 0.0, init_kwargs: dict[str, Any] | None = None):
+    def __init__(
+        self,
+        address: str | None = None,
+        workers: int | None = None,
+        threads: int | None = None,
+        gpus_per_task: float = 0.0,
+        init_kwargs: dict[str, Any] | None = None,
+    ):
         try:
             import ray
         except ImportError:
@@ -192,8 +204,13 @@ class RayExecutor:
         self.threads = int(threads or (1 if address is None else auto_threads))
         self.gpus_per_task = float(gpus_per_task)
         self._started_here = False
-        kwargs = {"include_dashboard": False, "log_to_driver": False, "ignore_reinit_error": True,
-                  "configure_logging": False, **(init_kwargs or {})}
+        kwargs = {
+            "include_dashboard": False,
+            "log_to_driver": False,
+            "ignore_reinit_error": True,
+            "configure_logging": False,
+            **(init_kwargs or {}),
+        }
         if not ray.is_initialized():
             if address is None:
                 local_workers = int(workers or auto_workers)
@@ -231,7 +248,11 @@ class RayExecutor:
             except ray.exceptions.RayTaskError as error:  # the task function itself raised
                 out.append(Completion(ref, error=error))
             except ray.exceptions.RayError as error:  # worker or node died, out of memory, object lost, ...
-                out.append(Completion(ref, error=WorkerLost(f"the Ray worker died ({type(error).__name__}: {error})")))
+                out.append(
+                    Completion(
+                        ref, error=WorkerLost(f"the Ray worker died ({type(error).__name__}: {error})")
+                    )
+                )
         return out
 
     def shutdown(self, cancel: bool = False) -> None:
@@ -280,8 +301,13 @@ class InlineExecutor:
         self._pending.clear()
 
 
-def make_executor(kind: str = "local", address: str | None = None, workers: int | None = None,
-                  threads: int | None = None, gpus_per_task: float = 0.0):
+def make_executor(
+    kind: str = "local",
+    address: str | None = None,
+    workers: int | None = None,
+    threads: int | None = None,
+    gpus_per_task: float = 0.0,
+):
     if kind == "local":
         if address:
             raise ValueError("--address is for --executor ray")

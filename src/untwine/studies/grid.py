@@ -108,10 +108,16 @@ class Selection:
         def tup(key):
             return tuple(data[key]) if data.get(key) is not None else None
 
-        return cls(datasets=tup("datasets"), models=tup("models"), values=tup("values"),
-                   model_values={k: tuple(v) for k, v in (data.get("model_values") or {}).items()},
-                   seeds=tup("seeds"), steps=data.get("steps"), train=dict(data.get("train") or {}),
-                   model_nums=tup("model_nums"))
+        return cls(
+            datasets=tup("datasets"),
+            models=tup("models"),
+            values=tup("values"),
+            model_values={k: tuple(v) for k, v in (data.get("model_values") or {}).items()},
+            seeds=tup("seeds"),
+            steps=data.get("steps"),
+            train=dict(data.get("train") or {}),
+            model_nums=tup("model_nums"),
+        )
 
 
 # -- numbering ------------------------------------------------------------------------------------------
@@ -138,8 +144,12 @@ def model_num(study: Study, dataset: str, model: str, value_index: int, seed: in
     model_index = [m.model for m in study.models].index(study.model(model).model)
     if seed not in study.seeds:
         raise ValueError(f"seed {seed} is not in study {study.name!r} (seeds {_ranges(study.seeds)})")
-    return (dataset_index(study, dataset) * d_stride + model_index * m_stride + value_index * v_stride
-            + study.seeds.index(seed))
+    return (
+        dataset_index(study, dataset) * d_stride
+        + model_index * m_stride
+        + value_index * v_stride
+        + study.seeds.index(seed)
+    )
 
 
 def decode_model_num(study: Study, number: int) -> tuple[str, str, int, int]:
@@ -161,8 +171,10 @@ def decode_model_num(study: Study, number: int) -> tuple[str, str, int, int]:
         dataset = names[d - len(study.datasets)]
     sweep = study.models[m]
     if v >= len(sweep.values):
-        raise ValueError(f"model_num {number} falls in a gap of study {study.name!r} "
-                         f"({sweep.model} has {len(sweep.values)} values)")
+        raise ValueError(
+            f"model_num {number} falls in a gap of study {study.name!r} "
+            f"({sweep.model} has {len(sweep.values)} values)"
+        )
     return dataset, sweep.model, v, study.seeds[s]
 
 
@@ -174,8 +186,15 @@ def _ranges(seeds: Sequence[int]) -> str:
 
 
 # -- expansion -----------------------------------------------------------------------------------------
-def run_spec(study: Study, dataset: str, model: str, value_index: int, seed: int,
-             steps: int | None = None, train: Mapping[str, Any] | None = None) -> RunSpec:
+def run_spec(
+    study: Study,
+    dataset: str,
+    model: str,
+    value_index: int,
+    seed: int,
+    steps: int | None = None,
+    train: Mapping[str, Any] | None = None,
+) -> RunSpec:
     from untwine.training import TrainConfig
 
     sweep = study.model(model)
@@ -186,8 +205,15 @@ def run_spec(study: Study, dataset: str, model: str, value_index: int, seed: int
     for name, nominal in sweep.step_params.items():
         params[name] = max(1, round(nominal * steps / study.steps))
     steps = max(1, steps // sweep.global_steps_per_iteration)  # training iterations (see ModelSweep)
-    overrides: dict[str, Any] = {**study.train, **(train or {}), "steps": steps, "model": model, "dataset": dataset,
-                                 "seed": seed, "progress": False}
+    overrides: dict[str, Any] = {
+        **study.train,
+        **(train or {}),
+        "steps": steps,
+        "model": model,
+        "dataset": dataset,
+        "seed": seed,
+        "progress": False,
+    }
     if "checkpoint_every" not in overrides:  # a scaled-down run still gets ~10 checkpoints to resume from
         default = TrainConfig.checkpoint_every
         overrides["checkpoint_every"] = default if steps >= 10 * default else max(1, steps // 10)
@@ -195,9 +221,16 @@ def run_spec(study: Study, dataset: str, model: str, value_index: int, seed: int
     config = TrainConfig.from_overrides(overrides).to_dict()
     for key in MACHINE_KEYS:
         config.pop(key)
-    return RunSpec(model_num=model_num(study, dataset, model, value_index, seed), dataset=dataset, model=model,
-                   parameter=sweep.parameter, value=float(value), value_index=value_index, seed=seed,
-                   config=config)
+    return RunSpec(
+        model_num=model_num(study, dataset, model, value_index, seed),
+        dataset=dataset,
+        model=model,
+        parameter=sweep.parameter,
+        value=float(value),
+        value_index=value_index,
+        seed=seed,
+        config=config,
+    )
 
 
 def expand(study: Study, selection: Selection | None = None) -> list[RunSpec]:
@@ -225,18 +258,26 @@ def expand(study: Study, selection: Selection | None = None) -> list[RunSpec]:
             if model in sel.model_values:
                 indices = []
                 for value in sel.model_values[model]:
-                    matches = [i for i, v in enumerate(sweep.values) if abs(v - float(value)) <= 1e-9 * max(1, abs(v))]
+                    matches = [
+                        i
+                        for i, v in enumerate(sweep.values)
+                        if abs(v - float(value)) <= 1e-9 * max(1, abs(v))
+                    ]
                     if not matches:
-                        raise ValueError(f"{model}.{sweep.parameter}={value} is not in study {study.name!r} "
-                                         f"(values {', '.join(f'{v:g}' for v in sweep.values)}); define a new "
-                                         "study to sweep other values")
+                        raise ValueError(
+                            f"{model}.{sweep.parameter}={value} is not in study {study.name!r} "
+                            f"(values {', '.join(f'{v:g}' for v in sweep.values)}); define a new "
+                            "study to sweep other values"
+                        )
                     indices.append(matches[0])
             elif sel.values is not None:
                 indices = list(sel.values)
                 for i in indices:
                     if not 0 <= i < len(sweep.values):
-                        raise ValueError(f"value position {i} is outside {model}'s {len(sweep.values)} values "
-                                         f"({', '.join(f'{v:g}' for v in sweep.values)})")
+                        raise ValueError(
+                            f"value position {i} is outside {model}'s {len(sweep.values)} values "
+                            f"({', '.join(f'{v:g}' for v in sweep.values)})"
+                        )
             else:
                 indices = list(range(len(sweep.values)))
             for value_index in indices:
@@ -256,8 +297,9 @@ def expand(study: Study, selection: Selection | None = None) -> list[RunSpec]:
     return runs
 
 
-def spec_for_model_num(study: Study, number: int, steps: int | None = None,
-                       train: Mapping[str, Any] | None = None) -> RunSpec:
+def spec_for_model_num(
+    study: Study, number: int, steps: int | None = None, train: Mapping[str, Any] | None = None
+) -> RunSpec:
     dataset, model, value_index, seed = decode_model_num(study, number)
     return run_spec(study, dataset, model, value_index, seed, steps, train)
 

@@ -17,8 +17,11 @@ from untwine.training.representation import REPRESENTATIONS, representation_func
 
 def headline(values: dict[str, Any]) -> str:
     """The summary keys of a metric result, for printing (per-factor details stay in the JSON file)."""
-    shown = {k: v for k, v in values.items() if isinstance(v, int | float)
-             and not any(part in k for part in ("factor_", "min_", "mean_train"))}
+    shown = {
+        k: v
+        for k, v in values.items()
+        if isinstance(v, int | float) and not any(part in k for part in ("factor_", "min_", "mean_train"))
+    }
     return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items())
 
 

@@ -45,7 +45,9 @@ def run_dir_for(study_dir: str | Path, model_num: int) -> Path:
 
 
 # -- one model (runs in a worker) ---------------------------------------------------------------------
-def make_task(spec: RunSpec, study: Study, study_dir: str | Path, device: str = "auto", threads: int = 1) -> dict:
+def make_task(
+    spec: RunSpec, study: Study, study_dir: str | Path, device: str = "auto", threads: int = 1
+) -> dict:
     """Everything a worker needs for one model, as plain data (it crosses process and machine borders)."""
     return {
         "model_num": spec.model_num,
@@ -87,8 +89,10 @@ def _train_or_resume(task: dict, run_dir: Path) -> None:
     if (run_dir / CONFIG_NAME).exists():
         saved = load_run_config(run_dir).to_dict()
         if config_hash(saved) != task["config_hash"]:
-            raise ValueError(f"{run_dir} holds a run with another config (hash {config_hash(saved)}, "
-                             f"expected {task['config_hash']}); move it away to train this model again")
+            raise ValueError(
+                f"{run_dir} holds a run with another config (hash {config_hash(saved)}, "
+                f"expected {task['config_hash']}); move it away to train this model again"
+            )
         if not (run_dir / FINAL_EVAL_NAME).exists():
             train(None, run_dir, resume=True)
         return
@@ -131,21 +135,35 @@ def _evaluate(task: dict, run_dir: Path) -> list[dict]:
             started = time.perf_counter()
             params = {m: p for m, p in task.get("metric_params", {}).items() if m in missing}
             # Parallelism comes from the study's workers: classifier fits run in the worker process.
-            fresh = evaluate_run(run_dir, metrics=missing, representation=representation, seed=task["metric_seed"],
-                                 fast=task["fast"], device=task["machine"].get("device", "auto"), params=params,
-                                 n_jobs=1)
+            fresh = evaluate_run(
+                run_dir,
+                metrics=missing,
+                representation=representation,
+                seed=task["metric_seed"],
+                fast=task["fast"],
+                device=task["machine"].get("device", "auto"),
+                params=params,
+                n_jobs=1,
+            )
             elapsed = time.perf_counter() - started
             for metric in missing:
                 if metric not in fresh:
-                    raise RuntimeError(f"the metrics runner returned no result for {metric!r} "
-                                       f"(got {sorted(fresh)})")
+                    raise RuntimeError(
+                        f"the metrics runner returned no result for {metric!r} (got {sorted(fresh)})"
+                    )
                 result = fresh[metric]
                 result.setdefault("seconds", elapsed / len(missing))
                 results[metric] = result
         for metric in task["metrics"]:
             result = results[metric]
-            evaluations.append({"representation": representation, "metric": metric,
-                                "seconds": result.get("seconds"), "result": result})
+            evaluations.append(
+                {
+                    "representation": representation,
+                    "metric": metric,
+                    "seconds": result.get("seconds"),
+                    "result": result,
+                }
+            )
     return evaluations
 
 
@@ -153,8 +171,12 @@ def _final_eval(run_dir: Path) -> dict:
     from untwine.training.loop import FINAL_EVAL_NAME
 
     data = _read_json(run_dir / FINAL_EVAL_NAME) or {}
-    return {"representation": TRAIN_REPRESENTATION, "metric": FINAL_EVAL_METRIC, "seconds": None,
-            "result": {"values": data.get("terms", {}), "finite": data.get("finite")}}
+    return {
+        "representation": TRAIN_REPRESENTATION,
+        "metric": FINAL_EVAL_METRIC,
+        "seconds": None,
+        "result": {"values": data.get("terms", {}), "finite": data.get("finite")},
+    }
 
 
 def run_model(task: dict) -> dict:
@@ -185,13 +207,26 @@ def run_model(task: dict) -> dict:
             middle = time.perf_counter()
             evaluations = [_final_eval(run_dir), *_evaluate(task, run_dir)]
             seconds["eval"] = time.perf_counter() - middle
-        return {"ok": True, "model_num": task["model_num"], "evaluations": evaluations,
-                "train_seconds": seconds["train"], "eval_seconds": seconds["eval"], "versions": library_versions(),
-                "git_commit": git_commit(), "worker": worker}
+        return {
+            "ok": True,
+            "model_num": task["model_num"],
+            "evaluations": evaluations,
+            "train_seconds": seconds["train"],
+            "eval_seconds": seconds["eval"],
+            "versions": library_versions(),
+            "git_commit": git_commit(),
+            "worker": worker,
+        }
     except Exception as error:  # recorded in the store; the study goes on
         seconds.setdefault("train", time.perf_counter() - started)
-        return {"ok": False, "model_num": task["model_num"], "error": f"{type(error).__name__}: {error}",
-                "traceback": traceback_module.format_exc(), "worker": worker, "seconds": seconds}
+        return {
+            "ok": False,
+            "model_num": task["model_num"],
+            "error": f"{type(error).__name__}: {error}",
+            "traceback": traceback_module.format_exc(),
+            "worker": worker,
+            "seconds": seconds,
+        }
 
 
 # -- progress ---------------------------------------------------------------------------------------------
@@ -228,8 +263,10 @@ class Progress:
             eta = _duration(elapsed / self.finished_here * remaining)
         else:
             eta = "?"
-        return (f"study: {self.done}/{self.total} done, {self.running} running, {self.failed} failed, "
-                f"{self.pending} pending | elapsed {_duration(elapsed)}, ETA {eta}")
+        return (
+            f"study: {self.done}/{self.total} done, {self.running} running, {self.failed} failed, "
+            f"{self.pending} pending | elapsed {_duration(elapsed)}, ETA {eta}"
+        )
 
     def update(self, message: str = "") -> None:
         if not self.enabled:
@@ -263,18 +300,24 @@ class StudySummary:
     failures: list[dict[str, Any]] = field(default_factory=list)
 
     def __str__(self) -> str:
-        text = (f"{self.done}/{self.total} models done, {self.failed} failed; {self.ran} run in this session "
-                f"({_duration(self.seconds)})")
+        text = (
+            f"{self.done}/{self.total} models done, {self.failed} failed; {self.ran} run in this session "
+            f"({_duration(self.seconds)})"
+        )
         for failure in self.failures[:10]:
             text += f"\n  failed model {failure['model_num']}: {failure['error']}"
         return text
 
 
 def required_evaluations(study: Study) -> set[tuple[str, str]]:
-    return {(TRAIN_REPRESENTATION, FINAL_EVAL_METRIC)} | {(r, m) for r in study.representations for m in study.metrics}
+    return {(TRAIN_REPRESENTATION, FINAL_EVAL_METRIC)} | {
+        (r, m) for r in study.representations for m in study.metrics
+    }
 
 
-def open_study_store(study_dir: str | Path, store: ResultStore | str | None = None) -> tuple[ResultStore, bool]:
+def open_study_store(
+    study_dir: str | Path, store: ResultStore | str | None = None
+) -> tuple[ResultStore, bool]:
     """(store, opened_here) of a study directory: ``store`` if given (a store, URL or path), else the store
     recorded in ``study.json`` (a PostgreSQL URL, or the SQLite file if it is still there), else
     ``study_dir/results.sqlite``."""
@@ -294,17 +337,25 @@ def write_study_file(study_dir: Path, study: Study, selection: Selection, store_
     from untwine.utils.io import atomic_write_json
     from untwine.utils.versions import git_commit, library_versions
 
-    atomic_write_json(study_dir / STUDY_FILE, {
-        "study": study.to_dict(), "selection": selection.to_dict(), "store": store_location,
-        "versions": library_versions(), "git_commit": git_commit(),
-    })
+    atomic_write_json(
+        study_dir / STUDY_FILE,
+        {
+            "study": study.to_dict(),
+            "selection": selection.to_dict(),
+            "store": store_location,
+            "versions": library_versions(),
+            "git_commit": git_commit(),
+        },
+    )
 
 
 def load_study_file(study_dir: str | Path) -> tuple[Study, Selection, str | None]:
     path = Path(study_dir) / STUDY_FILE
     if not path.exists():
-        raise FileNotFoundError(f"{study_dir} is not a study directory: {STUDY_FILE} is missing "
-                                "(start one with `untwine study run STUDY --dir DIR`)")
+        raise FileNotFoundError(
+            f"{study_dir} is not a study directory: {STUDY_FILE} is missing "
+            "(start one with `untwine study run STUDY --dir DIR`)"
+        )
     data = json.loads(path.read_text())
     return Study.from_dict(data["study"]), Selection.from_dict(data["selection"]), data.get("store")
 
@@ -318,9 +369,13 @@ def check_data_available(specs: list[RunSpec]) -> None:
         if files:
             missing[name] = files
     if missing:
-        lines = "; ".join(f"{name}: {', '.join(str(f) for f in files[:2])}" for name, files in missing.items())
-        raise FileNotFoundError(f"dataset files are missing ({lines}); fetch them with "
-                                f"`untwine data download NAME` or choose procedural datasets with --datasets")
+        lines = "; ".join(
+            f"{name}: {', '.join(str(f) for f in files[:2])}" for name, files in missing.items()
+        )
+        raise FileNotFoundError(
+            f"dataset files are missing ({lines}); fetch them with "
+            f"`untwine data download NAME` or choose procedural datasets with --datasets"
+        )
 
 
 def run_study(
@@ -376,9 +431,11 @@ def run_study(
                 todo.append(spec)
         threads = getattr(executor, "threads", 1)
         display = Progress(len(specs), done, failed, stream=stream, enabled=progress, slots=executor.slots)
-        display.update(f"{study.name}: {len(specs)} models in {study_dir} ({len(todo)} to run, {done} done, "
-                       f"{failed} failed{'' if retry_failed or not failed else ' -- --retry-failed runs them again'}); "
-                       f"{executor.describe()}")
+        display.update(
+            f"{study.name}: {len(specs)} models in {study_dir} ({len(todo)} to run, {done} done, "
+            f"{failed} failed{'' if retry_failed or not failed else ' -- --retry-failed runs them again'}); "
+            f"{executor.describe()}"
+        )
         attempts: dict[int, int] = {}
         in_flight: dict[Any, RunSpec] = {}
         queue = list(todo)
@@ -400,13 +457,19 @@ def run_study(
                     display.running -= 1
                     payload = completion.payload
                     if completion.error is not None:
-                        if isinstance(completion.error, WorkerLost) and attempts[spec.model_num] < max_attempts:
+                        if (
+                            isinstance(completion.error, WorkerLost)
+                            and attempts[spec.model_num] < max_attempts
+                        ):
                             queue.insert(0, spec)  # resumes from its checkpoint
                             display.update(f"model {spec.model_num}: {completion.error}; retrying")
                             continue
-                        payload = {"ok": False, "error": f"{type(completion.error).__name__}: {completion.error}",
-                                   "traceback": "".join(traceback_module.format_exception(completion.error)),
-                                   "worker": executor.name}
+                        payload = {
+                            "ok": False,
+                            "error": f"{type(completion.error).__name__}: {completion.error}",
+                            "traceback": "".join(traceback_module.format_exception(completion.error)),
+                            "worker": executor.name,
+                        }
                     ran += 1
                     display.finished_here += 1
                     if payload.get("ok"):
@@ -414,21 +477,34 @@ def run_study(
                         display.done += 1
                         display.update()
                     else:
-                        store.record_failure(spec.model_num, payload.get("error", "unknown error"),
-                                             payload.get("traceback", ""), payload.get("worker", ""),
-                                             payload.get("seconds"))
+                        store.record_failure(
+                            spec.model_num,
+                            payload.get("error", "unknown error"),
+                            payload.get("traceback", ""),
+                            payload.get("worker", ""),
+                            payload.get("seconds"),
+                        )
                         failures.append({"model_num": spec.model_num, "error": payload.get("error")})
                         display.failed += 1
                         display.update(f"model {spec.model_num} failed: {payload.get('error')}")
-        except BaseException:  # Ctrl-C, or an error of the driver itself: the models in flight go back to pending
+        except (
+            BaseException
+        ):  # Ctrl-C, or an error of the driver itself: the models in flight go back to pending
             executor.shutdown(cancel=True)
             store.reset_interrupted()
             raise
         finally:
             display.close()
         counts = store.status_counts([s.model_num for s in specs])
-        return StudySummary(study_dir, len(specs), counts["done"], counts["failed"], ran,
-                            time.perf_counter() - started, failures)
+        return StudySummary(
+            study_dir,
+            len(specs),
+            counts["done"],
+            counts["failed"],
+            ran,
+            time.perf_counter() - started,
+            failures,
+        )
     finally:
         if owns_executor:
             executor.shutdown()
@@ -448,10 +524,17 @@ def study_status(study_dir: str | Path, store: ResultStore | str | None = None) 
         counts["pending"] += len(specs) - len(runs)  # selected but never registered
         finished = [r for r in runs if r["status"] == "done" and r["train_seconds"] is not None]
         seconds = [r["train_seconds"] + (r["eval_seconds"] or 0) for r in finished]
-        return {"study": study.name, "total": len(specs), "counts": counts,
-                "mean_model_seconds": sum(seconds) / len(seconds) if seconds else None,
-                "failed": [{"model_num": r["model_num"], "error": r["error"]} for r in runs if r["status"] == "failed"],
-                "results": store.num_results(), "store": store.location}
+        return {
+            "study": study.name,
+            "total": len(specs),
+            "counts": counts,
+            "mean_model_seconds": sum(seconds) / len(seconds) if seconds else None,
+            "failed": [
+                {"model_num": r["model_num"], "error": r["error"]} for r in runs if r["status"] == "failed"
+            ],
+            "results": store.num_results(),
+            "store": store.location,
+        }
     finally:
         if owns:
             store.close()
@@ -459,9 +542,18 @@ def study_status(study_dir: str | Path, store: ResultStore | str | None = None) 
 
 def describe_spec(spec: RunSpec, study: Study) -> Mapping[str, Any]:
     sweep = study.model(spec.model)
-    return {"model_num": spec.model_num, "dataset": spec.dataset, "model": spec.model, "label": sweep.display,
-            "parameter": spec.parameter, "value": spec.value, "value_index": spec.value_index, "seed": spec.seed,
-            "config_hash": spec.config_hash, "train": "untwine train " + " ".join(spec.overrides())}
+    return {
+        "model_num": spec.model_num,
+        "dataset": spec.dataset,
+        "model": spec.model,
+        "label": sweep.display,
+        "parameter": spec.parameter,
+        "value": spec.value,
+        "value_index": spec.value_index,
+        "seed": spec.seed,
+        "config_hash": spec.config_hash,
+        "train": "untwine train " + " ".join(spec.overrides()),
+    }
 
 
 def load_results(study_dir: str | Path, wide: bool = False, store: ResultStore | str | None = None):

@@ -35,9 +35,27 @@ STORE_NAME = "results.sqlite"
 STATUSES = ("pending", "running", "done", "failed")
 
 _RUN_COLUMNS = (
-    "model_num", "dataset", "model", "parameter", "value", "value_index", "seed", "config_json", "config_hash",
-    "status", "attempts", "created_at", "started_at", "finished_at", "train_seconds", "eval_seconds", "worker",
-    "versions_json", "git_commit", "error", "traceback",
+    "model_num",
+    "dataset",
+    "model",
+    "parameter",
+    "value",
+    "value_index",
+    "seed",
+    "config_json",
+    "config_hash",
+    "status",
+    "attempts",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "train_seconds",
+    "eval_seconds",
+    "worker",
+    "versions_json",
+    "git_commit",
+    "error",
+    "traceback",
 )
 
 _SCHEMA = (
@@ -157,8 +175,10 @@ class ResultStore:
     # -- meta -------------------------------------------------------------------------------------------
     def set_meta(self, key: str, value: Any) -> None:
         with self.transaction() as cursor:
-            cursor.execute("INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                           (key, json.dumps(value, sort_keys=True)))
+            cursor.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, json.dumps(value, sort_keys=True)),
+            )
 
     def get_meta(self, key: str, default: Any = None) -> Any:
         rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
@@ -183,13 +203,25 @@ class ResultStore:
                         raise ConfigMismatchError(
                             f"model_num {spec.model_num} is already stored with another training config "
                             f"(hash {stored}, now {spec.config_hash}); use a new study directory for other "
-                            "settings (--steps, --set) or delete the old results")
+                            "settings (--steps, --set) or delete the old results"
+                        )
                     continue
                 cursor.execute(
                     "INSERT INTO runs (model_num, dataset, model, parameter, value, value_index, seed, config_json, "
                     "config_hash, status, attempts, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?)",
-                    (spec.model_num, spec.dataset, spec.model, spec.parameter, spec.value, spec.value_index,
-                     spec.seed, json.dumps(spec.config, sort_keys=True), spec.config_hash, now))
+                    (
+                        spec.model_num,
+                        spec.dataset,
+                        spec.model,
+                        spec.parameter,
+                        spec.value,
+                        spec.value_index,
+                        spec.seed,
+                        json.dumps(spec.config, sort_keys=True),
+                        spec.config_hash,
+                        now,
+                    ),
+                )
                 new += 1
         return new
 
@@ -209,8 +241,11 @@ class ResultStore:
 
     def mark_running(self, model_num: int, worker: str = "") -> None:
         with self.transaction() as cursor:
-            cursor.execute("UPDATE runs SET status = 'running', attempts = attempts + 1, started_at = ?, worker = ?, "
-                           "error = NULL, traceback = NULL WHERE model_num = ?", (time.time(), worker, model_num))
+            cursor.execute(
+                "UPDATE runs SET status = 'running', attempts = attempts + 1, started_at = ?, worker = ?, "
+                "error = NULL, traceback = NULL WHERE model_num = ?",
+                (time.time(), worker, model_num),
+            )
 
     def reset_interrupted(self) -> int:
         """Runs left ``running`` by a killed driver go back to ``pending``; returns how many."""
@@ -218,13 +253,21 @@ class ResultStore:
             cursor.execute("UPDATE runs SET status = 'pending' WHERE status = 'running'")
             return cursor.rowcount
 
-    def record_failure(self, model_num: int, error: str, traceback: str = "", worker: str = "",
-                       seconds: Mapping[str, float] | None = None) -> None:
+    def record_failure(
+        self,
+        model_num: int,
+        error: str,
+        traceback: str = "",
+        worker: str = "",
+        seconds: Mapping[str, float] | None = None,
+    ) -> None:
         seconds = seconds or {}
         with self.transaction() as cursor:
-            cursor.execute("UPDATE runs SET status = 'failed', finished_at = ?, error = ?, traceback = ?, worker = ?, "
-                           "train_seconds = ?, eval_seconds = ? WHERE model_num = ?",
-                           (time.time(), error, traceback, worker, seconds.get("train"), seconds.get("eval"), model_num))
+            cursor.execute(
+                "UPDATE runs SET status = 'failed', finished_at = ?, error = ?, traceback = ?, worker = ?, "
+                "train_seconds = ?, eval_seconds = ? WHERE model_num = ?",
+                (time.time(), error, traceback, worker, seconds.get("train"), seconds.get("eval"), model_num),
+            )
 
     def record_success(self, model_num: int, payload: Mapping[str, Any]) -> None:
         """Store a finished model: its results replace any earlier ones, and the run becomes ``done``.
@@ -238,25 +281,49 @@ class ResultStore:
             values = (item.get("result") or {}).get("values", {})
             for key, value in flatten_values(values):
                 rows.append((model_num, rep, metric, key, value))
-            evaluations.append((model_num, rep, metric, item.get("seconds"),
-                                json.dumps(_jsonable(item.get("result")), sort_keys=True, allow_nan=True)))
+            evaluations.append(
+                (
+                    model_num,
+                    rep,
+                    metric,
+                    item.get("seconds"),
+                    json.dumps(_jsonable(item.get("result")), sort_keys=True, allow_nan=True),
+                )
+            )
         with self.transaction() as cursor:
             cursor.execute("DELETE FROM results WHERE model_num = ?", (model_num,))
             cursor.execute("DELETE FROM evaluations WHERE model_num = ?", (model_num,))
-            cursor.executemany("INSERT INTO results (model_num, representation, metric, key, value) VALUES (?, ?, ?, ?, ?)",
-                               rows)
-            cursor.executemany("INSERT INTO evaluations (model_num, representation, metric, seconds, result_json) "
-                               "VALUES (?, ?, ?, ?, ?)", evaluations)
+            cursor.executemany(
+                "INSERT INTO results (model_num, representation, metric, key, value) VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
+            cursor.executemany(
+                "INSERT INTO evaluations (model_num, representation, metric, seconds, result_json) "
+                "VALUES (?, ?, ?, ?, ?)",
+                evaluations,
+            )
             cursor.execute(
                 "UPDATE runs SET status = 'done', finished_at = ?, train_seconds = ?, eval_seconds = ?, worker = ?, "
                 "versions_json = ?, git_commit = ?, error = NULL, traceback = NULL WHERE model_num = ?",
-                (time.time(), payload.get("train_seconds"), payload.get("eval_seconds"), payload.get("worker", ""),
-                 json.dumps(payload.get("versions") or {}, sort_keys=True), payload.get("git_commit"), model_num))
+                (
+                    time.time(),
+                    payload.get("train_seconds"),
+                    payload.get("eval_seconds"),
+                    payload.get("worker", ""),
+                    json.dumps(payload.get("versions") or {}, sort_keys=True),
+                    payload.get("git_commit"),
+                    model_num,
+                ),
+            )
 
     def evaluated(self, model_num: int) -> set[tuple[str, str]]:
         """(representation, metric) pairs stored for a run."""
-        return {(r, m) for r, m in self._query(
-            "SELECT representation, metric FROM evaluations WHERE model_num = ?", (model_num,))}
+        return {
+            (r, m)
+            for r, m in self._query(
+                "SELECT representation, metric FROM evaluations WHERE model_num = ?", (model_num,)
+            )
+        }
 
     def evaluated_all(self) -> dict[int, set[tuple[str, str]]]:
         out: dict[int, set[tuple[str, str]]] = {}
@@ -266,8 +333,10 @@ class ResultStore:
 
     # -- reading ------------------------------------------------------------------------------------------
     def result_rows(self) -> list[tuple]:
-        return self._query("SELECT model_num, representation, metric, key, value FROM results "
-                           "ORDER BY model_num, representation, metric, key")
+        return self._query(
+            "SELECT model_num, representation, metric, key, value FROM results "
+            "ORDER BY model_num, representation, metric, key"
+        )
 
     def num_results(self) -> int:
         return int(self._query("SELECT COUNT(*) FROM results")[0][0])
@@ -288,8 +357,11 @@ class ResultStore:
         import pandas as pd
 
         runs = pd.DataFrame(self.runs(), columns=list(_RUN_COLUMNS))[
-            ["model_num", "dataset", "model", "parameter", "value", "value_index", "seed", "status"]]
-        results = pd.DataFrame(self.result_rows(), columns=["model_num", "representation", "metric", "key", "score"])
+            ["model_num", "dataset", "model", "parameter", "value", "value_index", "seed", "status"]
+        ]
+        results = pd.DataFrame(
+            self.result_rows(), columns=["model_num", "representation", "metric", "key", "score"]
+        )
         results["score"] = results["score"].astype(float)
         frame = runs.merge(results, on="model_num", how="inner")
         if not wide:
@@ -307,8 +379,11 @@ class ResultStore:
         """Write ``runs``, ``results`` (long) and ``results_wide`` tables as CSV and/or Parquet."""
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        tables = {"runs": self.runs_frame(), "results": self.results_frame(),
-                  "results_wide": self.results_frame(wide=True)}
+        tables = {
+            "runs": self.runs_frame(),
+            "results": self.results_frame(),
+            "results_wide": self.results_frame(wide=True),
+        }
         written: list[Path] = []
         for fmt in formats:
             if fmt not in ("csv", "parquet"):
@@ -317,8 +392,10 @@ class ResultStore:
                 try:
                     import pyarrow  # noqa: F401
                 except ImportError:
-                    raise RuntimeError("Parquet export needs pyarrow: pip install 'untwine[parquet]' "
-                                       "(or export with --format csv)") from None
+                    raise RuntimeError(
+                        "Parquet export needs pyarrow: pip install 'untwine[parquet]' "
+                        "(or export with --format csv)"
+                    ) from None
             for name, frame in tables.items():
                 path = out / f"{name}.{fmt}"
                 from untwine.utils.io import atomic_open

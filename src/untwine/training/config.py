@@ -43,7 +43,9 @@ class TrainConfig:
         return [f.name for f in dataclasses.fields(cls) if f.name != "model_params"]
 
     @classmethod
-    def from_overrides(cls, overrides: Iterable[str] | Mapping[str, Any], base: TrainConfig | None = None) -> TrainConfig:
+    def from_overrides(
+        cls, overrides: Iterable[str] | Mapping[str, Any], base: TrainConfig | None = None
+    ) -> TrainConfig:
         """Apply ``key=value`` strings (or a mapping) on top of ``base`` (default: the defaults)."""
         items = overrides.items() if isinstance(overrides, Mapping) else (_split(o) for o in overrides)
         values = dataclasses.asdict(base) if base is not None else {}
@@ -55,7 +57,9 @@ class TrainConfig:
             elif key in fields and key != "model_params":
                 values[key] = _coerce(key, _parse_value(value), fields[key])
             else:
-                raise ValueError(f"unknown config key {key!r}; valid keys: {', '.join(cls.keys())}, model.<param>")
+                raise ValueError(
+                    f"unknown config key {key!r}; valid keys: {', '.join(cls.keys())}, model.<param>"
+                )
         config = cls(**values, model_params=model_params)
         config.validate()
         return config
@@ -70,10 +74,14 @@ class TrainConfig:
         unknown = sorted(set(self.model_params) - set(valid))
         if unknown:
             listing = ", ".join(f"model.{k}" for k in valid) or "none"
-            raise ValueError(f"unknown parameter(s) {', '.join('model.' + k for k in unknown)} for model "
-                             f"{self.model!r}; valid: {listing}")
+            raise ValueError(
+                f"unknown parameter(s) {', '.join('model.' + k for k in unknown)} for model "
+                f"{self.model!r}; valid: {listing}"
+            )
         if self.dataset not in list_datasets():
-            raise ValueError(f"unknown dataset {self.dataset!r}; valid datasets: {', '.join(list_datasets())}")
+            raise ValueError(
+                f"unknown dataset {self.dataset!r}; valid datasets: {', '.join(list_datasets())}"
+            )
         for name in ("steps", "batch_size", "checkpoint_every", "log_every", "num_latents"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -81,8 +89,11 @@ class TrainConfig:
             raise ValueError("eval_batches and threads must be >= 0")
         if not self.learning_rate > 0:
             raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
-        choices = {"architecture": ("conv", "fc"), "encoder_kernels": ("dlib", "paper"),
-                   "reconstruction": ("bernoulli", "l2")}
+        choices = {
+            "architecture": ("conv", "fc"),
+            "encoder_kernels": ("dlib", "paper"),
+            "reconstruction": ("bernoulli", "l2"),
+        }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"{name} must be one of {allowed}, got {getattr(self, name)!r}")

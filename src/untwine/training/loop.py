@@ -110,8 +110,11 @@ class _RunLog:
     def __init__(self, path: Path, keep_up_to_step: int):
         self.path = path
         if path.exists():
-            kept = [line for line in path.read_text().splitlines()
-                    if line.strip() and json.loads(line)["step"] <= keep_up_to_step]
+            kept = [
+                line
+                for line in path.read_text().splitlines()
+                if line.strip() and json.loads(line)["step"] <= keep_up_to_step
+            ]
             from untwine.utils.io import atomic_write_text
 
             atomic_write_text(path, "".join(line + "\n" for line in kept))
@@ -141,7 +144,9 @@ def train(config: TrainConfig | None, run_dir: str | Path, resume: bool = False)
     if resume:
         saved = load_run_config(run_dir)
         if config is not None and config.to_dict() != saved.to_dict():
-            raise ValueError(f"--resume uses the config saved in {run_dir / CONFIG_NAME}; do not pass another one")
+            raise ValueError(
+                f"--resume uses the config saved in {run_dir / CONFIG_NAME}; do not pass another one"
+            )
         config = saved
         if checkpoint_path.exists():
             state = load_checkpoint(checkpoint_path)
@@ -150,7 +155,9 @@ def train(config: TrainConfig | None, run_dir: str | Path, resume: bool = False)
             raise ValueError("a config is required to start a new run")
         config.validate()
         if (run_dir / CONFIG_NAME).exists():
-            raise FileExistsError(f"{run_dir} already holds a run; continue it with --resume or choose a new directory")
+            raise FileExistsError(
+                f"{run_dir} already holds a run; continue it with --resume or choose a new directory"
+            )
 
     device = pick_device(config.device)
     if config.threads:
@@ -178,37 +185,56 @@ def train(config: TrainConfig | None, run_dir: str | Path, resume: bool = False)
         step = int(state["step"])
     if not resume:
         run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(run_dir / CONFIG_NAME, {
-            "config": config.to_dict(),
-            "dataset": {"name": dataset.name, "factor_names": dataset.factor_names,
-                        "factor_sizes": dataset.factor_sizes, "observation_shape": dataset.observation_shape},
-            "seeds": seeds.__dict__,
-            "device": str(device),
-            "versions": library_versions(),
-            "git_commit": git_commit(),
-        })
+        atomic_write_json(
+            run_dir / CONFIG_NAME,
+            {
+                "config": config.to_dict(),
+                "dataset": {
+                    "name": dataset.name,
+                    "factor_names": dataset.factor_names,
+                    "factor_sizes": dataset.factor_sizes,
+                    "observation_shape": dataset.observation_shape,
+                },
+                "seeds": seeds.__dict__,
+                "device": str(device),
+                "versions": library_versions(),
+                "git_commit": git_commit(),
+            },
+        )
 
     def checkpoint(at_step: int) -> None:
-        save_checkpoint(checkpoint_path, {
-            "step": at_step,
-            "model": model.state_dict(),
-            "optimizers": [o.state_dict() for o in optimizers],
-            "generator": generator.get_state(),
-            "stream": stream.state_dict(),
-        })
+        save_checkpoint(
+            checkpoint_path,
+            {
+                "step": at_step,
+                "model": model.state_dict(),
+                "optimizers": [o.state_dict() for o in optimizers],
+                "generator": generator.get_state(),
+                "stream": stream.state_dict(),
+            },
+        )
 
     log = _RunLog(run_dir / LOG_NAME, keep_up_to_step=step)
     tensorboard = _tensorboard_writer(run_dir)
     memory_format = torch.channels_last if config.channels_last and config.architecture == "conv" else None
-    autocast = (torch.autocast(device_type=device.type, dtype=torch.bfloat16) if config.bf16
-                else contextlib.nullcontext())
+    autocast = (
+        torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+        if config.bf16
+        else contextlib.nullcontext()
+    )
     progress = None
     if config.progress:
         from tqdm.auto import tqdm
 
         # disable=None: a bar on terminals only, so CI logs and files are not flooded.
-        progress = tqdm(total=config.steps, initial=step, desc=f"{config.model} on {config.dataset}",
-                        unit="step", dynamic_ncols=True, disable=None)
+        progress = tqdm(
+            total=config.steps,
+            initial=step,
+            desc=f"{config.model} on {config.dataset}",
+            unit="step",
+            dynamic_ncols=True,
+            disable=None,
+        )
     interval_start, interval_steps = time.perf_counter(), 0
     model.train()
     try:
@@ -241,15 +267,21 @@ def train(config: TrainConfig | None, run_dir: str | Path, resume: bool = False)
 
             if step % config.log_every == 0 or step == config.steps:
                 elapsed = time.perf_counter() - interval_start
-                record = {"step": step, "loss": float(out.loss.detach()), **_scalar_terms(out.terms),
-                          "images_per_second": interval_steps * config.batch_size / max(elapsed, 1e-9)}
+                record = {
+                    "step": step,
+                    "loss": float(out.loss.detach()),
+                    **_scalar_terms(out.terms),
+                    "images_per_second": interval_steps * config.batch_size / max(elapsed, 1e-9),
+                }
                 log.write(record)
                 if tensorboard is not None:
                     for key, value in record.items():
                         if isinstance(value, float):
                             tensorboard.add_scalar(key, value, step)
                 if progress is not None:
-                    progress.set_postfix(loss=f"{record['loss']:.2f}", img_s=f"{record['images_per_second']:.0f}")
+                    progress.set_postfix(
+                        loss=f"{record['loss']:.2f}", img_s=f"{record['images_per_second']:.0f}"
+                    )
                 interval_start, interval_steps = time.perf_counter(), 0
             if progress is not None:
                 progress.update(1)
@@ -262,7 +294,9 @@ def train(config: TrainConfig | None, run_dir: str | Path, resume: bool = False)
         if tensorboard is not None:
             tensorboard.close()
 
-    atomic_write_json(run_dir / FINAL_EVAL_NAME, evaluate_held_out(model, dataset, config, seeds.eval, device))
+    atomic_write_json(
+        run_dir / FINAL_EVAL_NAME, evaluate_held_out(model, dataset, config, seeds.eval, device)
+    )
     return run_dir
 
 
@@ -282,13 +316,20 @@ def evaluate_held_out(model, dataset, config: TrainConfig, seed: int, device: to
             out = model.compute_loss(images, config.steps, generator)
         terms = {"loss": float(out.loss), **_scalar_terms(out.terms)}
         for key, value in terms.items():
-            totals[key] = (np.asarray(totals[key]) + np.asarray(value)) if key in totals else np.asarray(value)
+            totals[key] = (
+                (np.asarray(totals[key]) + np.asarray(value)) if key in totals else np.asarray(value)
+            )
     model.train()
     n = max(config.eval_batches, 1)
     result = {key: (value / n).tolist() for key, value in totals.items()}
-    return {"step": config.steps, "num_batches": config.eval_batches, "batch_size": config.batch_size,
-            "seed": seed, "terms": result,
-            "finite": all(bool(np.isfinite(np.asarray(v)).all()) for v in result.values())}
+    return {
+        "step": config.steps,
+        "num_batches": config.eval_batches,
+        "batch_size": config.batch_size,
+        "seed": seed,
+        "terms": result,
+        "finite": all(bool(np.isfinite(np.asarray(v)).all()) for v in result.values()),
+    }
 
 
 def load_run_config(run_dir: str | Path) -> TrainConfig:

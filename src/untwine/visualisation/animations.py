@@ -170,7 +170,9 @@ def _palette_frames(frames: list[np.ndarray]):
     colours = np.unique(packed)
     if colours.size <= 256:  # the palette is the colours themselves: lossless
         indices = np.searchsorted(colours, packed).astype(np.uint8)
-        palette = np.stack([(colours >> 16) & 255, (colours >> 8) & 255, colours & 255], axis=1).astype(np.uint8)
+        palette = np.stack([(colours >> 16) & 255, (colours >> 8) & 255, colours & 255], axis=1).astype(
+            np.uint8
+        )
         images = []
         for frame_indices in indices:
             image = Image.fromarray(frame_indices, mode="P")
@@ -179,8 +181,10 @@ def _palette_frames(frames: list[np.ndarray]):
         return images
     montage = Image.fromarray(np.ascontiguousarray(stack.reshape(-1, *stack.shape[2:])), mode="RGB")
     palette_image = montage.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
-    return [Image.fromarray(frame, mode="RGB").quantize(palette=palette_image, dither=Image.Dither.NONE)
-            for frame in frames]
+    return [
+        Image.fromarray(frame, mode="RGB").quantize(palette=palette_image, dither=Image.Dither.NONE)
+        for frame in frames
+    ]
 
 
 def gif_bytes(frames, fps: float = 10.0) -> bytes:
@@ -205,8 +209,16 @@ def gif_bytes(frames, fps: float = 10.0) -> bytes:
     buffer = io.BytesIO()
     # GIF durations are in hundredths of a second.
     duration = max(int(round(100.0 / fps)), 2) * 10
-    palette_frames[0].save(buffer, format="GIF", save_all=True, append_images=palette_frames[1:],
-                           duration=duration, loop=0, disposal=1, optimize=False)
+    palette_frames[0].save(
+        buffer,
+        format="GIF",
+        save_all=True,
+        append_images=palette_frames[1:],
+        duration=duration,
+        loop=0,
+        disposal=1,
+        optimize=False,
+    )
     return buffer.getvalue()
 
 
@@ -224,8 +236,14 @@ def latent_cycle_gif(model, kind: str, base_code, means, logvars, num_frames: in
 
 
 def write_latent_cycles(
-    model, means, logvars, out_dir: str | os.PathLike, num_animations: int = 3, num_frames: int = 20,
-    fps: float = 10.0, kinds: Sequence[str] = CYCLES,
+    model,
+    means,
+    logvars,
+    out_dir: str | os.PathLike,
+    num_animations: int = 3,
+    num_frames: int = 20,
+    fps: float = 10.0,
+    kinds: Sequence[str] = CYCLES,
 ) -> dict[str, list[Path]]:
     """Write ``<kind>_cycle<i>.gif`` for the first ``num_animations`` codes in ``means`` and every kind.
 
@@ -239,8 +257,11 @@ def write_latent_cycles(
     written: dict[str, list[Path]] = {}
     for kind in kinds:
         written[kind] = [
-            save_gif(latent_cycle_gif(model, kind, means[i], means, logvars, num_frames),
-                     out_dir / f"{kind}_cycle{i}.gif", fps)
+            save_gif(
+                latent_cycle_gif(model, kind, means[i], means, logvars, num_frames),
+                out_dir / f"{kind}_cycle{i}.gif",
+                fps,
+            )
             for i in range(min(num_animations, means.shape[0]))
         ]
     return written

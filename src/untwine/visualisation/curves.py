@@ -55,7 +55,12 @@ def scalar_series(records: list[dict[str, Any]]) -> dict[str, tuple[np.ndarray, 
     keys: list[str] = []
     for record in records:
         for key, value in record.items():
-            if key not in keys and key not in _NOT_TERMS and isinstance(value, int | float) and not isinstance(value, bool):
+            if (
+                key not in keys
+                and key not in _NOT_TERMS
+                and isinstance(value, int | float)
+                and not isinstance(value, bool)
+            ):
                 keys.append(key)
     steps = np.asarray([r["step"] for r in records], dtype=np.float64)
     series = {}
@@ -136,13 +141,22 @@ def plot_kl_per_latent(records: list[dict[str, Any]]):
     axis = figure.subplots()
     colours = _latent_colours(kl.shape[1])
     for j in range(kl.shape[1]):
-        axis.plot(steps, kl[:, j], marker=_marker(len(steps)), markersize=3, linewidth=1.3,
-                  color=colours[j], label=f"z{j}")
+        axis.plot(
+            steps,
+            kl[:, j],
+            marker=_marker(len(steps)),
+            markersize=3,
+            linewidth=1.3,
+            color=colours[j],
+            label=f"z{j}",
+        )
     axis.set_xlabel("step")
     axis.set_ylabel("KL (nats)")
     axis.set_title("KL per latent")
     axis.grid(alpha=0.3)
-    axis.legend(fontsize=7, ncols=max(1, -(-kl.shape[1] // 12)), loc="center left", bbox_to_anchor=(1.01, 0.5))
+    axis.legend(
+        fontsize=7, ncols=max(1, -(-kl.shape[1] // 12)), loc="center left", bbox_to_anchor=(1.01, 0.5)
+    )
     return figure
 
 
@@ -190,8 +204,11 @@ def write_training_curves(run_dir: str | os.PathLike, out_dir: str | os.PathLike
     records = read_log(run_dir)
     out_dir = Path(out_dir)
     written = {}
-    for name, plot in (("loss_terms", plot_loss_terms), ("kl_per_latent", plot_kl_per_latent),
-                       ("capacity", plot_capacity)):
+    for name, plot in (
+        ("loss_terms", plot_loss_terms),
+        ("kl_per_latent", plot_kl_per_latent),
+        ("capacity", plot_capacity),
+    ):
         figure = plot(records)
         if figure is not None:
             written[name] = save_figure(figure, out_dir / f"{name}.png")

@@ -70,7 +70,9 @@ def _as_matrix(value: Any) -> np.ndarray | None:
         return None
     if not all(_is_number(x) or x is None for row in value for x in row):
         return None
-    matrix = np.asarray([[math.nan if x is None else float(x) for x in row] for row in value], dtype=np.float64)
+    matrix = np.asarray(
+        [[math.nan if x is None else float(x) for x in row] for row in value], dtype=np.float64
+    )
     return matrix if matrix.ndim == 2 else None
 
 
@@ -132,8 +134,12 @@ def matrix_axes(
 
 
 def plot_matrix(
-    matrix, title: str, factor_names: Sequence[str] | None = None, annotate: bool | None = None,
-    row_names: Sequence[str] | None = None, column_label: str = "factor",
+    matrix,
+    title: str,
+    factor_names: Sequence[str] | None = None,
+    annotate: bool | None = None,
+    row_names: Sequence[str] | None = None,
+    column_label: str = "factor",
 ):
     """Heatmap of a latents x factors matrix (``matrix[i, k]`` = latent ``i``, factor ``k``).
 
@@ -152,8 +158,13 @@ def plot_matrix(
     rows_named = list(row_names) if row_names is not None and len(row_names) == rows else None
     axis.set_yticks(range(rows), rows_named or [f"z{i}" for i in range(rows)], fontsize=8)
     names = list(factor_names) if factor_names is not None and len(factor_names) == columns else None
-    axis.set_xticks(range(columns), names if names else [str(k) for k in range(columns)], fontsize=8,
-                    rotation=30 if names else 0, ha="right" if names else "center")
+    axis.set_xticks(
+        range(columns),
+        names if names else [str(k) for k in range(columns)],
+        fontsize=8,
+        rotation=30 if names else 0,
+        ha="right" if names else "center",
+    )
     axis.set_xlabel(column_label)
     axis.set_ylabel("latent")
     axis.set_title(title, fontsize=10)
@@ -163,8 +174,15 @@ def plot_matrix(
                 value = matrix[i, k]
                 if np.isfinite(value):
                     bright = (value - vmin) / (vmax - vmin or 1.0) > 0.6
-                    axis.text(k, i, f"{value:.2f}", ha="center", va="center", fontsize=7,
-                              color="black" if bright else "white")
+                    axis.text(
+                        k,
+                        i,
+                        f"{value:.2f}",
+                        ha="center",
+                        va="center",
+                        fontsize=7,
+                        color="black" if bright else "white",
+                    )
     return figure
 
 
@@ -179,8 +197,11 @@ def metric_table(results: dict[str, dict[str, dict[str, Any]]]) -> list[tuple[st
 
 
 def write_metric_plots(
-    run_dir: str | os.PathLike, out_dir: str | os.PathLike, factor_names: Sequence[str] | None = None,
-    results: dict[str, dict[str, dict[str, Any]]] | None = None, num_latents: int | None = None,
+    run_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    factor_names: Sequence[str] | None = None,
+    results: dict[str, dict[str, dict[str, Any]]] | None = None,
+    num_latents: int | None = None,
 ) -> list[dict[str, Any]]:
     """Write one heatmap PNG per matrix found; return ``[{representation, metric, name, path}]``."""
     results = load_metric_results(run_dir) if results is None else results
@@ -191,9 +212,18 @@ def write_metric_plots(
             for name, matrix in metric_matrices(result).items():
                 matrix, column_label, columns = matrix_axes(matrix, factor_names, num_latents)
                 rows = _active_rows(result, matrix.shape[0], num_latents)
-                safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in f"{representation}_{metric}_{name}")
-                figure = plot_matrix(matrix, f"{metric}: {name} ({representation})", columns, row_names=rows,
-                                     column_label=column_label)
+                safe = "".join(
+                    ch if ch.isalnum() or ch in "-_" else "_" for ch in f"{representation}_{metric}_{name}"
+                )
+                figure = plot_matrix(
+                    matrix,
+                    f"{metric}: {name} ({representation})",
+                    columns,
+                    row_names=rows,
+                    column_label=column_label,
+                )
                 path = save_figure(figure, out_dir / f"{safe}.png")
-                written.append({"representation": representation, "metric": metric, "name": name, "path": path})
+                written.append(
+                    {"representation": representation, "metric": metric, "name": name, "path": path}
+                )
     return written

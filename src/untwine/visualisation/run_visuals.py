@@ -84,8 +84,12 @@ def _relative(path: Path, root: Path) -> str:
 
 
 def visualize_run(
-    run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None,
-    settings: VisualisationSettings | None = None, device: str = "cpu", model=None, dataset=None,
+    run_dir: str | os.PathLike,
+    out_dir: str | os.PathLike | None = None,
+    settings: VisualisationSettings | None = None,
+    device: str = "cpu",
+    model=None,
+    dataset=None,
 ) -> dict[str, Any]:
     """Write every picture of the run in ``run_dir`` to ``out_dir`` (default ``RUN_DIR/visualisation``).
 
@@ -105,10 +109,15 @@ def visualize_run(
         _, model = load_trained_model(run_dir, device)
     dataset = dataset if dataset is not None else get_dataset(config.dataset)
     rng = np.random.default_rng(settings.seed)
-    count = max(settings.num_images, settings.num_reconstructions, settings.num_traversals, settings.num_animations)
+    count = max(
+        settings.num_images, settings.num_reconstructions, settings.num_traversals, settings.num_animations
+    )
     images = dataset.sample_observations(count, rng)
-    manifest: dict[str, Any] = {"run_dir": str(run_dir), "settings": asdict(settings),
-                                "num_channels": int(images.shape[-1])}
+    manifest: dict[str, Any] = {
+        "run_dir": str(run_dir),
+        "settings": asdict(settings),
+        "num_channels": int(images.shape[-1]),
+    }
 
     means, logvars = encode(model, images)
     kl = kl_per_latent(means[: settings.num_images], logvars[: settings.num_images])
@@ -117,7 +126,10 @@ def visualize_run(
     if settings.num_reconstructions:
         shown = images[: settings.num_reconstructions]
         path = out_dir / "reconstructions.png"
-        save_png(path, reconstruction_pairs(shown, reconstruct(model, shown), columns=settings.reconstruction_columns))
+        save_png(
+            path,
+            reconstruction_pairs(shown, reconstruct(model, shown), columns=settings.reconstruction_columns),
+        )
         manifest["reconstructions"] = _relative(path, out_dir)
     if settings.num_samples:
         _, samples = sample_prior(model, settings.num_samples, seed=settings.seed, num_latents=means.shape[1])
@@ -133,10 +145,18 @@ def visualize_run(
         save_png(path, traversal_figure(latent_traversal(model, means[i], values), values, kl))
         manifest["traversals"].append(_relative(path, out_dir))
 
-    animations = write_latent_cycles(model, means[: settings.num_images], logvars[: settings.num_images],
-                                     out_dir / "animations", num_animations=settings.num_animations,
-                                     num_frames=settings.num_frames, fps=settings.fps)
-    manifest["animations"] = {kind: [_relative(p, out_dir) for p in animations.get(kind, [])] for kind in CYCLES}
+    animations = write_latent_cycles(
+        model,
+        means[: settings.num_images],
+        logvars[: settings.num_images],
+        out_dir / "animations",
+        num_animations=settings.num_animations,
+        num_frames=settings.num_frames,
+        fps=settings.fps,
+    )
+    manifest["animations"] = {
+        kind: [_relative(p, out_dir) for p in animations.get(kind, [])] for kind in CYCLES
+    }
 
     curves = write_training_curves(run_dir, out_dir / "curves")
     manifest["curves"] = {name: _relative(path, out_dir) for name, path in curves.items()}

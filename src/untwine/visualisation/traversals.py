@@ -59,7 +59,9 @@ def encode(model, images, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray
     device, dtype = model_device(model), _model_dtype(model)
     means, logvars = [], []
     for start in range(0, images.shape[0], batch_size):
-        chunk = torch.from_numpy(np.ascontiguousarray(images[start : start + batch_size].transpose(0, 3, 1, 2)))
+        chunk = torch.from_numpy(
+            np.ascontiguousarray(images[start : start + batch_size].transpose(0, 3, 1, 2))
+        )
         mean, logvar = model.encode(chunk.to(device=device, dtype=dtype))
         means.append(mean.float().cpu().numpy())
         logvars.append(logvar.float().cpu().numpy())
@@ -99,7 +101,9 @@ def num_latents_of(model, num_latents: int | None = None) -> int:
     return int(value)
 
 
-def sample_prior(model, num: int, seed: int = 0, num_latents: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+def sample_prior(
+    model, num: int, seed: int = 0, num_latents: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """``num`` codes drawn from N(0, I) with a generator seeded by ``seed`` and their decoded images."""
     if num < 1:
         raise ValueError(f"num must be >= 1, got {num}")
@@ -114,7 +118,9 @@ def kl_per_latent(mean, logvar) -> np.ndarray:
     return (0.5 * (mean**2 + np.exp(logvar) - logvar - 1.0)).mean(axis=0)
 
 
-def traversal_grid_values(interval: tuple[float, float] = DEFAULT_INTERVAL, steps: int = DEFAULT_STEPS) -> np.ndarray:
+def traversal_grid_values(
+    interval: tuple[float, float] = DEFAULT_INTERVAL, steps: int = DEFAULT_STEPS
+) -> np.ndarray:
     if steps < 2:
         raise ValueError(f"a traversal needs at least 2 steps, got {steps}")
     low, high = float(interval[0]), float(interval[1])
@@ -148,7 +154,9 @@ def latent_traversal(
     return images.reshape(len(dimensions), values.size, *images.shape[1:])
 
 
-def latent_labels(kl: Sequence[float] | None, dimensions: Sequence[int]) -> tuple[list[str], list[tuple[int, int, int]]]:
+def latent_labels(
+    kl: Sequence[float] | None, dimensions: Sequence[int]
+) -> tuple[list[str], list[tuple[int, int, int]]]:
     """``"z3  KL 0.412"`` per latent (``"z3  KL 0.000 (inactive)"`` below :data:`INACTIVE_KL`), and colours."""
     labels, colours = [], []
     for dimension in dimensions:
@@ -164,7 +172,10 @@ def latent_labels(kl: Sequence[float] | None, dimensions: Sequence[int]) -> tupl
 
 
 def traversal_figure(
-    traversal, values=None, kl: Sequence[float] | None = None, dimensions: Sequence[int] | None = None,
+    traversal,
+    values=None,
+    kl: Sequence[float] | None = None,
+    dimensions: Sequence[int] | None = None,
     pad: int = 2,
 ) -> np.ndarray:
     """A labelled uint8 RGB picture of a :func:`latent_traversal` result.
@@ -195,8 +206,12 @@ def traversal_figure(
 
 
 def traversal_image(
-    model, images, base_index: int = 0, interval: tuple[float, float] = DEFAULT_INTERVAL,
-    steps: int = DEFAULT_STEPS, relative: bool = False,
+    model,
+    images,
+    base_index: int = 0,
+    interval: tuple[float, float] = DEFAULT_INTERVAL,
+    steps: int = DEFAULT_STEPS,
+    relative: bool = False,
 ) -> np.ndarray:
     """Encode ``images``, traverse every latent around ``images[base_index]``'s mean code, label rows by KL.
 
@@ -213,9 +228,14 @@ def traversal_image(
 
 def reconstruction_pairs(images, reconstructions, columns: int = 8, pad: int = 2) -> np.ndarray:
     """Grid of (input | reconstruction) pairs, ``columns`` pairs per row: float HWC in [0, 1]."""
-    images, reconstructions = np.asarray(images, dtype=np.float32), np.asarray(reconstructions, dtype=np.float32)
+    images, reconstructions = (
+        np.asarray(images, dtype=np.float32),
+        np.asarray(reconstructions, dtype=np.float32),
+    )
     if images.shape != reconstructions.shape or images.ndim != 4:
-        raise ValueError(f"images {images.shape} and reconstructions {reconstructions.shape} must match (n, H, W, C)")
+        raise ValueError(
+            f"images {images.shape} and reconstructions {reconstructions.shape} must match (n, H, W, C)"
+        )
     pairs = np.concatenate([images, reconstructions], axis=2)  # side by side, no gap inside a pair
     rows = [pairs[i : i + columns] for i in range(0, len(pairs), columns)]
     return image_grid(rows, pad=pad, pad_value=1.0)
