@@ -21,7 +21,10 @@ def register(subparsers) -> None:
     parser.add_argument("--representation", choices=("mean", "sampled"), default="mean")
     parser.add_argument("--seed", type=int, default=0, help="seed of every draw the metrics make (default 0)")
     parser.add_argument(
-        "--fast", action="store_true", help="histogram boosting and other opt-in approximations"
+        "--fast",
+        action="store_true",
+        help="opt-in approximations within 0.02 of faithful: binned boosted trees, "
+        "C chosen on 1,000 points, bf16 encoding where native",
     )
     parser.add_argument("--device", default="auto", help="device for encoding (auto, cpu, cuda)")
     parser.set_defaults(func=_evaluate)
