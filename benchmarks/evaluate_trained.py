@@ -38,6 +38,7 @@ from metric_suite import reference_seconds  # noqa: E402
 from untwine.data import get_dataset  # noqa: E402
 from untwine.metrics import evaluate_representation, resolve_metrics  # noqa: E402
 from untwine.metrics.runner import METRICS  # noqa: E402
+from untwine.training.loop import load_run_config  # noqa: E402
 from untwine.training.representation import load_trained_model, representation_function  # noqa: E402
 
 
@@ -91,8 +92,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
 
-    config = json.loads((args.run_dir / "config.json").read_text())
-    dataset = get_dataset(config["dataset"])
+    dataset = get_dataset(load_run_config(args.run_dir).dataset)
     names = resolve_metrics("study")
     parameters = {name: dict(METRICS[name].defaults) for name in names}
     per_image = dlib_style_seconds_per_image(args.run_dir, dataset.observation_shape[-1])
@@ -116,7 +116,10 @@ def main() -> None:
         wall, main_cpu = time.perf_counter() - start, time.process_time() - cpu
         fit_cpu = {r["metric"]: r.get("fit_cpu_seconds", 0.0) for r in results.values()}
         cache = results[names[-1]]["code_cache"]
+        first = next(iter(results.values()))
         row = {
+            "grid_encode_seconds": first["grid_encode_seconds"],
+            "encoder_precision": first["encoder_precision"],
             "mode": mode,
             "seconds": wall,
             "main_process_cpu_seconds": main_cpu,
@@ -130,6 +133,7 @@ def main() -> None:
         rows.append(row)
         print(
             f"{mode:9s} {wall:7.1f} s wall, main CPU {main_cpu:.0f} s, fit CPU {row['fit_cpu_seconds']:.0f} s, "
+            f"grid encoded in {row['grid_encode_seconds']:.0f} s ({row['encoder_precision']}), "
             f"code cache {cache}, load {load:.1f} -> {row['load_average_after']:.1f}",
             flush=True,
         )
