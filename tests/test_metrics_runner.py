@@ -14,6 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "data" / "reference"))
 import toy  # noqa: E402
 
 from untwine.metrics import (  # noqa: E402
+    CodeCache,
     CodeSource,
     dci,
     evaluate_representation,
@@ -201,6 +202,40 @@ def test_gaussian_encoder_is_cached_and_sampled_codes_draw_fresh_noise():
     assert results["mig"]["representation"] == "sampled"
     with pytest.raises(ValueError, match="needs a Gaussian encoder"):
         CodeSource(dataset, toy.family_fn("small", "nonlinear"), mode="sampled")
+
+
+def test_mean_and_sampled_evaluations_share_one_code_cache():
+    dataset = toy.ToyDataset("small")
+    names = ["mig", "factor_vae_metric"]
+    params = {"mig": {"num_train": 600}, "factor_vae_metric": SMALL_PARAMS["factor_vae_metric"]}
+    encoder = Gaussian()
+    cache = CodeCache()
+    mean = evaluate_representation(dataset, encoder, names, mode="mean", params=params, code_cache=cache)
+    calls_after_mean = encoder.calls
+    sampled = evaluate_representation(
+        dataset, encoder, names, mode="sampled", params=params, code_cache=cache
+    )
+    assert 0 < calls_after_mean <= 120 and encoder.calls == calls_after_mean  # nothing encoded twice
+    assert sampled["mig"]["code_cache"]["images_encoded"] == 0
+    # The same values as evaluations with caches of their own.
+    alone = Gaussian()
+    assert (
+        evaluate_representation(dataset, alone, names, mode="sampled", params=params)["mig"]["values"]
+        == (sampled["mig"]["values"])
+    )
+    assert (
+        evaluate_representation(dataset, alone, names, mode="mean", params=params)["mig"]["values"]
+        == (mean["mig"]["values"])
+    )
+    # A cache filled for another dataset or encoder kind starts afresh instead of answering wrongly.
+    other = CodeSource(toy.ToyDataset("small"), toy.family_fn("small", "nonlinear"), store=cache)
+    assert other.store.keys.shape[0] == 0
+    np.testing.assert_array_equal(
+        other.codes(dataset.sample_factors(50, 0), 0),
+        toy.family_fn("small", "nonlinear")(
+            dataset.sample_observations_from_factors(dataset.sample_factors(50, 0), 0)
+        ),
+    )
 
 
 class NoisyToy(toy.ToyDataset):

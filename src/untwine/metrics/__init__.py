@@ -27,7 +27,7 @@ from untwine.metrics.information import (
 from untwine.metrics.irs import irs
 from untwine.metrics.mig import mig
 from untwine.metrics.modularity_explicitness import modularity_explicitness
-from untwine.metrics.representation import CodeSource
+from untwine.metrics.representation import CodeCache, CodeSource
 from untwine.metrics.runner import METRICS, PRESETS, evaluate_representation, resolve_metrics
 from untwine.metrics.sap import sap
 from untwine.metrics.udr import udr, udr_score
@@ -40,6 +40,7 @@ from untwine.metrics.unsupervised import (
 __all__ = [
     "METRICS",
     "PRESETS",
+    "CodeCache",
     "CodeSource",
     "beta_vae_score",
     "completeness",

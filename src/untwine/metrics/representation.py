@@ -50,6 +50,32 @@ def _to_numpy(value) -> np.ndarray:
     return np.asarray(value)
 
 
+class CodeCache:
+    """The cached codes -- or (mean, logvar) of a Gaussian encoder -- of distinct images, by factor index.
+
+    One is made per :class:`CodeSource` by default.  Pass one object to several evaluations to share it:
+    this is valid for the mean and the sampled representation of *one* Gaussian encoder on *one*
+    dataset (the cache holds mean and log-variance; sampled codes add their noise afterwards), which
+    is how a study evaluates a model.  ``signature`` records what filled it (dataset, encoder kind,
+    encoding precision); a source with another signature clears it before use.
+    """
+
+    def __init__(self):
+        self.keys = np.zeros(0, dtype=np.int64)
+        self.values: np.ndarray | None = None  # (num_cached, d) or (num_cached, 2, d) for Gaussian encoders
+        self.signature: tuple | None = None
+
+    def claim(self, signature: tuple) -> None:
+        if self.signature != signature:
+            self.keys, self.values, self.signature = np.zeros(0, dtype=np.int64), None, signature
+
+    def insert(self, keys: np.ndarray, values: np.ndarray) -> None:
+        all_keys = np.concatenate([self.keys, keys])
+        all_values = values if self.values is None else np.concatenate([self.values, values])
+        order = np.argsort(all_keys, kind="stable")
+        self.keys, self.values = all_keys[order], all_values[order]
+
+
 class CodeSource:
     """Codes of a representation on a dataset, with the per-image cache described in the module docstring.
 
@@ -63,6 +89,8 @@ class CodeSource:
         stochastic: declare a plain callable random (disables the cache).
         batch_size: images rendered and encoded per call of the model (does not change any value).
         cache: set False to encode every request afresh even when caching is valid.
+        store: a :class:`CodeCache` to use (shared with other sources, see there); default: a new one.
+        precision: the precision the representation encodes in (part of the store's signature).
     """
 
     def __init__(
@@ -74,6 +102,8 @@ class CodeSource:
         stochastic: bool = False,
         batch_size: int = 256,
         cache: bool = True,
+        store: CodeCache | None = None,
+        precision: str | None = None,
     ):
         if isinstance(representation_fn, CodeSource):
             raise TypeError("representation_fn is already a CodeSource")
@@ -100,8 +130,15 @@ class CodeSource:
         self.cached = bool(cache and getattr(dataset, "deterministic", False) and deterministic_codes)
         self.num_encoded = 0  # images passed through the model
         self.num_requested = 0  # code rows handed out
-        self._keys = np.zeros(0, dtype=np.int64)
-        self._values: np.ndarray | None = None  # (num_cached, d) or (num_cached, 2, d) for Gaussian encoders
+        self.store = store if store is not None else CodeCache()
+        self.claim_store()
+
+    def claim_store(self, precision: str | None = None) -> None:
+        """Make sure the cache holds what this source would compute (else start it afresh)."""
+        if self.cached:
+            self.store.claim(
+                (getattr(self.dataset, "name", type(self.dataset).__name__), self.gaussian, precision)
+            )
 
     # -- encoding -----------------------------------------------------------------------------------
     def _encode_images(self, images) -> np.ndarray:
@@ -138,19 +175,16 @@ class CodeSource:
     def _lookup(self, factors: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         keys = np.asarray(self.dataset.factors_to_index(factors), dtype=np.int64)
         unique_keys, first = np.unique(keys, return_index=True)
-        if self._keys.shape[0]:
-            position = np.minimum(np.searchsorted(self._keys, unique_keys), self._keys.shape[0] - 1)
-            known = self._keys[position] == unique_keys
+        cached = self.store.keys
+        if cached.shape[0]:
+            position = np.minimum(np.searchsorted(cached, unique_keys), cached.shape[0] - 1)
+            known = cached[position] == unique_keys
         else:
             known = np.zeros(unique_keys.shape[0], dtype=bool)
         missing = ~known
         if missing.any():
-            new_values = self._encode_factors(factors[first[missing]], rng)
-            all_keys = np.concatenate([self._keys, unique_keys[missing]])
-            all_values = new_values if self._values is None else np.concatenate([self._values, new_values])
-            order = np.argsort(all_keys, kind="stable")
-            self._keys, self._values = all_keys[order], all_values[order]
-        return self._values[np.searchsorted(self._keys, keys)]
+            self.store.insert(unique_keys[missing], self._encode_factors(factors[first[missing]], rng))
+        return self.store.values[np.searchsorted(self.store.keys, keys)]
 
     # -- public -------------------------------------------------------------------------------------
     def codes(self, factors, rng) -> np.ndarray:
@@ -182,7 +216,7 @@ class CodeSource:
             return
         sizes = np.asarray(self.dataset.factor_sizes, dtype=np.int64)
         total = int(np.prod(sizes))
-        known = self._keys
+        known = self.store.keys
         keys, values = [], []
         with _torch_threads(threads):
             for start in range(0, total, chunk):
@@ -195,10 +229,7 @@ class CodeSource:
                     keys.append(chunk_keys)
                     values.append(self._encode_factors(grid, rng))
         if keys:
-            all_keys = np.concatenate([self._keys, *keys])
-            all_values = np.concatenate(values if self._values is None else [self._values, *values])
-            order = np.argsort(all_keys, kind="stable")
-            self._keys, self._values = all_keys[order], all_values[order]
+            self.store.insert(np.concatenate(keys), np.concatenate(values))
 
     def sample(self, num: int, rng) -> tuple[np.ndarray, np.ndarray]:
         """``num`` factor rows drawn uniformly and their codes: ``(factors, codes)``."""
@@ -212,7 +243,7 @@ class CodeSource:
             "mode": self.mode,
             "images_encoded": int(self.num_encoded),
             "codes_requested": int(self.num_requested),
-            "distinct_images_cached": int(self._keys.shape[0]),
+            "distinct_images_cached": int(self.store.keys.shape[0]),
         }
 
 

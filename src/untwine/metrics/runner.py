@@ -43,7 +43,7 @@ from untwine.metrics.fairness import fairness_from_models
 from untwine.metrics.irs import irs
 from untwine.metrics.mig import mig
 from untwine.metrics.modularity_explicitness import modularity_explicitness
-from untwine.metrics.representation import CodeSource
+from untwine.metrics.representation import CodeCache, CodeSource
 from untwine.metrics.sap import sap
 from untwine.metrics.unsupervised import unsupervised_scores
 from untwine.utils.io import atomic_write_json, to_jsonable
@@ -386,6 +386,7 @@ def evaluate_representation(
     n_jobs: int = 2,
     encode_batch_size: int = 256,
     encode_threads: int | None = None,
+    code_cache: CodeCache | None = None,
     progress: Callable[[str, dict], None] | None = None,
 ) -> dict[str, dict[str, Any]]:
     """Score ``representation_fn`` on ``dataset`` with ``metrics``; one result (and JSON file) per metric.
@@ -415,6 +416,9 @@ def evaluate_representation(
         encode_threads: torch threads while the whole factor grid is encoded up front, before any fit
             runs (done when the metrics will draw at least twice as many images as the grid holds and
             the code cache applies); default: ``n_jobs`` or the current torch thread count if larger.
+        code_cache: a :class:`~untwine.metrics.representation.CodeCache` shared with other evaluations
+            of the same encoder on the same dataset (e.g. its mean and sampled representation), so the
+            images are encoded once for all of them.
         progress: optional callback ``progress(metric_name, result)`` after each metric.
 
     Returns:
@@ -428,16 +432,22 @@ def evaluate_representation(
     parameters = _parameters(names, params)
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
         raise ValueError(f"seed must be an integer, got {seed!r}")
-    source = CodeSource(
-        dataset, representation_fn, mode=mode, stochastic=stochastic, batch_size=encode_batch_size
-    )
     engine = FitEngine(n_jobs)
-    ctx = _Context(source=source, engine=engine, seed=int(seed), fast=bool(fast))
     out_dir = Path(out_dir) if out_dir is not None else None
     versions, commit = library_versions(), git_commit()
 
     precision = _reduced_precision(representation_fn) if fast else contextlib.nullcontext(None)
     with precision as encoder_precision:
+        source = CodeSource(
+            dataset,
+            representation_fn,
+            mode=mode,
+            stochastic=stochastic,
+            batch_size=encode_batch_size,
+            store=code_cache,
+            precision=encoder_precision,
+        )
+        ctx = _Context(source=source, engine=engine, seed=int(seed), fast=bool(fast))
         encode_seconds = 0.0
         grid_size = int(np.prod(np.asarray(dataset.factor_sizes, dtype=np.float64)))
         if source.cached and expected_requests(names, parameters) >= PRE_ENCODE_DRAWS_PER_IMAGE * grid_size:

@@ -38,11 +38,13 @@ def evaluate_run(
     device: str = "auto",
     params: dict[str, dict[str, Any]] | None = None,
     n_jobs: int | None = None,
+    code_cache=None,
 ) -> dict[str, dict[str, Any]]:
     """Score the run in ``run_dir``; returns ``{metric: result}`` and writes one JSON per metric.
 
-    ``params`` (per-metric parameter overrides, e.g. ``{"mig": {"num_train": 1000}}``) and ``n_jobs``
-    (processes for classifier fits) go to ``evaluate_representation`` when given.
+    ``params`` (per-metric parameter overrides, e.g. ``{"mig": {"num_train": 1000}}``), ``n_jobs``
+    (processes for classifier fits) and ``code_cache`` (a ``CodeCache`` shared by the evaluations of
+    this run's representations) go to ``evaluate_representation`` when given.
     """
     from untwine.metrics.runner import evaluate_representation
 
@@ -60,4 +62,5 @@ def evaluate_run(
         fast=fast,
         **({"params": params} if params else {}),
         **({"n_jobs": n_jobs} if n_jobs is not None else {}),
+        code_cache=code_cache,
     )

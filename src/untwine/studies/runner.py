@@ -120,9 +120,11 @@ def _reusable(saved: dict, task: dict, metric: str) -> bool:
 
 def _evaluate(task: dict, run_dir: Path) -> list[dict]:
     """Every (representation, metric) of the task; metric files already written are reused."""
+    from untwine.metrics.representation import CodeCache
     from untwine.studies.pipeline import evaluate_run, metrics_dir
 
     evaluations = []
+    code_cache = CodeCache()  # mean and sampled codes come from the same encoder: encode each image once
     for representation in task["representations"]:
         folder = metrics_dir(run_dir, representation)
         results: dict[str, dict] = {}
@@ -144,6 +146,7 @@ def _evaluate(task: dict, run_dir: Path) -> list[dict]:
                 device=task["machine"].get("device", "auto"),
                 params=params,
                 n_jobs=1,
+                code_cache=code_cache,
             )
             elapsed = time.perf_counter() - started
             for metric in missing:
