@@ -132,7 +132,8 @@ def main() -> None:
         }
         rows.append(row)
         print(
-            f"{mode:9s} {wall:7.1f} s wall, main CPU {main_cpu:.0f} s, fit CPU {row['fit_cpu_seconds']:.0f} s, "
+            f"{mode:9s} {wall:7.1f} s wall, main CPU {main_cpu:.0f} s, "
+            f"fit CPU summed over metrics (shared fits counted in each) {row['fit_cpu_seconds']:.0f} s, "
             f"grid encoded in {row['grid_encode_seconds']:.0f} s ({row['encoder_precision']}), "
             f"code cache {cache}, load {load:.1f} -> {row['load_average_after']:.1f}",
             flush=True,
