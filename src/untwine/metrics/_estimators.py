@@ -224,6 +224,12 @@ def run_fit(task: FitTask) -> FitResult:
     )
 
 
+def _import_estimators() -> None:
+    """Run in each worker as soon as the pool exists: the imports cost a second or two per process."""
+    import sklearn.ensemble  # noqa: F401
+    import sklearn.linear_model  # noqa: F401
+
+
 class _Lazy:
     def __init__(self, task):
         self._task = task
@@ -264,14 +270,20 @@ class FitEngine:
         else:
             self._pending.append((key, task))
 
-    def start(self) -> None:
-        if not self._pending:
-            return
-        if self._executor is None:
+    def warm_up(self) -> None:
+        """Start the worker processes and their imports now, while the caller does other work."""
+        if self.n_jobs > 1 and self._executor is None:
             from joblib.externals.loky import get_reusable_executor
 
             threads = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
             self._executor = get_reusable_executor(max_workers=self.n_jobs, env=threads)
+            for _ in range(self.n_jobs):
+                self._executor.submit(_import_estimators)
+
+    def start(self) -> None:
+        if not self._pending:
+            return
+        self.warm_up()
         for key, task in sorted(self._pending, key=lambda item: -item[1].cost()):
             self._futures[key] = self._executor.submit(run_fit, task)
         self._pending = []

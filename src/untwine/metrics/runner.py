@@ -433,6 +433,7 @@ def evaluate_representation(
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
         raise ValueError(f"seed must be an integer, got {seed!r}")
     engine = FitEngine(n_jobs)
+    engine.warm_up()  # worker start-up overlaps with sampling and encoding
     out_dir = Path(out_dir) if out_dir is not None else None
     versions, commit = library_versions(), git_commit()
 
