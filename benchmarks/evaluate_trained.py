@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from metric_suite import reference_seconds  # noqa: E402
 from untwine.data import get_dataset  # noqa: E402
 from untwine.metrics import evaluate_representation, resolve_metrics  # noqa: E402
-from untwine.metrics.runner import METRICS  # noqa: E402
+from untwine.metrics.runner import METRICS, expected_requests  # noqa: E402
 from untwine.training.loop import load_run_config  # noqa: E402
 from untwine.training.representation import load_trained_model, representation_function  # noqa: E402
 
@@ -49,15 +49,11 @@ def dlib_images_encoded(parameters: dict[str, dict]) -> int:
     + (num_train + num_eval) x batch_size; every array metric draws its own train (and test) sample;
     the downstream tasks draw a fresh train and test sample for every training-set size.
     """
-    total = 0
+    total = expected_requests(list(parameters), parameters)  # BetaVAE and FactorVAE, as untwine draws them
     for name, p in parameters.items():
-        if name == "beta_vae_sklearn":
-            total += (p["num_train"] + p["num_eval"]) * p["batch_size"] * 2
-        elif name == "factor_vae_metric":
-            total += p["num_variance_estimate"] + (p["num_train"] + p["num_eval"]) * p["batch_size"]
-        elif name.startswith("downstream_task_"):
+        if name.startswith("downstream_task_"):
             total += sum(int(n) + p["num_test"] for n in p["num_train"])
-        else:
+        elif name not in ("beta_vae_sklearn", "factor_vae_metric"):
             total += p["num_train"] + p.get("num_test", 0)
     return total
 

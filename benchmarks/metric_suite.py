@@ -162,10 +162,7 @@ def warm_up(n_jobs: int) -> float:
     import sklearn.svm  # noqa: F401  (SAP)
 
     _import_estimators()
-    engine = FitEngine(n_jobs)
-    engine.warm_up()
-    if engine._executor is not None:
-        engine._executor.submit(_import_estimators).result()
+    FitEngine(n_jobs).warm_up(wait=True)
     return time.perf_counter() - start
 
 

@@ -227,7 +227,11 @@ def test_mean_and_sampled_evaluations_share_one_code_cache():
         evaluate_representation(dataset, alone, names, mode="mean", params=params)["mig"]["values"]
         == (mean["mig"]["values"])
     )
-    # A cache filled for another dataset or encoder kind starts afresh instead of answering wrongly.
+    # A cache filled at another precision, or for another dataset or encoder kind, starts afresh
+    # instead of answering wrongly.
+    filled = cache.keys.shape[0]
+    assert filled > 0 and CodeSource(dataset, encoder, store=cache, precision="bf16").store.keys.shape[0] == 0
+    assert cache.signature[-1] == "bf16"
     other = CodeSource(toy.ToyDataset("small"), toy.family_fn("small", "nonlinear"), store=cache)
     assert other.store.keys.shape[0] == 0
     np.testing.assert_array_equal(

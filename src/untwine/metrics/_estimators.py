@@ -270,15 +270,18 @@ class FitEngine:
         else:
             self._pending.append((key, task))
 
-    def warm_up(self) -> None:
-        """Start the worker processes and their imports now, while the caller does other work."""
+    def warm_up(self, wait: bool = False) -> None:
+        """Start the worker processes and their imports now, while the caller does other work
+        (``wait``: return once every worker has imported)."""
         if self.n_jobs > 1 and self._executor is None:
             from joblib.externals.loky import get_reusable_executor
 
             threads = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
             self._executor = get_reusable_executor(max_workers=self.n_jobs, env=threads)
-            for _ in range(self.n_jobs):
-                self._executor.submit(_import_estimators)
+            imports = [self._executor.submit(_import_estimators) for _ in range(self.n_jobs)]
+            if wait:
+                for future in imports:
+                    future.result()
 
     def start(self) -> None:
         if not self._pending:

@@ -131,14 +131,8 @@ class CodeSource:
         self.num_encoded = 0  # images passed through the model
         self.num_requested = 0  # code rows handed out
         self.store = store if store is not None else CodeCache()
-        self.claim_store()
-
-    def claim_store(self, precision: str | None = None) -> None:
-        """Make sure the cache holds what this source would compute (else start it afresh)."""
-        if self.cached:
-            self.store.claim(
-                (getattr(self.dataset, "name", type(self.dataset).__name__), self.gaussian, precision)
-            )
+        if self.cached:  # the store must hold what this source would compute, else it starts afresh
+            self.store.claim((getattr(dataset, "name", type(dataset).__name__), self.gaussian, precision))
 
     # -- encoding -----------------------------------------------------------------------------------
     def _encode_images(self, images) -> np.ndarray:

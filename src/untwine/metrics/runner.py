@@ -242,6 +242,11 @@ class _Context:
         return out
 
 
+def _fits_classifiers(name: str) -> bool:
+    """Whether the metric's classifiers run on the fit engine (see :func:`_plan_fits`)."""
+    return name in ("dci", "fairness") or name.startswith("downstream_task_")
+
+
 def _plan_fits(name: str, params: dict, ctx: _Context) -> None:
     """Queue the classifier fits of one metric on the engine (keys shared between metrics)."""
     if name in ("dci", "fairness"):
@@ -433,7 +438,8 @@ def evaluate_representation(
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
         raise ValueError(f"seed must be an integer, got {seed!r}")
     engine = FitEngine(n_jobs)
-    engine.warm_up()  # worker start-up overlaps with sampling and encoding
+    if any(_fits_classifiers(name) for name in names):
+        engine.warm_up()  # worker start-up overlaps with sampling and encoding
     out_dir = Path(out_dir) if out_dir is not None else None
     versions, commit = library_versions(), git_commit()
 
