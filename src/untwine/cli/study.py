@@ -76,13 +76,13 @@ def _selection_flags(parser: argparse.ArgumentParser) -> None:
 
 def _selection(args):
     from untwine.studies.grid import Selection, parse_int_list, parse_values
-    from untwine.training.config import _parse_value, _split
+    from untwine.utils.overrides import parse_value, split_override
 
     positions, by_model = parse_values(args.values)
     train = {}
     for item in args.train:
-        key, value = _split(item)
-        train[key] = _parse_value(value)
+        key, value = split_override(item)
+        train[key] = parse_value(value)
     return Selection(
         datasets=args.datasets,
         models=args.models,
@@ -123,15 +123,15 @@ def _evaluation(study, args):
     if args.fast:
         study = study.replace(fast=True)
     if args.metric_params:
-        from untwine.training.config import _parse_value, _split
+        from untwine.utils.overrides import parse_value, split_override
 
         params = {name: dict(p) for name, p in study.metric_params.items()}
         for item in args.metric_params:
-            key, value = _split(item)
+            key, value = split_override(item)
             metric, _, name = key.partition(".")
             if not name:
                 raise ValueError(f"--metric-param looks like METRIC.KEY=VALUE, got {item!r}")
-            params.setdefault(metric, {})[name] = _parse_value(value)
+            params.setdefault(metric, {})[name] = parse_value(value)
         study = study.replace(metric_params=params)
     return study
 
@@ -352,13 +352,13 @@ def cmd_reproduce(args) -> int:
     from untwine.studies.executors import LocalExecutor
     from untwine.studies.grid import Selection, spec_for_model_num
     from untwine.studies.runner import describe_spec, run_study
-    from untwine.training.config import _parse_value, _split
+    from untwine.utils.overrides import parse_value, split_override
 
     study = get_study(args.study)
     train = {}
     for item in args.train:
-        key, value = _split(item)
-        train[key] = _parse_value(value)
+        key, value = split_override(item)
+        train[key] = parse_value(value)
     spec = spec_for_model_num(study, args.model_num, args.steps, train)
     info = describe_spec(spec, study)
     print(

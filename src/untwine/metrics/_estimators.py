@@ -274,10 +274,9 @@ class FitEngine:
         """Start the worker processes and their imports now, while the caller does other work
         (``wait``: return once every worker has imported)."""
         if self.n_jobs > 1 and self._executor is None:
-            from joblib.externals.loky import get_reusable_executor
+            from untwine.utils.workers import shared_worker_pool
 
-            threads = {name: "1" for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
-            self._executor = get_reusable_executor(max_workers=self.n_jobs, env=threads)
+            self._executor = shared_worker_pool(self.n_jobs, threads=1)
             imports = [self._executor.submit(_import_estimators) for _ in range(self.n_jobs)]
             if wait:
                 for future in imports:

@@ -18,10 +18,11 @@ a running task.  Workers never touch the results store; they return a payload an
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from untwine.utils.workers import terminate_workers, worker_pool
 
 
 class WorkerLost(RuntimeError):
@@ -62,48 +63,6 @@ class Completion:
     error: BaseException | None = None
 
 
-def _limit_threads_env(threads: int) -> None:
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[name] = str(threads)
-
-
-def _watch_parent(parent_pid: int) -> None:
-    """Exit this worker as soon as the driver that started it is gone."""
-    try:  # Linux: the kernel delivers SIGKILL when the parent dies
-        import ctypes
-        import signal
-
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
-        os._exit(70)
-
-    def loop() -> None:
-        import time
-
-        while True:
-            time.sleep(1.0)
-            if os.getppid() != parent_pid:
-                os._exit(70)
-
-    threading.Thread(target=loop, name="untwine-parent-watch", daemon=True).start()
-
-
-def _init_local_worker(threads: int, parent_pid: int, counter=None, gpus: int = 0) -> None:
-    _limit_threads_env(threads)
-    if counter is not None and gpus:  # worker i sees GPU i mod gpus only (before torch touches CUDA)
-        with counter.get_lock():
-            index = counter.value
-            counter.value += 1
-        visible = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()] or [
-            str(i) for i in range(gpus)
-        ]
-        os.environ["CUDA_VISIBLE_DEVICES"] = visible[index % len(visible)]
-    _watch_parent(parent_pid)
-
-
 class LocalExecutor:
     name = "local"
 
@@ -128,16 +87,7 @@ class LocalExecutor:
 
     def _ensure_pool(self):
         if self._pool is None:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-
-            context = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(
-                max_workers=self.workers,
-                mp_context=context,
-                initializer=_init_local_worker,
-                initargs=(self.threads, os.getpid(), context.Value("i", 0), self.gpus),
-            )
+            self._pool = worker_pool(self.workers, self.threads, self.gpus)
         return self._pool
 
     def submit(self, fn: Callable[[dict], dict], task: dict) -> Any:
@@ -169,15 +119,10 @@ class LocalExecutor:
     def shutdown(self, cancel: bool = False) -> None:
         if self._pool is not None:
             if cancel:
-                self._terminate_workers()
-            self._pool.shutdown(wait=not cancel, cancel_futures=cancel)
+                terminate_workers(self._pool)
+            else:
+                self._pool.shutdown(wait=True)
             self._pool = None
-
-    def _terminate_workers(self) -> None:
-        processes = getattr(self._pool, "_processes", None) or {}
-        for process in list(processes.values()):
-            if process.is_alive():
-                process.terminate()
 
 
 class RayExecutor:

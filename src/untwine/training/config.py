@@ -9,10 +9,11 @@ parameters (``untwine.models.MODEL_DEFAULTS``).
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from untwine.utils.overrides import parse_value, split_override
 
 
 @dataclass
@@ -47,15 +48,15 @@ class TrainConfig:
         cls, overrides: Iterable[str] | Mapping[str, Any], base: TrainConfig | None = None
     ) -> TrainConfig:
         """Apply ``key=value`` strings (or a mapping) on top of ``base`` (default: the defaults)."""
-        items = overrides.items() if isinstance(overrides, Mapping) else (_split(o) for o in overrides)
+        items = overrides.items() if isinstance(overrides, Mapping) else (split_override(o) for o in overrides)
         values = dataclasses.asdict(base) if base is not None else {}
         model_params = dict(values.pop("model_params", {}))
         fields = {f.name: f for f in dataclasses.fields(cls)}
         for key, value in items:
             if key.startswith("model."):
-                model_params[key[len("model.") :]] = _parse_value(value)
+                model_params[key[len("model.") :]] = parse_value(value)
             elif key in fields and key != "model_params":
-                values[key] = _coerce(key, _parse_value(value), fields[key])
+                values[key] = _coerce(key, parse_value(value), fields[key])
             else:
                 raise ValueError(
                     f"unknown config key {key!r}; valid keys: {', '.join(cls.keys())}, model.<param>"
@@ -120,29 +121,6 @@ class TrainConfig:
         config = cls(**dict(data))
         config.validate()
         return config
-
-
-def _split(override: str) -> tuple[str, str]:
-    if "=" not in override:
-        raise ValueError(f"config overrides look like key=value, got {override!r}")
-    key, value = override.split("=", 1)
-    return key.strip(), value.strip()
-
-
-def _parse_value(value: Any) -> Any:
-    """``'4'`` -> 4, ``'1e-4'`` -> 0.0001, ``'true'`` -> True, anything else stays a string."""
-    if not isinstance(value, str):
-        return value
-    lowered = value.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    try:
-        return json.loads(value)
-    except json.JSONDecodeError:
-        try:
-            return float(value)
-        except ValueError:
-            return value
 
 
 def _coerce(key: str, value: Any, spec: dataclasses.Field) -> Any:
