@@ -48,7 +48,9 @@ class TrainConfig:
         cls, overrides: Iterable[str] | Mapping[str, Any], base: TrainConfig | None = None
     ) -> TrainConfig:
         """Apply ``key=value`` strings (or a mapping) on top of ``base`` (default: the defaults)."""
-        items = overrides.items() if isinstance(overrides, Mapping) else (split_override(o) for o in overrides)
+        items = (
+            overrides.items() if isinstance(overrides, Mapping) else (split_override(o) for o in overrides)
+        )
         values = dataclasses.asdict(base) if base is not None else {}
         model_params = dict(values.pop("model_params", {}))
         fields = {f.name: f for f in dataclasses.fields(cls)}
