@@ -28,7 +28,13 @@ from untwine.metrics.irs import irs
 from untwine.metrics.mig import mig
 from untwine.metrics.modularity_explicitness import modularity_explicitness
 from untwine.metrics.representation import CodeCache, CodeSource
-from untwine.metrics.runner import METRICS, PRESETS, evaluate_representation, resolve_metrics
+from untwine.metrics.runner import (
+    METRICS,
+    PRESETS,
+    evaluate_representation,
+    resolve_metrics,
+    resolve_parameters,
+)
 from untwine.metrics.sap import sap
 from untwine.metrics.udr import udr, udr_score
 from untwine.metrics.unsupervised import (
@@ -60,6 +66,7 @@ __all__ = [
     "modularity_explicitness",
     "mutual_info_matrix",
     "resolve_metrics",
+    "resolve_parameters",
     "sap",
     "udr",
     "udr_score",

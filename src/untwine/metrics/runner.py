@@ -355,7 +355,9 @@ def _compute(name: str, params: dict, ctx: _Context) -> tuple[dict, dict, dict]:
     return values, matrices, extra
 
 
-def _parameters(names: list[str], params: dict | None) -> dict[str, dict]:
+def resolve_parameters(names: list[str], params: dict | None) -> dict[str, dict]:
+    """Each metric's parameters: its defaults with ``params[metric]`` (or an alias's) applied; unknown
+    keys and metrics that are not evaluated are errors naming them."""
     params = dict(params or {})
     out = {}
     for name in names:
@@ -434,7 +436,7 @@ def evaluate_representation(
         ``library_versions``, ``git_commit`` and ``code_cache`` statistics.
     """
     names = resolve_metrics(metrics)
-    parameters = _parameters(names, params)
+    parameters = resolve_parameters(names, params)
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
         raise ValueError(f"seed must be an integer, got {seed!r}")
     engine = FitEngine(n_jobs)
