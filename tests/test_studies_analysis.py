@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.stats
 from PIL import Image
 
 from untwine.cli import main as cli_main
@@ -276,3 +277,101 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     assert result.returncode == 0 and screenshot.exists(), result.stderr[-2000:]
     pixels = np.asarray(Image.open(screenshot).convert("RGB"))
     assert pixels.shape == (2400, 1200, 3) and pixels.std() > 20
+
+
+def _random_table(seed=0):
+    """Two datasets, 3 models x 3 values x 1-4 seeds, with ties, missing numbers and a constant score."""
+    rng = np.random.default_rng(seed)
+    rows = [
+        {"dataset": dataset, "model": model, "value": value, "seed": seed}
+        for dataset in ("d1", "d2")
+        for model in ("a", "b", "c")
+        for value in (1.0, 2.0, 3.0)
+        for seed in range(int(rng.integers(1, 5)))
+    ]
+    table = _table(rows)
+    n = len(table)
+    table["mean/mig/discrete_mig"] = np.round(rng.normal(size=n), 1)  # ties
+    dci = rng.normal(size=n)
+    dci[rng.random(n) < 0.3] = np.nan
+    table["mean/dci/disentanglement"] = dci
+    table["mean/sap_score/SAP_score"] = np.where(table["dataset"] == "d2", 0.5, rng.normal(size=n))
+    table["train/final_eval/reconstruction"] = np.round(rng.normal(size=n))
+    for metric in A.DOWNSTREAM_METRICS.values():
+        table[f"mean/{metric}/100:mean_test_accuracy"] = np.round(rng.random(n), 1)
+        table[f"mean/{metric}/10000:mean_test_accuracy"] = rng.random(n) + 0.5
+    return table
+
+
+def _scipy_spearman(x, y):
+    mask = np.isfinite(x) & np.isfinite(y)
+    if mask.sum() < 3 or np.ptp(x[mask]) == 0 or np.ptp(y[mask]) == 0:
+        return np.nan
+    return scipy.stats.spearmanr(x[mask], y[mask]).statistic
+
+
+def test_correlations_match_scipy_spearmanr_on_the_runs_both_scores_have():
+    table = _random_table()
+    scores = A.disentanglement_scores(table)
+    assert [s.label for s in scores] == ["MIG", "DCI Disentanglement", "SAP"]
+    matrices, downstream = A.rank_correlation(table, scores), A.downstream_correlation(table, scores)
+    for dataset, group in table.groupby("dataset"):
+        targets = A.downstream_targets(group)
+        for a in scores:
+            x = group[a.column].to_numpy(float)
+            for b in scores:
+                expected = 1.0 if a is b else _scipy_spearman(x, group[b.column].to_numpy(float))
+                np.testing.assert_allclose(matrices[dataset].loc[a.label, b.label], expected, rtol=1e-12)
+            for label, target in targets.items():
+                expected = _scipy_spearman(x, target.to_numpy(float))
+                np.testing.assert_allclose(downstream[dataset].loc[a.label, label], expected, rtol=1e-12)
+    assert np.isnan(matrices["d2"].loc["MIG", "SAP"]) and matrices["d2"].loc["SAP", "SAP"] == 1.0
+    assert not np.isnan(matrices["d1"].loc["MIG", "SAP"])
+
+
+def test_variance_shares_match_a_direct_nested_sum_of_squares():
+    table = _random_table(1)
+    scores = A.disentanglement_scores(table)
+    shares = A.variance_shares(table, scores).set_index(["dataset", "score"])
+    assert len(shares) == 2 * len(scores)
+    for (dataset, label), row in shares.iterrows():
+        score = next(s for s in scores if s.label == label)
+        part = table[(table["dataset"] == dataset) & table[score.column].notna()]
+        y = part[score.column].to_numpy(float)
+        assert row["runs"] == len(y)
+        if np.ptp(y) == 0:
+            assert np.isnan(row[["model", "hyperparameter", "seed"]].astype(float)).all()
+            continue
+        model_mean = np.array([y[part["model"].to_numpy() == m].mean() for m in part["model"]])
+        cell = list(zip(part["model"], part["value"], strict=True))
+        cell_mean = np.array([y[[c == k for c in cell]].mean() for k in cell])
+        total = ((y - y.mean()) ** 2).sum()
+        expected = {
+            "model": ((model_mean - y.mean()) ** 2).sum() / total,
+            "hyperparameter": ((cell_mean - model_mean) ** 2).sum() / total,
+            "seed": ((y - cell_mean) ** 2).sum() / total,
+        }
+        for column, value in expected.items():
+            assert row[column] == pytest.approx(value, rel=1e-12, abs=1e-15)
+
+
+def test_win_rates_match_the_definition_counted_pair_by_pair():
+    table = _random_table(2)
+    selector = next(s for s in A.UNSUPERVISED_SCORES if s.key == "reconstruction")  # lower is better
+    targets = [s for s in A.disentanglement_scores(table) if s.label == "MIG"]
+    rates = A.selection_win_rate(table, [selector], targets).set_index(["dataset", "pool"])
+
+    def by_definition(part):
+        s, t = -part[selector.column].to_numpy(float), part[targets[0].column].to_numpy(float)
+        wins = [
+            np.mean([1.0 if t[j] < t[i] else 0.5 if t[j] == t[i] else 0.0 for j in range(len(t)) if j != i])
+            for i in np.flatnonzero(s == s.max())
+        ]
+        return np.mean(wins)
+
+    for dataset, group in table.groupby("dataset"):
+        pools = [g for _, g in group.groupby(["model", "value"]) if len(g) >= 2]
+        seed = rates.loc[(dataset, "seed")]
+        assert seed["pools"] == len(pools) > 0
+        assert seed["win_rate"] == pytest.approx(np.mean([by_definition(g) for g in pools]), rel=1e-12)
+        assert rates.loc[(dataset, "dataset"), "win_rate"] == pytest.approx(by_definition(group), rel=1e-12)

@@ -159,3 +159,27 @@ def test_a_study_runs_into_postgres_and_the_cli_finds_it_again(postgres_url, tmp
     )
     with open_store(postgres_url, study_id="pg_study") as store:
         assert store.status_counts()["done"] == 1 and store.num_results() > 10
+
+
+def test_postgres_urls_keep_the_password_out_and_a_first_schema_store_opens(postgres_url):
+    from test_studies_store import FIRST_SCHEMA
+
+    # The server trusts local connections, so the password is accepted and ignored.
+    with_password = postgres_url.replace("postgres@", "postgres:s3cret@", 1) + "#first_store"
+    with psycopg.connect(postgres_url, autocommit=True) as raw:  # a schema made by the first store
+        raw.execute("CREATE SCHEMA first_store")
+        raw.execute("SET search_path TO first_store")
+        for statement in FIRST_SCHEMA:
+            raw.execute(statement)
+        raw.execute(
+            "INSERT INTO runs (model_num, dataset, model, parameter, value, value_index, seed, config_json, "
+            "config_hash, status) VALUES (3, 'd', 'beta_vae', 'beta', 1.0, 0, 0, '{}', 'h', 'pending')"
+        )
+    with open_store(with_password) as store:
+        assert "s3cret" not in store.location and "postgres:***@" in store.location
+        assert "s3cret" not in store.target and store.target.endswith("#first_store")
+        assert store.status_counts()["pending"] == 1
+        store.record_success(3, _payload(0.5))
+    with open_store(store.target) as reopened:  # the target reopens the same schema
+        assert reopened.result_rows()[0] == (3, "mean", "mig", "discrete_mig", 0.5)
+        assert reopened.runs()[0]["status"] == "done"

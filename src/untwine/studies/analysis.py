@@ -31,6 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy.stats import rankdata
 
 INDEX = ["model_num", "dataset", "model", "parameter", "value", "value_index", "seed"]
 
@@ -128,65 +129,51 @@ def _numeric(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
     return frame[list(columns)].apply(pd.to_numeric, errors="coerce")
 
 
-def _spearman(a: pd.Series, b: pd.Series) -> tuple[float, int]:
-    mask = np.isfinite(a.to_numpy(float)) & np.isfinite(b.to_numpy(float))
-    n = int(mask.sum())
-    if n < 3:
-        return float("nan"), n
-    x, y = a[mask].rank().to_numpy(), b[mask].rank().to_numpy()
-    if x.std() == 0 or y.std() == 0:
-        return float("nan"), n
-    return float(np.corrcoef(x, y)[0, 1]), n
+def _long_scores(table: pd.DataFrame, scores: Sequence[Score], keys: Sequence[str]) -> pd.DataFrame:
+    """One row per score and run (score by score): the run's ``keys``, ``score`` (the label) and ``number``
+    (NaN where missing or not a number)."""
+    if not scores:
+        return pd.DataFrame(columns=[*keys, "score", "number"])
+    long = table.melt(
+        id_vars=list(keys), value_vars=[s.column for s in scores], var_name="score", value_name="number"
+    )
+    long["score"] = long["score"].map({s.column: s.label for s in scores})
+    long["number"] = pd.to_numeric(long["number"], errors="coerce")
+    return long
+
+
+def _spearman_matrix(columns: pd.DataFrame) -> pd.DataFrame:
+    """Spearman correlation of every pair of columns over the runs where both are finite (average ranks
+    for ties); NaN for fewer than 3 such runs or a constant column."""
+    return columns.replace([np.inf, -np.inf], np.nan).corr(method="spearman", min_periods=3)
 
 
 # -- 1. total correlation of sampled vs mean representations --------------------------------------------
 def tc_by_regularisation(table: pd.DataFrame) -> pd.DataFrame:
     """Long table: dataset, model, parameter, value, seed, representation (sampled | mean), tc."""
-    rows = []
-    for rep in ("sampled", "mean"):
-        column = f"{rep}/{TC_KEY[0]}/{TC_KEY[1]}"
-        if column not in table.columns:
-            continue
-        part = table[["dataset", "model", "parameter", "value", "seed"]].copy()
-        part["representation"] = rep
-        part["tc"] = pd.to_numeric(table[column], errors="coerce")
-        rows.append(part)
-    if not rows:
-        return pd.DataFrame(
-            columns=["dataset", "model", "parameter", "value", "seed", "representation", "tc"]
-        )
-    return pd.concat(rows, ignore_index=True)
+    keys = ["dataset", "model", "parameter", "value", "seed"]
+    tc = [Score(rep, rep, *TC_KEY) for rep in ("sampled", "mean")]
+    tc = [score for score in tc if score.column in table.columns]
+    return _long_scores(table, tc, keys).rename(columns={"score": "representation", "number": "tc"})
 
 
 # -- 2. rank correlation between metrics -------------------------------------------------------------
 def rank_correlation(table: pd.DataFrame, scores: Sequence[Score]) -> dict[str, pd.DataFrame]:
     """Per dataset: the Spearman correlation matrix (labels x labels) over that dataset's runs."""
+    labels = [s.label for s in scores]
     out = {}
     for dataset, group in table.groupby("dataset", sort=False):
-        values = _numeric(group, [s.column for s in scores])
-        matrix = pd.DataFrame(np.nan, index=[s.label for s in scores], columns=[s.label for s in scores])
-        for i, a in enumerate(scores):
-            for j, b in enumerate(scores):
-                matrix.iloc[i, j] = 1.0 if i == j else _spearman(values[a.column], values[b.column])[0]
-        out[dataset] = matrix
+        matrix = _spearman_matrix(_numeric(group, [s.column for s in scores])).to_numpy(copy=True)
+        np.fill_diagonal(matrix, 1.0)  # a score with itself, even when it does not vary
+        out[dataset] = pd.DataFrame(matrix, index=labels, columns=labels)
     return out
 
 
 # -- 3. distributions --------------------------------------------------------------------------------
 def score_points(table: pd.DataFrame, scores: Sequence[Score]) -> pd.DataFrame:
     """Long table: dataset, model, parameter, value, value_index, seed, score (label), number."""
-    rows = []
-    for score in scores:
-        part = table[["dataset", "model", "parameter", "value", "value_index", "seed"]].copy()
-        part["score"] = score.label
-        part["number"] = pd.to_numeric(table[score.column], errors="coerce")
-        rows.append(part)
-    if not rows:
-        return pd.DataFrame(
-            columns=["dataset", "model", "parameter", "value", "value_index", "seed", "score", "number"]
-        )
-    frame = pd.concat(rows, ignore_index=True)
-    return frame[np.isfinite(frame["number"])]
+    frame = _long_scores(table, scores, ["dataset", "model", "parameter", "value", "value_index", "seed"])
+    return frame[np.isfinite(frame["number"].astype(float))]
 
 
 # -- 4. variance shares (untwine's statistic) ----------------------------------------------------------
@@ -196,37 +183,31 @@ def variance_shares(table: pd.DataFrame, scores: Sequence[Score]) -> pd.DataFram
 
     Columns: dataset, score, model, hyperparameter, seed, runs.  NaN when the score does not vary.
     """
-    rows = []
-    for dataset, group in table.groupby("dataset", sort=False):
-        for score in scores:
-            data = pd.DataFrame(
-                {
-                    "model": group["model"],
-                    "value": group["value"],
-                    "y": pd.to_numeric(group[score.column], errors="coerce"),
-                }
-            ).dropna()
-            n = len(data)
-            total = float(((data["y"] - data["y"].mean()) ** 2).sum()) if n else 0.0
-            row = {"dataset": dataset, "score": score.label, "runs": n}
-            if n < 2 or total <= 1e-12 * max(1.0, float((data["y"] ** 2).sum())):
-                rows.append({**row, "model": np.nan, "hyperparameter": np.nan, "seed": np.nan})
-                continue
-            grand = data["y"].mean()
-            model_mean = data.groupby("model")["y"].transform("mean")
-            cell_mean = data.groupby(["model", "value"])["y"].transform("mean")
-            ss_model = float(((model_mean - grand) ** 2).sum())
-            ss_value = float(((cell_mean - model_mean) ** 2).sum())
-            ss_seed = float(((data["y"] - cell_mean) ** 2).sum())
-            rows.append(
-                {
-                    **row,
-                    "model": ss_model / total,
-                    "hyperparameter": ss_value / total,
-                    "seed": ss_seed / total,
-                }
-            )
-    return pd.DataFrame(rows, columns=["dataset", "score", "model", "hyperparameter", "seed", "runs"])
+    columns = ["dataset", "score", "model", "hyperparameter", "seed", "runs"]
+    cells = ["dataset", "score"]
+    long = _long_scores(table, scores, ["dataset", "model", "value"]).dropna()
+    y = long["number"]
+    grand = long.groupby(cells)["number"].transform("mean")
+    model_mean = long.groupby([*cells, "model"])["number"].transform("mean")
+    cell_mean = long.groupby([*cells, "model", "value"])["number"].transform("mean")
+    squares = long[cells].assign(
+        total=(y - grand) ** 2,
+        model=(model_mean - grand) ** 2,
+        hyperparameter=(cell_mean - model_mean) ** 2,
+        seed=(y - cell_mean) ** 2,
+        scale=y**2,
+        runs=1,
+    )
+    every = pd.MultiIndex.from_product(
+        [table["dataset"].dropna().unique(), [s.label for s in scores]], names=cells
+    )  # a score without numbers for a dataset still gets its row
+    if every.empty:
+        return pd.DataFrame(columns=columns)
+    sums = squares.groupby(cells, sort=False).sum().reindex(every)
+    runs = sums["runs"].fillna(0).astype(int)
+    varies = (runs >= 2) & (sums["total"] > 1e-12 * np.maximum(1.0, sums["scale"]))
+    shares = sums[["model", "hyperparameter", "seed"]].div(sums["total"], axis=0).where(varies, np.nan)
+    return shares.assign(runs=runs).reset_index().reindex(columns=columns)
 
 
 # -- 5. downstream tasks ----------------------------------------------------------------------------
@@ -273,12 +254,9 @@ def downstream_correlation(table: pd.DataFrame, scores: Sequence[Score]) -> dict
         targets = downstream_targets(group)
         if not targets:
             continue
-        matrix = pd.DataFrame(np.nan, index=[s.label for s in scores], columns=list(targets))
-        for score in scores:
-            values = pd.to_numeric(group[score.column], errors="coerce")
-            for label, target in targets.items():
-                matrix.loc[score.label, label] = _spearman(values, target)[0]
-        out[dataset] = matrix
+        columns = pd.concat([_numeric(group, [s.column for s in scores]), pd.DataFrame(targets)], axis=1)
+        matrix = _spearman_matrix(columns).iloc[: len(scores), len(scores) :]
+        out[dataset] = pd.DataFrame(matrix.to_numpy(), index=[s.label for s in scores], columns=list(targets))
     return out
 
 
@@ -286,12 +264,9 @@ def downstream_correlation(table: pd.DataFrame, scores: Sequence[Score]) -> dict
 def _win_rate(selector: np.ndarray, target: np.ndarray) -> float:
     """P(target of the run with the best selector > target of a different run drawn at random); ties 1/2.
     Ties in the selector are averaged over the tied runs."""
-    best = np.flatnonzero(selector == selector.max())
-    rates = []
-    for i in best:
-        others = np.delete(target, i)
-        rates.append(((others < target[i]).sum() + 0.5 * (others == target[i]).sum()) / len(others))
-    return float(np.mean(rates))
+    # A run's average rank less one counts the other runs it beats, plus 1/2 for each it ties.
+    beaten = rankdata(target)[selector == selector.max()] - 1
+    return float(np.mean(beaten / (len(target) - 1)))
 
 
 def selection_win_rate(

@@ -18,12 +18,31 @@ WAL mode with a busy timeout, so ``untwine study status`` and notebooks can read
 ``open_store(target)`` takes a study directory or ``.sqlite`` path, or a ``postgresql://`` URL; with a
 URL, every study lives in its own schema (``untwine_<study id>``, or the URL's ``#schema`` fragment).
 Non-finite numbers are stored as NULL.
+
+Both SQL dialects go through SQLAlchemy Core: the tables are :class:`sqlalchemy.Table` objects of one
+``MetaData`` (created with ``create_all``, which leaves existing tables alone), every write is one
+``engine.begin()`` transaction, and the one upsert (``meta``) uses the dialect's own
+``insert(...).on_conflict_do_update``.  PostgreSQL reaches the study's schema through the engine's
+``schema_translate_map`` (the tables are declared without a schema) and connects with psycopg 3.
+
+What SQLAlchemy leaves to us, and why:
+
+* SQLite's write lock is taken up front (``BEGIN IMMEDIATE``) with SQLAlchemy's documented recipe for
+  sqlite3 before Python 3.12 (``isolation_level = None`` on connect, our own ``BEGIN`` in the ``begin``
+  event): sqlite3's own deferred ``BEGIN`` would fail with "database is locked" when a reader's
+  transaction has to be upgraded while another process writes.  Reads use a plain (deferred) ``BEGIN``.
+* The WAL journal, ``synchronous = NORMAL`` and foreign keys are per-connection PRAGMAs set in the
+  ``connect`` event; SQLAlchemy has no option for them.
+* A forked process must not use its parent's pooled connections: the engine's pool is dropped
+  (``Engine.dispose(close=False)``, as SQLAlchemy advises for multiprocessing) when the store is first
+  used in another process.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -31,72 +50,79 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+
 STORE_NAME = "results.sqlite"
 STATUSES = ("pending", "running", "done", "failed")
 
-_RUN_COLUMNS = (
-    "model_num",
-    "dataset",
-    "model",
-    "parameter",
-    "value",
-    "value_index",
-    "seed",
-    "config_json",
-    "config_hash",
-    "status",
-    "attempts",
-    "created_at",
-    "started_at",
-    "finished_at",
-    "train_seconds",
-    "eval_seconds",
-    "worker",
-    "versions_json",
-    "git_commit",
-    "error",
-    "traceback",
+# The column types are spelled as in the first stores (BIGINT, TEXT, DOUBLE PRECISION, INTEGER), so that
+# existing results.sqlite files and PostgreSQL schemas hold exactly what new ones do.
+_DOUBLE = sa.DOUBLE_PRECISION(asdecimal=False)
+METADATA = sa.MetaData()
+
+META = sa.Table(
+    "meta",
+    METADATA,
+    sa.Column("key", sa.TEXT, primary_key=True),
+    sa.Column("value", sa.TEXT, nullable=False),
 )
 
-_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-    """CREATE TABLE IF NOT EXISTS runs (
-        model_num BIGINT PRIMARY KEY,
-        dataset TEXT NOT NULL,
-        model TEXT NOT NULL,
-        parameter TEXT NOT NULL,
-        value DOUBLE PRECISION NOT NULL,
-        value_index INTEGER NOT NULL,
-        seed INTEGER NOT NULL,
-        config_json TEXT NOT NULL,
-        config_hash TEXT NOT NULL,
-        status TEXT NOT NULL,
-        attempts INTEGER NOT NULL DEFAULT 0,
-        created_at DOUBLE PRECISION,
-        started_at DOUBLE PRECISION,
-        finished_at DOUBLE PRECISION,
-        train_seconds DOUBLE PRECISION,
-        eval_seconds DOUBLE PRECISION,
-        worker TEXT,
-        versions_json TEXT,
-        git_commit TEXT,
-        error TEXT,
-        traceback TEXT)""",
-    """CREATE TABLE IF NOT EXISTS results (
-        model_num BIGINT NOT NULL REFERENCES runs(model_num),
-        representation TEXT NOT NULL,
-        metric TEXT NOT NULL,
-        key TEXT NOT NULL,
-        value DOUBLE PRECISION,
-        PRIMARY KEY (model_num, representation, metric, key))""",
-    """CREATE TABLE IF NOT EXISTS evaluations (
-        model_num BIGINT NOT NULL REFERENCES runs(model_num),
-        representation TEXT NOT NULL,
-        metric TEXT NOT NULL,
-        seconds DOUBLE PRECISION,
-        result_json TEXT,
-        PRIMARY KEY (model_num, representation, metric))""",
-    "CREATE INDEX IF NOT EXISTS results_metric ON results (metric, key)",
+RUNS = sa.Table(
+    "runs",
+    METADATA,
+    sa.Column("model_num", sa.BIGINT, primary_key=True, autoincrement=False),
+    sa.Column("dataset", sa.TEXT, nullable=False),
+    sa.Column("model", sa.TEXT, nullable=False),
+    sa.Column("parameter", sa.TEXT, nullable=False),
+    sa.Column("value", _DOUBLE, nullable=False),
+    sa.Column("value_index", sa.INTEGER, nullable=False),
+    sa.Column("seed", sa.INTEGER, nullable=False),
+    sa.Column("config_json", sa.TEXT, nullable=False),
+    sa.Column("config_hash", sa.TEXT, nullable=False),
+    sa.Column("status", sa.TEXT, nullable=False),
+    sa.Column("attempts", sa.INTEGER, nullable=False, server_default=sa.text("0")),
+    sa.Column("created_at", _DOUBLE),
+    sa.Column("started_at", _DOUBLE),
+    sa.Column("finished_at", _DOUBLE),
+    sa.Column("train_seconds", _DOUBLE),
+    sa.Column("eval_seconds", _DOUBLE),
+    sa.Column("worker", sa.TEXT),
+    sa.Column("versions_json", sa.TEXT),
+    sa.Column("git_commit", sa.TEXT),
+    sa.Column("error", sa.TEXT),
+    sa.Column("traceback", sa.TEXT),
+)
+
+RESULTS = sa.Table(
+    "results",
+    METADATA,
+    sa.Column("model_num", sa.BIGINT, sa.ForeignKey("runs.model_num"), primary_key=True, autoincrement=False),
+    sa.Column("representation", sa.TEXT, primary_key=True),
+    sa.Column("metric", sa.TEXT, primary_key=True),
+    sa.Column("key", sa.TEXT, primary_key=True),
+    sa.Column("value", _DOUBLE),
+    sa.Index("results_metric", "metric", "key"),
+)
+
+EVALUATIONS = sa.Table(
+    "evaluations",
+    METADATA,
+    sa.Column("model_num", sa.BIGINT, sa.ForeignKey("runs.model_num"), primary_key=True, autoincrement=False),
+    sa.Column("representation", sa.TEXT, primary_key=True),
+    sa.Column("metric", sa.TEXT, primary_key=True),
+    sa.Column("seconds", _DOUBLE),
+    sa.Column("result_json", sa.TEXT),
+)
+
+_RUN_COLUMNS = tuple(RUNS.columns.keys())
+_RESULT_COLUMNS = (
+    RESULTS.c.model_num,
+    RESULTS.c.representation,
+    RESULTS.c.metric,
+    RESULTS.c.key,
+    RESULTS.c.value,
 )
 
 
@@ -120,51 +146,50 @@ def flatten_values(values: Mapping[str, Any], prefix: str = "") -> Iterator[tupl
             yield name, number if math.isfinite(number) else None
 
 
+# The INSERT construct of each dialect the store runs on (for its ON CONFLICT upsert).
+_DIALECT_INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+# Execution option read by the SQLite ``begin`` hook: the statement that opens the transaction.
+_SQLITE_BEGIN = "untwine_sqlite_begin"
+
+
 class ResultStore:
-    """Common SQL over a DB-API connection; subclasses provide the connection and the placeholder."""
+    """The store's reads and writes on a SQLAlchemy engine; build one with :func:`open_store`.
 
-    placeholder = "?"
-    location = ""  # for people: path, or URL without password plus schema
-    target = ""  # for open_store: reopens this store (never holds a password)
+    ``location`` names the store for people (path, or URL without password plus schema); ``target``
+    reopens it with ``open_store`` (never holds a password); ``schema`` is the PostgreSQL schema (None
+    for SQLite).
+    """
 
-    def __init__(self) -> None:
-        self._create_schema()
+    def __init__(self, engine: Engine, location: str, target: str, schema: str | None = None):
+        self.engine, self.location, self.target, self.schema = engine, location, target, schema
+        self._insert = _DIALECT_INSERTS[engine.dialect.name]
+        self._pid = os.getpid()
+        with self._writing() as connection:
+            if schema is not None:
+                connection.execute(sa.schema.CreateSchema(schema, if_not_exists=True))
+            METADATA.create_all(connection)
 
     # -- plumbing -----------------------------------------------------------------------------------
-    def _connection(self):
-        raise NotImplementedError
-
-    def _sql(self, sql: str) -> str:
-        return sql.replace("?", self.placeholder) if self.placeholder != "?" else sql
-
-    def _begin(self, connection, write: bool) -> None:
-        pass
+    def _engine(self) -> Engine:
+        if self._pid != os.getpid():  # a forked child: leave the parent's pooled connections alone
+            self.engine.dispose(close=False)
+            self._pid = os.getpid()
+        return self.engine
 
     @contextmanager
-    def transaction(self, write: bool = True):
-        """One transaction; ``write=False`` for reads (SQLite then takes no write lock)."""
-        connection = self._connection()
-        self._begin(connection, write)
-        try:
-            cursor = connection.cursor()
-            yield _Cursor(cursor, self)
-            connection.commit()
-        except BaseException:
-            connection.rollback()
-            raise
+    def _writing(self) -> Iterator[Connection]:
+        """One write transaction (on SQLite it takes the write lock up front); commits on success."""
+        with self._engine().connect() as connection:
+            connection.execution_options(**{_SQLITE_BEGIN: "BEGIN IMMEDIATE"})
+            with connection.begin():
+                yield connection
 
-    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
-        with self.transaction(write=False) as cursor:
-            cursor.execute(sql, params)
-            return cursor.fetchall()
-
-    def _create_schema(self) -> None:
-        with self.transaction() as cursor:
-            for statement in _SCHEMA:
-                cursor.execute(statement)
+    def _read(self, statement) -> list[tuple]:
+        with self._engine().connect() as connection:
+            return [tuple(row) for row in connection.execute(statement)]
 
     def close(self) -> None:
-        pass
+        self.engine.dispose()
 
     def __enter__(self):
         return self
@@ -174,14 +199,16 @@ class ResultStore:
 
     # -- meta -------------------------------------------------------------------------------------------
     def set_meta(self, key: str, value: Any) -> None:
-        with self.transaction() as cursor:
-            cursor.execute(
-                "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (key, json.dumps(value, sort_keys=True)),
+        insert = self._insert(META).values(key=key, value=json.dumps(value, sort_keys=True))
+        with self._writing() as connection:
+            connection.execute(
+                insert.on_conflict_do_update(
+                    index_elements=[META.c.key], set_={"value": insert.excluded.value}
+                )
             )
 
     def get_meta(self, key: str, default: Any = None) -> Any:
-        rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
+        rows = self._read(sa.select(META.c.value).where(META.c.key == key))
         return json.loads(rows[0][0]) if rows else default
 
     # -- runs -------------------------------------------------------------------------------------------
@@ -192,41 +219,41 @@ class ResultStore:
         :class:`ConfigMismatchError` (a different --steps or --set into the same study directory).
         """
         specs = list(specs)
-        existing = dict(self._query("SELECT model_num, config_hash FROM runs"))
+        existing = dict(self._read(sa.select(RUNS.c.model_num, RUNS.c.config_hash)))
         now = time.time()
-        new = 0
-        with self.transaction() as cursor:
-            for spec in specs:
-                stored = existing.get(spec.model_num)
-                if stored is not None:
-                    if stored != spec.config_hash:
-                        raise ConfigMismatchError(
-                            f"model_num {spec.model_num} is already stored with another training config "
-                            f"(hash {stored}, now {spec.config_hash}); use a new study directory for other "
-                            "settings (--steps, --set) or delete the old results"
-                        )
-                    continue
-                cursor.execute(
-                    "INSERT INTO runs (model_num, dataset, model, parameter, value, value_index, seed, config_json, "
-                    "config_hash, status, attempts, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 'pending', 0, ?)",
-                    (
-                        spec.model_num,
-                        spec.dataset,
-                        spec.model,
-                        spec.parameter,
-                        spec.value,
-                        spec.value_index,
-                        spec.seed,
-                        json.dumps(spec.config, sort_keys=True),
-                        spec.config_hash,
-                        now,
-                    ),
+        new_runs = []
+        for spec in specs:
+            stored = existing.get(spec.model_num)
+            if stored is None:
+                new_runs.append(
+                    {
+                        "model_num": spec.model_num,
+                        "dataset": spec.dataset,
+                        "model": spec.model,
+                        "parameter": spec.parameter,
+                        "value": spec.value,
+                        "value_index": spec.value_index,
+                        "seed": spec.seed,
+                        "config_json": json.dumps(spec.config, sort_keys=True),
+                        "config_hash": spec.config_hash,
+                        "status": "pending",
+                        "attempts": 0,
+                        "created_at": now,
+                    }
                 )
-                new += 1
-        return new
+            elif stored != spec.config_hash:
+                raise ConfigMismatchError(
+                    f"model_num {spec.model_num} is already stored with another training config "
+                    f"(hash {stored}, now {spec.config_hash}); use a new study directory for other "
+                    "settings (--steps, --set) or delete the old results"
+                )
+        if new_runs:
+            with self._writing() as connection:
+                connection.execute(sa.insert(RUNS), new_runs)
+        return len(new_runs)
 
     def runs(self, model_nums: Iterable[int] | None = None) -> list[dict[str, Any]]:
-        rows = self._query(f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs ORDER BY model_num")
+        rows = self._read(sa.select(RUNS).order_by(RUNS.c.model_num))
         out = [dict(zip(_RUN_COLUMNS, row, strict=True)) for row in rows]
         if model_nums is not None:
             wanted = set(model_nums)
@@ -239,19 +266,28 @@ class ResultStore:
             counts[run["status"]] = counts.get(run["status"], 0) + 1
         return counts
 
+    def _update_run(self, model_num: int, **values: Any) -> None:
+        with self._writing() as connection:
+            connection.execute(sa.update(RUNS).where(RUNS.c.model_num == model_num).values(**values))
+
     def mark_running(self, model_num: int, worker: str = "") -> None:
-        with self.transaction() as cursor:
-            cursor.execute(
-                "UPDATE runs SET status = 'running', attempts = attempts + 1, started_at = ?, worker = ?, "
-                "error = NULL, traceback = NULL WHERE model_num = ?",
-                (time.time(), worker, model_num),
-            )
+        self._update_run(
+            model_num,
+            status="running",
+            attempts=RUNS.c.attempts + 1,
+            started_at=time.time(),
+            worker=worker,
+            error=None,
+            traceback=None,
+        )
 
     def reset_interrupted(self) -> int:
         """Runs left ``running`` by a killed driver go back to ``pending``; returns how many."""
-        with self.transaction() as cursor:
-            cursor.execute("UPDATE runs SET status = 'pending' WHERE status = 'running'")
-            return cursor.rowcount
+        with self._writing() as connection:
+            result = connection.execute(
+                sa.update(RUNS).where(RUNS.c.status == "running").values(status="pending")
+            )
+            return result.rowcount
 
     def record_failure(
         self,
@@ -262,12 +298,16 @@ class ResultStore:
         seconds: Mapping[str, float] | None = None,
     ) -> None:
         seconds = seconds or {}
-        with self.transaction() as cursor:
-            cursor.execute(
-                "UPDATE runs SET status = 'failed', finished_at = ?, error = ?, traceback = ?, worker = ?, "
-                "train_seconds = ?, eval_seconds = ? WHERE model_num = ?",
-                (time.time(), error, traceback, worker, seconds.get("train"), seconds.get("eval"), model_num),
-            )
+        self._update_run(
+            model_num,
+            status="failed",
+            finished_at=time.time(),
+            error=error,
+            traceback=traceback,
+            worker=worker,
+            train_seconds=seconds.get("train"),
+            eval_seconds=seconds.get("eval"),
+        )
 
     def record_success(self, model_num: int, payload: Mapping[str, Any]) -> None:
         """Store a finished model: its results replace any earlier ones, and the run becomes ``done``.
@@ -275,71 +315,65 @@ class ResultStore:
         ``payload``: ``evaluations`` -- a list of ``{representation, metric, seconds, result}`` (``result``
         with a ``values`` dict); ``train_seconds``, ``eval_seconds``, ``versions``, ``git_commit``, ``worker``.
         """
-        rows, evaluations = [], []
+        results, evaluations = [], []
         for item in payload.get("evaluations", ()):
-            rep, metric = item["representation"], item["metric"]
+            cell = {
+                "model_num": model_num,
+                "representation": item["representation"],
+                "metric": item["metric"],
+            }
             values = (item.get("result") or {}).get("values", {})
-            for key, value in flatten_values(values):
-                rows.append((model_num, rep, metric, key, value))
+            results.extend({**cell, "key": key, "value": value} for key, value in flatten_values(values))
             evaluations.append(
-                (
-                    model_num,
-                    rep,
-                    metric,
-                    item.get("seconds"),
-                    json.dumps(_jsonable(item.get("result")), sort_keys=True, allow_nan=True),
+                {
+                    **cell,
+                    "seconds": item.get("seconds"),
+                    "result_json": json.dumps(_jsonable(item.get("result")), sort_keys=True, allow_nan=True),
+                }
+            )
+        with self._writing() as connection:
+            connection.execute(sa.delete(RESULTS).where(RESULTS.c.model_num == model_num))
+            connection.execute(sa.delete(EVALUATIONS).where(EVALUATIONS.c.model_num == model_num))
+            if results:
+                connection.execute(sa.insert(RESULTS), results)
+            if evaluations:
+                connection.execute(sa.insert(EVALUATIONS), evaluations)
+            connection.execute(
+                sa.update(RUNS)
+                .where(RUNS.c.model_num == model_num)
+                .values(
+                    status="done",
+                    finished_at=time.time(),
+                    train_seconds=payload.get("train_seconds"),
+                    eval_seconds=payload.get("eval_seconds"),
+                    worker=payload.get("worker", ""),
+                    versions_json=json.dumps(payload.get("versions") or {}, sort_keys=True),
+                    git_commit=payload.get("git_commit"),
+                    error=None,
+                    traceback=None,
                 )
-            )
-        with self.transaction() as cursor:
-            cursor.execute("DELETE FROM results WHERE model_num = ?", (model_num,))
-            cursor.execute("DELETE FROM evaluations WHERE model_num = ?", (model_num,))
-            cursor.executemany(
-                "INSERT INTO results (model_num, representation, metric, key, value) VALUES (?, ?, ?, ?, ?)",
-                rows,
-            )
-            cursor.executemany(
-                "INSERT INTO evaluations (model_num, representation, metric, seconds, result_json) "
-                "VALUES (?, ?, ?, ?, ?)",
-                evaluations,
-            )
-            cursor.execute(
-                "UPDATE runs SET status = 'done', finished_at = ?, train_seconds = ?, eval_seconds = ?, worker = ?, "
-                "versions_json = ?, git_commit = ?, error = NULL, traceback = NULL WHERE model_num = ?",
-                (
-                    time.time(),
-                    payload.get("train_seconds"),
-                    payload.get("eval_seconds"),
-                    payload.get("worker", ""),
-                    json.dumps(payload.get("versions") or {}, sort_keys=True),
-                    payload.get("git_commit"),
-                    model_num,
-                ),
             )
 
     def evaluated(self, model_num: int) -> set[tuple[str, str]]:
         """(representation, metric) pairs stored for a run."""
-        return {
-            (r, m)
-            for r, m in self._query(
-                "SELECT representation, metric FROM evaluations WHERE model_num = ?", (model_num,)
-            )
-        }
+        statement = sa.select(EVALUATIONS.c.representation, EVALUATIONS.c.metric).where(
+            EVALUATIONS.c.model_num == model_num
+        )
+        return set(self._read(statement))
 
     def evaluated_all(self) -> dict[int, set[tuple[str, str]]]:
         out: dict[int, set[tuple[str, str]]] = {}
-        for num, rep, metric in self._query("SELECT model_num, representation, metric FROM evaluations"):
+        statement = sa.select(EVALUATIONS.c.model_num, EVALUATIONS.c.representation, EVALUATIONS.c.metric)
+        for num, rep, metric in self._read(statement):
             out.setdefault(int(num), set()).add((rep, metric))
         return out
 
     # -- reading ------------------------------------------------------------------------------------------
     def result_rows(self) -> list[tuple]:
-        return self._query(
-            "SELECT model_num, representation, metric, key, value FROM results "
-            "ORDER BY model_num, representation, metric, key"
-        )
+        return self._read(sa.select(*_RESULT_COLUMNS).order_by(*_RESULT_COLUMNS[:4]))
 
     def num_results(self) -> int:
-        return int(self._query("SELECT COUNT(*) FROM results")[0][0])
+        return int(self._read(sa.select(sa.func.count()).select_from(RESULTS))[0][0])
 
     def runs_frame(self):
         """A pandas DataFrame with one row per run (config and versions as JSON strings)."""
@@ -409,141 +443,32 @@ class ResultStore:
         return written
 
 
-class _Cursor:
-    """A DB-API cursor that rewrites ``?`` placeholders for the backend."""
+def sqlite_engine(path: str | Path, timeout: float = 60.0) -> Engine:
+    """An engine on one SQLite file in WAL mode, waiting up to ``timeout`` seconds for another
+    process's write lock; write transactions take the lock up front (see the module docstring)."""
+    engine = sa.create_engine(URL.create("sqlite", database=str(path)), connect_args={"timeout": timeout})
 
-    def __init__(self, cursor, store: ResultStore):
-        self.cursor, self.store = cursor, store
+    @sa.event.listens_for(engine, "connect")
+    def _configure(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None  # sqlite3 emits no BEGIN of its own; _begin does
+        for pragma in ("journal_mode = WAL", "synchronous = NORMAL", "foreign_keys = ON"):
+            dbapi_connection.execute(f"PRAGMA {pragma}")
 
-    def execute(self, sql: str, params: Sequence[Any] = ()):
-        self.cursor.execute(self.store._sql(sql), tuple(params))
-        return self
+    @sa.event.listens_for(engine, "begin")
+    def _begin(connection):
+        connection.exec_driver_sql(connection.get_execution_options().get(_SQLITE_BEGIN, "BEGIN"))
 
-    def executemany(self, sql: str, rows: Sequence[Sequence[Any]]):
-        if rows:
-            self.cursor.executemany(self.store._sql(sql), [tuple(r) for r in rows])
-        return self
-
-    def fetchall(self) -> list[tuple]:
-        return [tuple(r) for r in self.cursor.fetchall()]
-
-    @property
-    def rowcount(self) -> int:
-        return self.cursor.rowcount
+    return engine
 
 
-class SQLiteStore(ResultStore):
-    """One SQLite file in WAL mode; connections are opened per process (safe after fork/spawn)."""
-
-    def __init__(self, path: str | Path, timeout: float = 60.0):
-        self.path = Path(path)
-        self.location = str(self.path)
-        self.target = str(self.path.resolve())
-        self.timeout = timeout
-        self._conn = None
-        self._pid = None
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        super().__init__()
-
-    def _connection(self):
-        import os
-        import sqlite3
-
-        if self._conn is None or self._pid != os.getpid():
-            conn = sqlite3.connect(str(self.path), timeout=self.timeout, isolation_level=None)
-            conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute("PRAGMA foreign_keys = ON")
-            self._conn, self._pid = _SQLiteConnection(conn), os.getpid()
-        return self._conn
-
-    def _begin(self, connection, write: bool) -> None:
-        connection.begin(write)
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.raw.close()
-            self._conn = None
-
-
-class _SQLiteConnection:
-    """sqlite3 in autocommit mode with explicit BEGIN IMMEDIATE, so a transaction takes the write lock
-    up front instead of failing on upgrade when another process writes."""
-
-    def __init__(self, raw):
-        self.raw = raw
-        self.open = False
-
-    def begin(self, write: bool) -> None:
-        if write and not self.open:
-            self.raw.execute("BEGIN IMMEDIATE")
-            self.open = True
-
-    def cursor(self):
-        return self.raw.cursor()
-
-    def commit(self):
-        if self.open:
-            self.raw.execute("COMMIT")
-            self.open = False
-
-    def rollback(self):
-        if self.open:
-            self.raw.execute("ROLLBACK")
-            self.open = False
-
-
-class PostgresStore(ResultStore):
-    """A PostgreSQL database (psycopg 3); each study in its own schema."""
-
-    placeholder = "%s"
-
-    def __init__(self, url: str, schema: str):
-        try:
-            import psycopg
-        except ImportError:
-            raise RuntimeError("a PostgreSQL store needs psycopg: pip install 'untwine[postgres]'") from None
-        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", schema):
-            raise ValueError(f"schema name must be lower-case letters, digits and _, got {schema!r}")
-        self.url, self.schema = url, schema
-        self.location = f"{_redact(url)} (schema {schema})"
-        self.target = _without_password(url) + "#" + schema  # the password: PGPASSWORD or ~/.pgpass
-        self._psycopg = psycopg
-        self._conn = None
-        self._pid = None
-        super().__init__()
-
-    def _connection(self):
-        import os
-
-        if self._conn is None or self._pid != os.getpid() or self._conn.closed:
-            conn = self._psycopg.connect(self.url, autocommit=False)
-            with conn.cursor() as cursor:
-                cursor.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
-                cursor.execute(f'SET search_path TO "{self.schema}"')
-            conn.commit()
-            self._conn, self._pid = conn, os.getpid()
-        return self._conn
-
-    def close(self) -> None:
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
-
-
-def _without_password(url: str) -> str:
-    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1@", url)
-
-
-def _redact(url: str) -> str:
-    return re.sub(r"//([^:/@]+):[^@]*@", r"//\1:***@", url)
-
-
-def _jsonable(value: Any) -> Any:
-    from untwine.utils.io import to_jsonable
-
-    return to_jsonable(value)
+def postgres_engine(url: str | URL, schema: str) -> Engine:
+    """An engine on a PostgreSQL database (psycopg 3) whose tables live in ``schema``."""
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        raise RuntimeError("a PostgreSQL store needs psycopg: pip install 'untwine[postgres]'") from None
+    url = make_url(url).set(drivername="postgresql+psycopg")
+    return sa.create_engine(url).execution_options(schema_translate_map={None: schema})
 
 
 def is_database_url(target: str | Path) -> bool:
@@ -552,14 +477,32 @@ def is_database_url(target: str | Path) -> bool:
 
 def open_store(target: str | Path, study_id: str | None = None) -> ResultStore:
     """A store from a study directory (``DIR/results.sqlite``), a ``.sqlite``/``.db`` file or a
-    ``postgresql://`` URL (schema ``untwine_<study_id>`` unless the URL ends in ``#schema``)."""
+    ``postgresql://`` URL (schema ``untwine_<study id>`` unless the URL ends in ``#schema``)."""
     text = str(target)
     if is_database_url(text):
-        url, _, schema = text.partition("#")
+        address, _, schema = text.partition("#")
         if not schema:
             schema = "untwine_" + re.sub(r"[^a-z0-9_]", "_", (study_id or "study").lower())
-        return PostgresStore(url, schema[:63])
+        schema = schema[:63]
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", schema):
+            raise ValueError(f"schema name must be lower-case letters, digits and _, got {schema!r}")
+        url = make_url(address)
+        return ResultStore(
+            postgres_engine(url, schema),
+            location=f"{url.render_as_string(hide_password=True)} (schema {schema})",
+            # the password comes from PGPASSWORD or ~/.pgpass when the study is reopened (URL.set cannot
+            # unset a field: it skips None, hence the namedtuple _replace)
+            target=url._replace(password=None).render_as_string(hide_password=False) + "#" + schema,
+            schema=schema,
+        )
     path = Path(text)
-    if path.suffix in (".sqlite", ".db", ".sqlite3"):
-        return SQLiteStore(path)
-    return SQLiteStore(path / STORE_NAME)
+    if path.suffix not in (".sqlite", ".db", ".sqlite3"):
+        path = path / STORE_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return ResultStore(sqlite_engine(path), location=str(path), target=str(path.resolve()))
+
+
+def _jsonable(value: Any) -> Any:
+    from untwine.utils.io import to_jsonable
+
+    return to_jsonable(value)
