@@ -652,3 +652,23 @@ def test_progress_messages_without_a_terminal_and_the_status_text():
     assert "2/4 done, 0 running, 1 failed, 1 pending; 10 stored numbers" in text
     assert "65.0 s per model" in text and "1m05s of work left" in text
     assert "failed model 3: ValueError: boom" in text and "--retry-failed" in text
+
+
+def test_export_falls_back_to_csv_without_pyarrow(tmp_path, monkeypatch):
+    import sys
+
+    from untwine.studies.runner import export_study
+
+    specs = expand(SMOKE_TEST, Selection(models=("beta_vae",), seeds=(0,)))
+    write_study_file(tmp_path, SMOKE_TEST, Selection(models=("beta_vae",), seeds=(0,)), "results.sqlite")
+    with open_store(tmp_path) as store:
+        store.register_runs(specs)
+        store.record_success(specs[0].model_num, _payload(0.5))
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # `import pyarrow` fails
+    export = export_study(tmp_path)
+    assert sorted(p.name for p in export.paths) == ["results.csv", "results_wide.csv", "runs.csv"]
+    assert "pyarrow" in export.skipped and export.skipped.endswith("wrote CSV only")
+    with pytest.raises(RuntimeError, match="pyarrow"):
+        export_study(tmp_path, formats=("parquet",))
+    with pytest.raises(FileNotFoundError, match="not a study directory"):
+        export_study(tmp_path / "nowhere")

@@ -56,7 +56,11 @@ def _selection_flags(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="extra training config override, e.g. learning_rate=5e-4 (repeatable)",
     )
-    group.add_argument("--model-num", dest="model_nums", help="only these model numbers, e.g. 4321 or 0-9")
+    group.add_argument(
+        "--model-num",
+        dest="model_nums",
+        help="only these model numbers, e.g. 4321 or 0-9; with other selection flags each must lie inside them",
+    )
     group = parser.add_argument_group("evaluation")
     group.add_argument(
         "--metrics",
