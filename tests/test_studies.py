@@ -3,8 +3,11 @@ the results store (SQLite; PostgreSQL in test_studies_postgres.py) and the CLI's
 
 import dataclasses
 import json
+import pickle
+import re
 import sqlite3
 import threading
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,12 +18,16 @@ from untwine.studies.definitions import SMOKE_TEST, UNSUPERVISED_STUDY_V1, Model
 from untwine.studies.grid import (
     Selection,
     config_hash,
+    dataset_slot,
     decode_model_num,
     expand,
+    model_num,
     parse_int_list,
     parse_values,
     spec_for_model_num,
 )
+from untwine.studies.planning import EvaluationChoice, apply_evaluation, parse_metric_params, resolve_study
+from untwine.studies.runner import write_study_file
 from untwine.studies.store import ConfigMismatchError, flatten_values, open_store
 
 V1 = UNSUPERVISED_STUDY_V1
@@ -159,11 +166,10 @@ def test_selection_scales_down_and_keeps_numbers():
         assert run.value == V1.model(run.model).values[run.value_index]
         if run.model == "annealed_vae":  # 100k of 300k steps -> 1000 of 3000
             assert run.config["model_params"]["iteration_threshold"] == 1000
-    # procedural datasets are numbered after the study's seven, in registry order
-    from untwine.data import list_datasets
-
-    base = (7 + list_datasets().index("procedural_dsprites")) * 1800
-    assert min(r.model_num for r in runs if r.dataset == "procedural_dsprites") == base
+    # procedural datasets are numbered after the study's seven, in a slot derived from their name
+    assert dataset_slot("procedural_dsprites") == 5922
+    base = (7 + 5922) * 1800
+    assert min(r.model_num for r in runs if r.dataset == "procedural_dsprites") == base == 10_672_200
     # by value, for one model
     runs = expand(
         V1,
@@ -403,44 +409,129 @@ def test_cli_dry_run_and_reproduce_print_only(capsys):
     assert "seed 77 is not in study" in capsys.readouterr().err
 
 
-def test_cli_evaluation_flags_change_the_study():
-    from untwine.cli import build_parser
-    from untwine.cli.study import _resolve_study
-
-    args = build_parser().parse_args(
-        [
-            "study",
-            "run",
-            "smoke_test",
-            "--dir",
-            "/nonexistent",
-            "--metrics",
-            "mig,dci",
-            "--fast",
-            "--metric-param",
-            "dci.num_train=300",
-            "--metric-param",
-            "downstream_task_boosted_trees.num_train=[100,1000]",
-        ]
-    )
+def test_evaluation_choices_change_the_study():
     with pytest.raises(ValueError, match="metric_params for metrics it does not compute"):
-        _resolve_study(args)
-    args = build_parser().parse_args(
-        [
-            "study",
-            "run",
+        resolve_study(
             "smoke_test",
-            "--metrics",
-            "mig,dci",
-            "--fast",
-            "--metric-param",
-            "dci.num_train=300",
-        ]
+            Path("/nonexistent"),
+            evaluation=EvaluationChoice(
+                metrics=("mig", "dci"),
+                fast=True,
+                metric_params=parse_metric_params(
+                    ["dci.num_train=300", "downstream_task_boosted_trees.num_train=[100,1000]"]
+                ),
+            ),
+        )
+    plan = resolve_study(
+        "smoke_test",
+        None,
+        evaluation=EvaluationChoice(
+            metrics=("mig", "dci"), fast=True, metric_params=parse_metric_params(["dci.num_train=300"])
+        ),
     )
-    study, selection, study_dir, store = _resolve_study(args)
-    assert study.metrics == ("mig", "dci") and study.fast and store is None
+    study = plan.study
+    assert study.metrics == ("mig", "dci") and study.fast and plan.store is None and not plan.continued
     assert study.metric_params == {"mig": {"num_train": 500}, "dci": {"num_train": 300}}
-    assert str(study_dir) == "studies/smoke_test" and selection == Selection()
+    assert str(plan.study_dir) == "studies/smoke_test" and plan.selection == Selection()
+    # aliases become canonical names (results and metric files use them); one preset expands
+    study = apply_evaluation(SMOKE_TEST, EvaluationChoice(metrics=("sap", "beta_vae")))
+    assert study.metrics == ("sap_score", "beta_vae_sklearn") and study.metric_params == {}
+    assert apply_evaluation(SMOKE_TEST, EvaluationChoice(metrics=("study",))).metrics == V1.metrics
+    assert apply_evaluation(SMOKE_TEST, EvaluationChoice(metrics=("all",))).metrics[-2:] == (
+        "fairness",
+        "irs",
+    )
+    with pytest.raises(ValueError, match="METRIC.KEY=VALUE"):
+        parse_metric_params(["num_train=3"])
+
+
+def test_a_study_directory_is_continued_with_its_saved_selection(tmp_path):
+    selection = Selection(models=("beta_vae",), seeds=(1,))
+    write_study_file(tmp_path, SMOKE_TEST, selection, "results.sqlite")
+    plan = resolve_study("smoke_test", tmp_path)
+    assert plan.continued and plan.selection == selection and plan.study == SMOKE_TEST
+    assert resolve_study(None, tmp_path).selection == selection
+    with pytest.raises(ValueError, match="need the study name too"):
+        resolve_study(None, tmp_path, Selection(seeds=(0,)))
+    assert not resolve_study("smoke_test", tmp_path, Selection(seeds=(0,))).continued
+    with pytest.raises(ValueError, match="name a study"):
+        resolve_study(None, tmp_path / "empty")
+
+
+# -- everything is checked before anything is written or trained ---------------------------------------
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--metrics", "nonexistent"], "unknown metric 'nonexistent'; known metrics: beta_vae_sklearn"),
+        (["--metrics", "mig,studyy"], "unknown metric 'studyy'.*presets: study, fairness_study, all"),
+        (["--metric-param", "mig.num_trian=5"], r"unknown parameters \['num_trian'\]; known: \['num_bins'"),
+        (["--metric-param", "dci.num_train=5"], "metric_params for metrics it does not compute: \\['dci'\\]"),
+        (["--metric-param", "num_train=5"], "METRIC.KEY=VALUE"),
+        (["--datasets", "mnist"], "unknown dataset 'mnist'; valid datasets: dsprites_full"),
+        (["--set", "learning_rat=1e-3"], "unknown config key 'learning_rat'; valid keys:"),
+        (["--set", "seed=3"], "dedicated flags"),
+        (["--models", "vae"], "has no model 'vae'"),
+        (["--model-num", "50000"], "model_num 50000 names no model of study 'smoke_test'"),
+        (["--datasets", "dsprites_full"], "dataset files are missing"),
+    ],
+)
+def test_bad_input_fails_before_anything_is_written(tmp_path, capsys, flags, message):
+    study_dir = tmp_path / "study"
+    code = cli_main(["study", "run", "smoke_test", "--dir", str(study_dir), "--executor", "inline", *flags])
+    err = capsys.readouterr().err
+    assert code == 1 and re.search(message, err), err
+    assert not study_dir.exists()  # no study.json, no store, no run directory
+
+
+def test_presets_and_aliases_are_accepted_by_the_cli(capsys):
+    for metrics in ("study", "fairness_study", "all", "sap,beta_vae,mig"):
+        flags = ["--metrics", metrics, "--models", "beta_vae", "--seeds", "0", "--dry-run"]
+        assert cli_main(["study", "run", "smoke_test", *flags]) == 0
+        assert capsys.readouterr().out.strip().endswith("2 models")
+
+
+# -- model numbers: published ones fixed, the others stable and never aliasing --------------------------
+def test_numbers_outside_the_grid_are_refused_not_aliased():
+    with pytest.raises(ValueError, match="model_num 12600 names no model of study 'unsupervised_study_v1'"):
+        decode_model_num(V1, 12_600)
+    with pytest.raises(ValueError, match="model_num 12600 names no model"):
+        expand(V1, Selection(model_nums=(12_600,)))
+    number = 10_672_200 + 4321 % 1800  # procedural_dsprites, the model of 4321 on noisy dSprites
+    assert decode_model_num(V1, number) == ("procedural_dsprites", "dip_vae_i", 2, 21)
+    (spec,) = expand(V1, Selection(model_nums=(number,)))
+    assert (spec.dataset, spec.model, spec.value, spec.seed) == ("procedural_dsprites", "dip_vae_i", 5.0, 21)
+
+
+def test_numbers_do_not_depend_on_the_registry_order(monkeypatch):
+    import untwine.data
+
+    names = untwine.data.list_datasets()
+    before = {name: model_num(V1, name, "beta_vae", 0, 0) for name in names}
+    assert before["dsprites_full"] == 0 and before["shapes3d"] == 10_800  # published
+    monkeypatch.setattr(untwine.data, "list_datasets", lambda: ["a_new_dataset", *reversed(names)])
+    assert {name: model_num(V1, name, "beta_vae", 0, 0) for name in names} == before
+    # two names in one slot would share numbers: refused, naming both
+    monkeypatch.setattr(untwine.data, "list_datasets", lambda: [*names, "extra_141", "extra_189"])
+    assert dataset_slot("extra_141") == dataset_slot("extra_189")
+    with pytest.raises(ValueError, match="'extra_141' and 'extra_189' share model-number slot 7371"):
+        model_num(V1, "procedural_dsprites", "beta_vae", 0, 0)
+    assert model_num(V1, "shapes3d", "beta_vae", 0, 0) == 10_800  # the study's own numbers still work
+
+
+def test_model_num_with_other_filters_must_lie_inside_them():
+    runs = expand(V1, Selection(model_nums=(4321, 4322), seeds=(21, 22), datasets=("noisy_dsprites",)))
+    assert [r.model_num for r in runs] == [4321, 4322]
+    for selection, flags in [
+        (Selection(model_nums=(4321,), seeds=(0,)), "--seeds"),
+        (Selection(model_nums=(4321,), datasets=("shapes3d",), models=("beta_vae",)), "--datasets, --models"),
+        (Selection(model_nums=(4321,), values=(0,)), "--values"),
+        (Selection(model_nums=(4321,), model_values={"dip_vae_i": (1.0,)}), "--values"),
+    ]:
+        with pytest.raises(ValueError, match=f"model_num 4321 .*is outside the selection's {flags};"):
+            expand(V1, selection)
+    message = "noisy_dsprites, dip_vae_i lambda_od=5, seed 21"
+    with pytest.raises(ValueError, match=message):
+        expand(V1, Selection(model_nums=(4321,), seeds=(0,)))
 
 
 def test_default_parallelism():
@@ -460,3 +551,124 @@ def test_scaled_runs_keep_checkpointing():
     assert (
         spec_for_model_num(V1, 0, steps=3000, train={"checkpoint_every": 7}).config["checkpoint_every"] == 7
     )
+
+
+# -- records, executors, progress ------------------------------------------------------------------------
+def test_task_and_result_records_pickle_and_give_the_store_its_payload(tmp_path):
+    from untwine.studies.records import Evaluation, ModelResult
+    from untwine.studies.runner import make_task
+
+    (spec,) = expand(SMOKE_TEST, Selection(models=("beta_vae",), values=(0,), seeds=(0,)))
+    task = make_task(spec, SMOKE_TEST, tmp_path, device="cpu", threads=2)
+    assert pickle.loads(pickle.dumps(task)) == task
+    assert (
+        task.run_dir == str((tmp_path / "runs" / "00000").resolve()) and task.config_hash == spec.config_hash
+    )
+    assert task.metrics == ("mig", "unsupervised") and task.metric_params["mig"] == {"num_train": 500}
+    assert (task.mode, task.threads, task.device) == ("faithful", 2, "cpu")
+    result = ModelResult(
+        model_num=0,
+        worker="host:1",
+        evaluations=(Evaluation("mean", "mig", 0.1, {"values": {"discrete_mig": 0.5}}),),
+        train_seconds=1.0,
+        eval_seconds=0.5,
+        versions={"torch": "x"},
+        git_commit="abc",
+    )
+    assert pickle.loads(pickle.dumps(result)) == result and result.ok
+    assert result.to_payload() == {
+        "evaluations": [
+            {
+                "representation": "mean",
+                "metric": "mig",
+                "seconds": 0.1,
+                "result": {"values": {"discrete_mig": 0.5}},
+            }
+        ],
+        "train_seconds": 1.0,
+        "eval_seconds": 0.5,
+        "versions": {"torch": "x"},
+        "git_commit": "abc",
+        "worker": "host:1",
+    }
+    try:
+        raise ValueError("boom")
+    except ValueError as error:
+        failure = ModelResult.failure(3, error, "local", train_seconds=2.0)
+    assert not failure.ok and failure.error == "ValueError: boom" and "Traceback" in failure.traceback
+    assert failure.seconds() == {"train": 2.0}
+
+
+def test_the_executors_share_one_protocol():
+    from untwine.studies.executors import Executor, InlineExecutor, LocalExecutor
+
+    for executor in (InlineExecutor(threads=2), LocalExecutor(workers=2, threads=1, gpus=0)):
+        assert isinstance(executor, Executor)
+        assert executor.slots >= 1 and executor.threads >= 1 and executor.describe()
+        executor.shutdown()
+
+
+def test_progress_messages_without_a_terminal_and_the_status_text():
+    import io
+
+    from untwine.studies.progress import StudyProgress, format_duration, format_status
+
+    assert [format_duration(s) for s in (7, 125, 3725)] == ["7s", "2m05s", "1h02m"]
+    stream = io.StringIO()  # not a terminal: no bar, the messages only
+    progress = StudyProgress(total=4, done=1, failed=0, stream=stream)
+    progress.started()
+    progress.started()
+    assert progress.pending == 1
+    progress.finished(ok=False, message="model 3 failed: ValueError: boom")
+    progress.finished(ok=True)
+    progress.close()
+    assert stream.getvalue() == "model 3 failed: ValueError: boom\n"
+    assert (progress.done, progress.failed, progress.running) == (2, 1, 0)
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    terminal = Terminal()  # a terminal: the bar, with the counts in its postfix
+    progress = StudyProgress(total=4, done=1, failed=0, stream=terminal)
+    progress.started()
+    progress.finished(ok=False, message="model 3 failed: ValueError: boom")
+    progress.close()
+    assert progress.bar.n == 2 and "model 3 failed: ValueError: boom\n" in terminal.getvalue()
+    assert "2/4" in terminal.getvalue() and "1 done, 1 failed, 0 running, 2 pending" in terminal.getvalue()
+    quiet = io.StringIO()
+    StudyProgress(total=1, done=0, failed=0, stream=quiet, enabled=False).message("hidden")
+    assert quiet.getvalue() == ""
+    status = {
+        "study": "smoke_test",
+        "total": 4,
+        "counts": {"done": 2, "running": 0, "failed": 1, "pending": 1},
+        "mean_model_seconds": 65.0,
+        "failed": [{"model_num": 3, "error": "ValueError: boom"}],
+        "results": 10,
+        "store": "x.sqlite",
+    }
+    text = format_status(status, "DIR")
+    assert "2/4 done, 0 running, 1 failed, 1 pending; 10 stored numbers" in text
+    assert "65.0 s per model" in text and "1m05s of work left" in text
+    assert "failed model 3: ValueError: boom" in text and "--retry-failed" in text
+
+
+def test_export_falls_back_to_csv_without_pyarrow(tmp_path, monkeypatch):
+    import sys
+
+    from untwine.studies.runner import export_study
+
+    specs = expand(SMOKE_TEST, Selection(models=("beta_vae",), seeds=(0,)))
+    write_study_file(tmp_path, SMOKE_TEST, Selection(models=("beta_vae",), seeds=(0,)), "results.sqlite")
+    with open_store(tmp_path) as store:
+        store.register_runs(specs)
+        store.record_success(specs[0].model_num, _payload(0.5))
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # `import pyarrow` fails
+    export = export_study(tmp_path)
+    assert sorted(p.name for p in export.paths) == ["results.csv", "results_wide.csv", "runs.csv"]
+    assert "pyarrow" in export.skipped and export.skipped.endswith("wrote CSV only")
+    with pytest.raises(RuntimeError, match="pyarrow"):
+        export_study(tmp_path, formats=("parquet",))
+    with pytest.raises(FileNotFoundError, match="not a study directory"):
+        export_study(tmp_path / "nowhere")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -55,10 +56,17 @@ def _selection_flags(parser: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="extra training config override, e.g. learning_rate=5e-4 (repeatable)",
     )
-    group.add_argument("--model-num", dest="model_nums", help="only these model numbers, e.g. 4321 or 0-9")
+    group.add_argument(
+        "--model-num",
+        dest="model_nums",
+        help="only these model numbers, e.g. 4321 or 0-9; with other selection flags each must lie inside them",
+    )
     group = parser.add_argument_group("evaluation")
     group.add_argument(
-        "--metrics", type=_csv, help="replace the study's metric set, e.g. mig,dci,unsupervised"
+        "--metrics",
+        type=_csv,
+        help="replace the study's metric set: names or aliases (mig,dci,unsupervised) or one preset "
+        "(study, fairness_study, all); checked before anything runs",
     )
     group.add_argument(
         "--fast", action="store_true", help="opt-in metric approximations (histogram boosting, ...)"
@@ -74,15 +82,16 @@ def _selection_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _selection(args):
-    from untwine.studies.grid import Selection, parse_int_list, parse_values
+def _overrides(items: list[str]) -> dict:
     from untwine.utils.overrides import parse_value, split_override
 
+    return {key: parse_value(value) for key, value in map(split_override, items)}
+
+
+def _selection(args):
+    from untwine.studies.grid import Selection, parse_int_list, parse_values
+
     positions, by_model = parse_values(args.values)
-    train = {}
-    for item in args.train:
-        key, value = split_override(item)
-        train[key] = parse_value(value)
     return Selection(
         datasets=args.datasets,
         models=args.models,
@@ -90,50 +99,17 @@ def _selection(args):
         model_values=by_model,
         seeds=parse_int_list(args.seeds) if args.seeds else None,
         steps=args.steps,
-        train=train,
+        train=_overrides(args.train),
         model_nums=parse_int_list(args.model_nums) if args.model_nums else None,
     )
 
 
-def _has_selection_flags(args) -> bool:
-    return any(
-        [
-            args.datasets,
-            args.models,
-            args.values,
-            args.seeds,
-            args.steps,
-            args.train,
-            args.model_nums,
-            args.metrics,
-            args.fast,
-            args.metric_params,
-        ]
+def _evaluation(args):
+    from untwine.studies.planning import EvaluationChoice, parse_metric_params
+
+    return EvaluationChoice(
+        metrics=args.metrics, fast=args.fast, metric_params=parse_metric_params(args.metric_params)
     )
-
-
-def _evaluation(study, args):
-    if args.metrics:
-        study = study.replace(
-            metrics=args.metrics,
-            metric_params={
-                name: params for name, params in study.metric_params.items() if name in args.metrics
-            },
-        )
-    if args.fast:
-        study = study.replace(fast=True)
-    if args.metric_params:
-        from untwine.utils.overrides import parse_value, split_override
-
-        params = {name: dict(p) for name, p in study.metric_params.items()}
-        for item in args.metric_params:
-            key, value = split_override(item)
-            metric, _, name = key.partition(".")
-            if not name:
-                raise ValueError(f"--metric-param looks like METRIC.KEY=VALUE, got {item!r}")
-            params.setdefault(metric, {})[name] = parse_value(value)
-        study = study.replace(metric_params=params)
-    return study
 
 
 def _executor_flags(parser: argparse.ArgumentParser) -> None:
@@ -159,7 +135,11 @@ def _executor_flags(parser: argparse.ArgumentParser) -> None:
         "--device", default="auto", help="training/encoding device: auto, cpu, cuda (default auto)"
     )
     group.add_argument("--retry-failed", action="store_true", help="run models recorded as failed again")
-    group.add_argument("--no-progress", action="store_true", help="no progress line")
+    group.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress bar and no messages about failed or retried models",
+    )
 
 
 def register(subparsers) -> None:
@@ -242,39 +222,13 @@ def cmd_list(args) -> int:
     from untwine.studies.definitions import STUDIES
 
     for study in STUDIES.values():
-        size = len(study.datasets) * sum(len(m.values) for m in study.models) * len(study.seeds)
         models = ", ".join(f"{m.model}({len(m.values)})" for m in study.models)
-        print(f"{study.name}: {size} models, {study.steps} steps each")
+        print(f"{study.name}: {study.size} models, {study.steps} steps each")
         print(f"  {study.description}")
         print(f"  datasets: {', '.join(study.datasets)}")
         print(f"  models:   {models}; seeds {min(study.seeds)}-{max(study.seeds)}")
         print(f"  metrics:  {', '.join(study.metrics) or 'none'} on {', '.join(study.representations)}")
     return 0
-
-
-def _resolve_study(args):
-    from untwine.studies.definitions import get_study
-    from untwine.studies.runner import STUDY_FILE, load_study_file
-
-    if args.study is None:
-        if args.dir is None or not (args.dir / STUDY_FILE).exists():
-            raise ValueError(
-                "name a study (see `untwine study list`) or --dir of an existing study directory"
-            )
-        if _has_selection_flags(args):
-            raise ValueError("selection flags need the study name too (they replace the saved selection)")
-        study, selection, _ = load_study_file(args.dir)
-        return study, selection, args.dir, args.store
-    study = get_study(args.study)
-    study_dir = args.dir or Path("studies") / study.name
-    if not _has_selection_flags(args) and (study_dir / STUDY_FILE).exists():
-        saved, selection, _ = load_study_file(study_dir)
-        if (
-            saved.name == study.name
-        ):  # re-running the same command without its flags: keep the saved selection
-            print(f"continuing {study.name} in {study_dir} with its saved selection", file=sys.stderr)
-            return saved, selection, study_dir, args.store
-    return _evaluation(study, args), _selection(args), study_dir, args.store
 
 
 def _executor(args):
@@ -290,14 +244,16 @@ def _executor(args):
 
 
 def cmd_run(args) -> int:
-    from untwine.studies.grid import expand
+    from untwine.studies.planning import plan_runs, resolve_study
     from untwine.studies.runner import describe_spec, run_study
 
-    study, selection, study_dir, store = _resolve_study(args)
+    plan = resolve_study(args.study, args.dir, _selection(args), _evaluation(args), args.store)
+    if plan.continued:
+        print(f"continuing {plan.study.name} in {plan.study_dir} with its saved selection", file=sys.stderr)
+    specs = plan_runs(plan.study, plan.selection)  # every error before a directory or a worker exists
     if args.dry_run:
-        specs = expand(study, selection)
         for spec in specs:
-            info = describe_spec(spec, study)
+            info = describe_spec(spec, plan.study)
             print(
                 f"{info['model_num']:>6}  {info['dataset']:<22} {info['model']:<13} "
                 f"{info['parameter']}={info['value']:g} seed={info['seed']}"
@@ -305,45 +261,26 @@ def cmd_run(args) -> int:
         print(f"{len(specs)} models")
         return 0
     summary = run_study(
-        study,
-        study_dir,
-        selection,
+        plan.study,
+        plan.study_dir,
+        plan.selection,
         executor=_executor(args),
-        store=store,
+        store=plan.store,
         retry_failed=args.retry_failed,
         progress=not args.no_progress,
         device=args.device,
     )
     print(summary)
-    print(f"results: {study_dir}  (untwine study report {study_dir})")
+    print(f"results: {plan.study_dir}  (untwine study report {plan.study_dir})")
     return 0 if summary.failed == 0 else 3
 
 
 def cmd_status(args) -> int:
-    from untwine.studies.runner import _duration, study_status
+    from untwine.studies.progress import format_status
+    from untwine.studies.runner import study_status
 
     status = study_status(args.dir)
-    if args.json:
-        print(json.dumps(status, indent=2))
-        return 0
-    counts = status["counts"]
-    print(f"{status['study']} in {args.dir} ({status['store']})")
-    print(
-        f"  {counts['done']}/{status['total']} done, {counts['running']} running, {counts['failed']} failed, "
-        f"{counts['pending']} pending; {status['results']} stored numbers"
-    )
-    if status["mean_model_seconds"] is not None:
-        left = counts["pending"] + counts["running"]
-        print(
-            f"  {status['mean_model_seconds']:.1f} s per model (train + evaluate, one worker); "
-            f"{_duration(left * status['mean_model_seconds'])} of work left"
-        )
-    for failure in status["failed"]:
-        print(f"  failed model {failure['model_num']}: {failure['error']}")
-    if status["failed"]:
-        print(
-            "  (untwine study run --dir DIR --retry-failed runs them again; tracebacks are in the store's runs table)"
-        )
+    print(json.dumps(status, indent=2) if args.json else format_status(status, args.dir))
     return 0
 
 
@@ -351,14 +288,11 @@ def cmd_reproduce(args) -> int:
     from untwine.studies.definitions import get_study
     from untwine.studies.executors import LocalExecutor
     from untwine.studies.grid import Selection, spec_for_model_num
+    from untwine.studies.planning import DEFAULT_STUDIES_DIR, plan_runs
     from untwine.studies.runner import describe_spec, run_study
-    from untwine.utils.overrides import parse_value, split_override
 
     study = get_study(args.study)
-    train = {}
-    for item in args.train:
-        key, value = split_override(item)
-        train[key] = parse_value(value)
+    train = _overrides(args.train)
     spec = spec_for_model_num(study, args.model_num, args.steps, train)
     info = describe_spec(spec, study)
     print(
@@ -372,10 +306,9 @@ def cmd_reproduce(args) -> int:
     )
     if args.print_only:
         return 0
-    study_dir = args.dir or Path("studies") / f"{study.name}-model{spec.model_num}"
+    study_dir = args.dir or DEFAULT_STUDIES_DIR / f"{study.name}-model{spec.model_num}"
     selection = Selection(model_nums=(spec.model_num,), steps=args.steps, train=train)
-    import os
-
+    plan_runs(study, selection)
     executor = LocalExecutor(workers=1, threads=args.threads or os.cpu_count() or 1)
     summary = run_study(study, study_dir, selection, executor=executor, device=args.device)
     print(summary)
@@ -383,20 +316,12 @@ def cmd_reproduce(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from untwine.studies.runner import load_study_file, open_study_store
+    from untwine.studies.runner import export_study
 
-    load_study_file(args.dir)  # a clear error for a folder that is not a study
-    formats = _csv(args.format)
-    with open_study_store(args.dir)[0] as store:
-        try:
-            paths = store.export(args.out or args.dir / "export", formats)
-        except RuntimeError as error:
-            if "parquet" in formats and "csv" in formats:
-                print(f"untwine study export: {error}; writing CSV only", file=sys.stderr)
-                paths = store.export(args.out or args.dir / "export", ("csv",))
-            else:
-                raise
-    for path in paths:
+    export = export_study(args.dir, args.out, _csv(args.format))
+    if export.skipped:
+        print(f"untwine study export: {export.skipped}", file=sys.stderr)
+    for path in export.paths:
         print(f"wrote {path}")
     return 0
 

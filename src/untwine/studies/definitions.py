@@ -96,9 +96,9 @@ class ModelSweep:
 @dataclass(frozen=True)
 class Study:
     """A declarative grid.  ``train`` holds fixed ``TrainConfig`` keys (``steps``, ``batch_size``, ...);
-    ``metrics`` are metric names understood by ``untwine.metrics.runner`` (``metric_params`` overrides
-    their parameters, e.g. ``{"mig": {"num_train": 1000}}``); every metric is computed for every
-    representation in ``representations`` with seed ``metric_seed``."""
+    ``metrics`` are metric names, aliases or one preset of ``untwine.metrics`` (kept as canonical names;
+    ``metric_params`` overrides their parameters, e.g. ``{"mig": {"num_train": 1000}}``); every metric is
+    computed for every representation in ``representations`` with seed ``metric_seed``."""
 
     name: str
     description: str
@@ -120,10 +120,7 @@ class Study:
         for name in ("datasets", "models", "seeds", "metrics", "representations"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         object.__setattr__(self, "train", dict(self.train))
-        object.__setattr__(self, "metric_params", {k: dict(v) for k, v in self.metric_params.items()})
-        stray = sorted(set(self.metric_params) - set(self.metrics))
-        if stray:
-            raise ValueError(f"study {self.name!r}: metric_params for metrics it does not compute: {stray}")
+        self._resolve_metrics()
         if not self.datasets or not self.models or not self.seeds:
             raise ValueError(f"study {self.name!r} needs at least one dataset, model and seed")
         for label, items in (
@@ -141,6 +138,32 @@ class Study:
         if bad:
             raise ValueError(f"study {self.name!r}: {bad} are set by the grid, not by `train`")
         TrainConfig.from_overrides(dict(self.train))  # unknown keys fail here, listing the valid ones
+
+    def _resolve_metrics(self) -> None:
+        """Metric names, aliases or one preset -> canonical names; parameters checked against the
+        metrics' own (unknown names, keys or values fail here, naming the valid ones)."""
+        from untwine.metrics import PRESETS, resolve_metrics, resolve_parameters
+
+        metrics = self.metrics
+        if len(metrics) == 1 and metrics[0] in PRESETS:
+            metrics = tuple(resolve_metrics(metrics[0]))
+        elif metrics:
+            metrics = tuple(resolve_metrics(list(metrics)))
+        params: dict[str, dict[str, Any]] = {}
+        for name, given in self.metric_params.items():
+            canonical = resolve_metrics([name])[0]
+            params.setdefault(canonical, {}).update(given)
+        stray = sorted(set(params) - set(metrics))
+        if stray:
+            raise ValueError(f"study {self.name!r}: metric_params for metrics it does not compute: {stray}")
+        resolve_parameters(list(metrics), params)
+        object.__setattr__(self, "metrics", metrics)
+        object.__setattr__(self, "metric_params", params)
+
+    @property
+    def size(self) -> int:
+        """Models in the full grid (uneven value lists leave gaps in the numbering, not models)."""
+        return len(self.datasets) * sum(len(m.values) for m in self.models) * len(self.seeds)
 
     @property
     def steps(self) -> int:
@@ -300,7 +323,3 @@ def get_study(name: str) -> Study:
         return STUDIES[name]
     except KeyError:
         raise KeyError(f"unknown study {name!r}; known studies: {', '.join(STUDIES)}") from None
-
-
-def list_studies() -> list[str]:
-    return list(STUDIES)

@@ -1,8 +1,9 @@
 """Where the models of a study run: a local process pool (default) or a Ray cluster.
 
-An executor runs ``untwine.studies.runner.run_model(task) -> payload`` for the driver, at most
-``slots`` at a time.  The driver submits only as many tasks as there are slots, so a submitted task is
-a running task.  Workers never touch the results store; they return a payload and the driver stores it.
+An executor runs ``untwine.studies.runner.run_model(task: ModelTask) -> ModelResult`` for the driver, at
+most ``slots`` at a time.  The driver submits only as many tasks as there are slots, so a submitted task
+is a running task.  Workers never touch the results store; they return a result and the driver stores it.
+Every executor has the shape of :class:`Executor`.
 
 * :class:`LocalExecutor` -- ``workers`` spawned processes with ``threads`` torch/BLAS threads each.  A worker
   exits when the driver dies (Linux parent-death signal, plus a watchdog thread everywhere), so a killed
@@ -20,9 +21,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
+from untwine.studies.records import ModelResult, ModelTask
 from untwine.utils.workers import terminate_workers, worker_pool
+
+TaskFunction = Callable[[ModelTask], ModelResult]
 
 
 class WorkerLost(RuntimeError):
@@ -58,9 +62,28 @@ def _gpu_count() -> int:
 
 @dataclass
 class Completion:
+    """A finished task: its result, or the error that kept it from returning one."""
+
     handle: Any
-    payload: dict[str, Any] | None = None
+    result: ModelResult | None = None
     error: BaseException | None = None
+
+
+@runtime_checkable
+class Executor(Protocol):
+    """What the driver needs of an executor."""
+
+    name: str  # recorded with each run ("local", "ray", "inline")
+    slots: int  # tasks that run at once
+    threads: int  # torch/BLAS threads per task
+
+    def describe(self) -> str: ...
+
+    def submit(self, fn: TaskFunction, task: ModelTask) -> Any: ...
+
+    def wait(self, handles: list[Any], timeout: float | None = None) -> list[Completion]: ...
+
+    def shutdown(self, cancel: bool = False) -> None: ...
 
 
 class LocalExecutor:
@@ -79,7 +102,6 @@ class LocalExecutor:
             raise ValueError("workers and threads must be >= 1")
         self.slots = self.workers
         self._pool = None
-        self._futures: dict[Any, Any] = {}
 
     def describe(self) -> str:
         gpus = f", GPUs shared round-robin ({self.gpus})" if self.gpus else ""
@@ -90,10 +112,8 @@ class LocalExecutor:
             self._pool = worker_pool(self.workers, self.threads, self.gpus)
         return self._pool
 
-    def submit(self, fn: Callable[[dict], dict], task: dict) -> Any:
-        future = self._ensure_pool().submit(fn, task)
-        self._futures[future] = task
-        return future
+    def submit(self, fn: TaskFunction, task: ModelTask) -> Any:
+        return self._ensure_pool().submit(fn, task)
 
     def wait(self, handles: list[Any], timeout: float | None = None) -> list[Completion]:
         from concurrent.futures import FIRST_COMPLETED
@@ -103,9 +123,8 @@ class LocalExecutor:
         done, _ = futures_wait(handles, timeout=timeout, return_when=FIRST_COMPLETED)
         out, broken = [], False
         for future in done:
-            self._futures.pop(future, None)
             try:
-                out.append(Completion(future, payload=future.result()))
+                out.append(Completion(future, result=future.result()))
             except BrokenProcessPool as error:
                 broken = True
                 out.append(Completion(future, error=WorkerLost(f"a worker process died ({error})")))
@@ -174,7 +193,7 @@ class RayExecutor:
         where = self.address or "a local Ray instance"
         return f"Ray on {where}: {self.slots} task(s) at a time x {self.threads} CPU(s)"
 
-    def submit(self, fn: Callable[[dict], dict], task: dict) -> Any:
+    def submit(self, fn: TaskFunction, task: ModelTask) -> Any:
         remote = self._functions.get(fn)
         if remote is None:
             remote = self._functions[fn] = self._remote(fn)
@@ -189,7 +208,7 @@ class RayExecutor:
         for ref in ready:
             self._in_flight.discard(ref)
             try:
-                out.append(Completion(ref, payload=ray.get(ref)))
+                out.append(Completion(ref, result=ray.get(ref)))
             except ray.exceptions.RayTaskError as error:  # the task function itself raised
                 out.append(Completion(ref, error=error))
             except ray.exceptions.RayError as error:  # worker or node died, out of memory, object lost, ...
@@ -223,13 +242,13 @@ class InlineExecutor:
 
     def __init__(self, threads: int | None = None):
         self.threads = int(threads or 1)
-        self._pending: dict[int, tuple[Callable[[dict], dict], dict]] = {}
+        self._pending: dict[int, tuple[TaskFunction, ModelTask]] = {}
         self._next = 0
 
     def describe(self) -> str:
         return f"inline (in the driver process, {self.threads} thread(s))"
 
-    def submit(self, fn: Callable[[dict], dict], task: dict) -> Any:
+    def submit(self, fn: TaskFunction, task: ModelTask) -> Any:
         self._next += 1
         self._pending[self._next] = (fn, task)
         return self._next
@@ -238,7 +257,7 @@ class InlineExecutor:
         handle = handles[0]
         fn, task = self._pending.pop(handle)
         try:
-            return [Completion(handle, payload=fn(task))]
+            return [Completion(handle, result=fn(task))]
         except Exception as error:
             return [Completion(handle, error=error)]
 
@@ -252,7 +271,7 @@ def make_executor(
     workers: int | None = None,
     threads: int | None = None,
     gpus_per_task: float = 0.0,
-):
+) -> Executor:
     if kind == "local":
         if address:
             raise ValueError("--address is for --executor ray")

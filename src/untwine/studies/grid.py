@@ -2,8 +2,12 @@
 
 A selection never renumbers: a run keeps the ``model_num`` it has in the full study, so results of a
 scaled-down study line up with the full one and ``--model-num 4321`` always means the same model.
-Datasets outside the study's own list (the procedural stand-ins, say) are numbered after it, in
-registry order: dataset index ``len(study.datasets) + list_datasets().index(name)``.
+
+Datasets outside the study's own list (the procedural stand-ins, say) are numbered after it, in a slot
+derived from the dataset's name alone: dataset index ``len(study.datasets) + dataset_slot(name)``, with
+``dataset_slot`` the SHA-256 of the name modulo :data:`OUTSIDE_SLOTS`.  Adding a dataset to the registry
+therefore never changes a number, and no number of an outside dataset can alias one of the study's own
+models.  Two registered names in the same slot would share numbers: that is detected and refused.
 """
 
 from __future__ import annotations
@@ -121,7 +125,34 @@ class Selection:
 
 
 # -- numbering ------------------------------------------------------------------------------------------
+OUTSIDE_SLOTS = 10_000  # slots for datasets outside a study's own list; indices len(datasets) + slot
+
+
+def dataset_slot(name: str) -> int:
+    """The stable slot of a dataset outside a study's own list: depends on the name only."""
+    return int(hashlib.sha256(name.encode()).hexdigest()[:8], 16) % OUTSIDE_SLOTS
+
+
+def outside_datasets(study: Study) -> dict[int, str]:
+    """slot -> name of every registered dataset that is not in ``study.datasets``; refuses collisions."""
+    from untwine.data import list_datasets
+
+    slots: dict[int, str] = {}
+    for name in list_datasets():
+        if name in study.datasets:
+            continue
+        slot = dataset_slot(name)
+        if slot in slots:
+            raise ValueError(
+                f"datasets {slots[slot]!r} and {name!r} share model-number slot {slot}; rename one of "
+                f"them (a dataset's slot is derived from its name) or add it to study {study.name!r}"
+            )
+        slots[slot] = name
+    return slots
+
+
 def dataset_index(study: Study, dataset: str) -> int:
+    """The dataset coordinate of ``model_num``: the position in the study, else ``len + dataset_slot``."""
     if dataset in study.datasets:
         return study.datasets.index(dataset)
     from untwine.data import list_datasets
@@ -129,7 +160,8 @@ def dataset_index(study: Study, dataset: str) -> int:
     names = list_datasets()
     if dataset not in names:
         raise ValueError(f"unknown dataset {dataset!r}; valid datasets: {', '.join(names)}")
-    return len(study.datasets) + names.index(dataset)
+    outside_datasets(study)  # a slot shared with another dataset would give two models one number
+    return len(study.datasets) + dataset_slot(dataset)
 
 
 def strides(study: Study) -> tuple[int, int, int]:
@@ -153,9 +185,7 @@ def model_num(study: Study, dataset: str, model: str, value_index: int, seed: in
 
 
 def decode_model_num(study: Study, number: int) -> tuple[str, str, int, int]:
-    """``model_num`` -> (dataset, model, value_index, seed)."""
-    from untwine.data import list_datasets
-
+    """``model_num`` -> (dataset, model, value_index, seed); a number that names no model is an error."""
     if number < 0:
         raise ValueError(f"model_num must be >= 0, got {number}")
     d_stride, m_stride, v_stride = strides(study)
@@ -165,10 +195,14 @@ def decode_model_num(study: Study, number: int) -> tuple[str, str, int, int]:
     if d < len(study.datasets):
         dataset = study.datasets[d]
     else:
-        names = list_datasets()
-        if d - len(study.datasets) >= len(names):
-            raise ValueError(f"model_num {number} is outside study {study.name!r}")
-        dataset = names[d - len(study.datasets)]
+        dataset = outside_datasets(study).get(d - len(study.datasets))
+        if dataset is None:
+            raise ValueError(
+                f"model_num {number} names no model of study {study.name!r}: its numbers are 0-"
+                f"{len(study.datasets) * d_stride - 1} for the study's datasets, and datasets outside "
+                "it are numbered by a slot derived from their name (see `untwine study run --datasets "
+                "NAME --dry-run` for their numbers)"
+            )
     sweep = study.models[m]
     if v >= len(sweep.values):
         raise ValueError(
@@ -233,8 +267,41 @@ def run_spec(
     )
 
 
+def _value_indices(study: Study, sel: Selection, model: str) -> list[int]:
+    """Positions in ``model``'s value list that ``sel`` picks (by value, by position, or all)."""
+    sweep = study.model(model)
+    if model in sel.model_values:
+        indices = []
+        for value in sel.model_values[model]:
+            matches = [
+                i for i, v in enumerate(sweep.values) if abs(v - float(value)) <= 1e-9 * max(1, abs(v))
+            ]
+            if not matches:
+                raise ValueError(
+                    f"{model}.{sweep.parameter}={value} is not in study {study.name!r} "
+                    f"(values {', '.join(f'{v:g}' for v in sweep.values)}); define a new "
+                    "study to sweep other values"
+                )
+            indices.append(matches[0])
+        return indices
+    if sel.values is not None:
+        for i in sel.values:
+            if not 0 <= i < len(sweep.values):
+                raise ValueError(
+                    f"value position {i} is outside {model}'s {len(sweep.values)} values "
+                    f"({', '.join(f'{v:g}' for v in sweep.values)})"
+                )
+        return list(sel.values)
+    return list(range(len(sweep.values)))
+
+
 def expand(study: Study, selection: Selection | None = None) -> list[RunSpec]:
-    """Every run of ``study`` under ``selection``, in model_num order."""
+    """Every run of ``study`` under ``selection``, in model_num order.
+
+    ``selection.model_nums`` picks runs by number, datasets outside the study's list included; the other
+    filters given with it must contain every number (one outside them is an error naming the filter,
+    never silently added or dropped).
+    """
     sel = selection or Selection()
     bad_train = sorted(set(sel.train) & {"model", "dataset", "seed", "steps"})
     if bad_train:
@@ -251,50 +318,44 @@ def expand(study: Study, selection: Selection | None = None) -> list[RunSpec]:
             raise ValueError(f"seed {seed} is not in study {study.name!r} (seeds {_ranges(study.seeds)})")
     if sel.steps is not None and sel.steps < 1:
         raise ValueError(f"steps must be >= 1, got {sel.steps}")
-    runs: list[RunSpec] = []
-    for dataset in datasets:
-        for model in models:
-            sweep = study.model(model)
-            if model in sel.model_values:
-                indices = []
-                for value in sel.model_values[model]:
-                    matches = [
-                        i
-                        for i, v in enumerate(sweep.values)
-                        if abs(v - float(value)) <= 1e-9 * max(1, abs(v))
-                    ]
-                    if not matches:
-                        raise ValueError(
-                            f"{model}.{sweep.parameter}={value} is not in study {study.name!r} "
-                            f"(values {', '.join(f'{v:g}' for v in sweep.values)}); define a new "
-                            "study to sweep other values"
-                        )
-                    indices.append(matches[0])
-            elif sel.values is not None:
-                indices = list(sel.values)
-                for i in indices:
-                    if not 0 <= i < len(sweep.values):
-                        raise ValueError(
-                            f"value position {i} is outside {model}'s {len(sweep.values)} values "
-                            f"({', '.join(f'{v:g}' for v in sweep.values)})"
-                        )
-            else:
-                indices = list(range(len(sweep.values)))
-            for value_index in indices:
-                for seed in seeds:
-                    runs.append(run_spec(study, dataset, model, value_index, seed, sel.steps, sel.train))
+    indices = {model: _value_indices(study, sel, model) for model in models}
     if sel.model_nums is not None:
-        wanted = set(sel.model_nums)
-        runs = [r for r in runs if r.model_num in wanted]
-        missing = wanted - {r.model_num for r in runs}
-        for number in sorted(missing):  # numbers outside the other filters: build them directly
-            dataset, model, value_index, seed = decode_model_num(study, number)
-            runs.append(run_spec(study, dataset, model, value_index, seed, sel.steps, sel.train))
+        runs = [_numbered_run(study, sel, number, indices) for number in sel.model_nums]
+    else:
+        runs = [
+            run_spec(study, dataset, model, value_index, seed, sel.steps, sel.train)
+            for dataset in datasets
+            for model in models
+            for value_index in indices[model]
+            for seed in seeds
+        ]
     runs.sort(key=lambda r: r.model_num)
     numbers = [r.model_num for r in runs]
     if len(set(numbers)) != len(numbers):
-        raise ValueError("the selection lists a run twice (repeated dataset, model, value or seed)")
+        raise ValueError("the selection lists a run twice (repeated dataset, model, value, seed or number)")
     return runs
+
+
+def _numbered_run(study: Study, sel: Selection, number: int, indices: Mapping[str, list[int]]) -> RunSpec:
+    dataset, model, value_index, seed = decode_model_num(study, number)
+    outside = [
+        flag
+        for flag, inside in (
+            ("--datasets", sel.datasets is None or dataset in sel.datasets),
+            ("--models", model in indices),
+            ("--values", model not in indices or value_index in indices[model]),
+            ("--seeds", sel.seeds is None or seed in sel.seeds),
+        )
+        if not inside
+    ]
+    if outside:
+        sweep = study.model(model)
+        raise ValueError(
+            f"model_num {number} ({dataset}, {model} {sweep.parameter}={sweep.values[value_index]:g}, "
+            f"seed {seed}) is outside the selection's {', '.join(outside)}; with other selection flags, "
+            "--model-num may only pick numbers inside them: drop the number or widen the flags"
+        )
+    return run_spec(study, dataset, model, value_index, seed, sel.steps, sel.train)
 
 
 def spec_for_model_num(

@@ -21,16 +21,17 @@ import contextlib
 import json
 import os
 import socket
-import sys
 import time
-import traceback as traceback_module
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from untwine.studies.definitions import Study
+from untwine.studies.executors import Executor, TaskFunction
 from untwine.studies.grid import RunSpec, Selection, expand
+from untwine.studies.progress import StudyProgress, format_duration
+from untwine.studies.records import Evaluation, ModelResult, ModelTask
 from untwine.studies.store import ResultStore, open_store
 
 STUDY_FILE = "study.json"
@@ -47,20 +48,21 @@ def run_dir_for(study_dir: str | Path, model_num: int) -> Path:
 # -- one model (runs in a worker) ---------------------------------------------------------------------
 def make_task(
     spec: RunSpec, study: Study, study_dir: str | Path, device: str = "auto", threads: int = 1
-) -> dict:
-    """Everything a worker needs for one model, as plain data (it crosses process and machine borders)."""
-    return {
-        "model_num": spec.model_num,
-        "run_dir": str(run_dir_for(study_dir, spec.model_num).resolve()),
-        "config": dict(spec.config),
-        "config_hash": spec.config_hash,
-        "machine": {"device": device, "threads": int(threads)},
-        "metrics": list(study.metrics),
-        "metric_params": {name: dict(p) for name, p in study.metric_params.items()},
-        "representations": list(study.representations),
-        "metric_seed": int(study.metric_seed),
-        "fast": bool(study.fast),
-    }
+) -> ModelTask:
+    """Everything a worker needs for one model (it crosses process and machine borders)."""
+    return ModelTask(
+        model_num=spec.model_num,
+        run_dir=str(run_dir_for(study_dir, spec.model_num).resolve()),
+        config=dict(spec.config),
+        config_hash=spec.config_hash,
+        device=device,
+        threads=int(threads),
+        metrics=tuple(study.metrics),
+        metric_params={name: dict(p) for name, p in study.metric_params.items()},
+        representations=tuple(study.representations),
+        metric_seed=int(study.metric_seed),
+        fast=bool(study.fast),
+    )
 
 
 @contextlib.contextmanager
@@ -81,22 +83,24 @@ def _run_lock(run_dir: Path):
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-def _train_or_resume(task: dict, run_dir: Path) -> None:
+def _train_or_resume(task: ModelTask, run_dir: Path) -> None:
     from untwine.studies.grid import config_hash
     from untwine.training import TrainConfig, load_run_config, train
     from untwine.training.loop import CONFIG_NAME, FINAL_EVAL_NAME
 
     if (run_dir / CONFIG_NAME).exists():
         saved = load_run_config(run_dir).to_dict()
-        if config_hash(saved) != task["config_hash"]:
+        if config_hash(saved) != task.config_hash:
             raise ValueError(
                 f"{run_dir} holds a run with another config (hash {config_hash(saved)}, "
-                f"expected {task['config_hash']}); move it away to train this model again"
+                f"expected {task.config_hash}); move it away to train this model again"
             )
         if not (run_dir / FINAL_EVAL_NAME).exists():
             train(None, run_dir, resume=True)
         return
-    config = TrainConfig.from_dict({**task["config"], **task["machine"], "progress": False})
+    config = TrainConfig.from_dict(
+        {**task.config, "device": task.device, "threads": task.threads, "progress": False}
+    )
     train(config, run_dir)
 
 
@@ -107,43 +111,43 @@ def _read_json(path: Path) -> dict | None:
         return None
 
 
-def _reusable(saved: dict, task: dict, metric: str) -> bool:
+def _reusable(saved: dict, task: ModelTask, metric: str) -> bool:
     """A metric file from an earlier (interrupted) attempt counts if it was computed the same way."""
-    if "values" not in saved or saved.get("seed", task["metric_seed"]) != task["metric_seed"]:
+    if "values" not in saved or saved.get("seed", task.metric_seed) != task.metric_seed:
         return False
-    if "mode" in saved and saved["mode"] != ("fast" if task["fast"] else "faithful"):
+    if "mode" in saved and saved["mode"] != task.mode:
         return False
     parameters = saved.get("parameters") or {}
-    wanted = task.get("metric_params", {}).get(metric, {})
+    wanted = task.metric_params.get(metric, {})
     return all(key in parameters and parameters[key] == value for key, value in wanted.items())
 
 
-def _evaluate(task: dict, run_dir: Path) -> list[dict]:
+def _evaluate(task: ModelTask, run_dir: Path) -> list[Evaluation]:
     """Every (representation, metric) of the task; metric files already written are reused."""
     from untwine.metrics.representation import CodeCache
     from untwine.studies.pipeline import evaluate_run, metrics_dir
 
     evaluations = []
     code_cache = CodeCache()  # mean and sampled codes come from the same encoder: encode each image once
-    for representation in task["representations"]:
+    for representation in task.representations:
         folder = metrics_dir(run_dir, representation)
         results: dict[str, dict] = {}
-        for metric in task["metrics"]:
+        for metric in task.metrics:
             saved = _read_json(folder / f"{metric}.json")
             if saved is not None and _reusable(saved, task, metric):
                 results[metric] = saved
-        missing = [m for m in task["metrics"] if m not in results]
+        missing = [m for m in task.metrics if m not in results]
         if missing:
             started = time.perf_counter()
-            params = {m: p for m, p in task.get("metric_params", {}).items() if m in missing}
+            params = {m: dict(p) for m, p in task.metric_params.items() if m in missing}
             # Parallelism comes from the study's workers: classifier fits run in the worker process.
             fresh = evaluate_run(
                 run_dir,
                 metrics=missing,
                 representation=representation,
-                seed=task["metric_seed"],
-                fast=task["fast"],
-                device=task["machine"].get("device", "auto"),
+                seed=task.metric_seed,
+                fast=task.fast,
+                device=task.device,
                 params=params,
                 n_jobs=1,
                 code_cache=code_cache,
@@ -157,138 +161,61 @@ def _evaluate(task: dict, run_dir: Path) -> list[dict]:
                 result = fresh[metric]
                 result.setdefault("seconds", elapsed / len(missing))
                 results[metric] = result
-        for metric in task["metrics"]:
-            result = results[metric]
-            evaluations.append(
-                {
-                    "representation": representation,
-                    "metric": metric,
-                    "seconds": result.get("seconds"),
-                    "result": result,
-                }
-            )
+        evaluations += [
+            Evaluation(representation, metric, results[metric].get("seconds"), results[metric])
+            for metric in task.metrics
+        ]
     return evaluations
 
 
-def _final_eval(run_dir: Path) -> dict:
+def _final_eval(run_dir: Path) -> Evaluation:
     from untwine.training.loop import FINAL_EVAL_NAME
 
     data = _read_json(run_dir / FINAL_EVAL_NAME) or {}
-    return {
-        "representation": TRAIN_REPRESENTATION,
-        "metric": FINAL_EVAL_METRIC,
-        "seconds": None,
-        "result": {"values": data.get("terms", {}), "finite": data.get("finite")},
-    }
+    return Evaluation(
+        TRAIN_REPRESENTATION,
+        FINAL_EVAL_METRIC,
+        None,
+        {"values": data.get("terms", {}), "finite": data.get("finite")},
+    )
 
 
-def run_model(task: dict) -> dict:
-    """Train (or resume), postprocess and evaluate one model; never raises for the model's own errors.
-
-    Returns a payload: ``ok``, ``model_num``, ``evaluations`` (see ``ResultStore.record_success``),
-    ``train_seconds``, ``eval_seconds``, ``versions``, ``git_commit``, ``worker`` -- or, when ``ok`` is
-    false, ``error`` and ``traceback``.
-    """
+def run_model(task: ModelTask) -> ModelResult:
+    """Train (or resume), postprocess and evaluate one model; never raises for the model's own errors
+    (a failure comes back as a :class:`ModelResult` with ``error`` and ``traceback``)."""
     from untwine.utils.versions import git_commit, library_versions
 
     worker = f"{socket.gethostname()}:{os.getpid()}"
-    run_dir = Path(task["run_dir"])
-    seconds: dict[str, float] = {}
+    run_dir = Path(task.run_dir)
     started = time.perf_counter()
+    train_seconds = None
     try:
-        threads = int(task["machine"].get("threads") or 0)
         limits = contextlib.nullcontext()
-        if threads:
+        if task.threads:
             import torch
             from threadpoolctl import threadpool_limits
 
-            torch.set_num_threads(threads)
-            limits = threadpool_limits(threads)
+            torch.set_num_threads(task.threads)
+            limits = threadpool_limits(task.threads)
         with _run_lock(run_dir), limits:
             _train_or_resume(task, run_dir)
-            seconds["train"] = time.perf_counter() - started
+            train_seconds = time.perf_counter() - started
             middle = time.perf_counter()
-            evaluations = [_final_eval(run_dir), *_evaluate(task, run_dir)]
-            seconds["eval"] = time.perf_counter() - middle
-        return {
-            "ok": True,
-            "model_num": task["model_num"],
-            "evaluations": evaluations,
-            "train_seconds": seconds["train"],
-            "eval_seconds": seconds["eval"],
-            "versions": library_versions(),
-            "git_commit": git_commit(),
-            "worker": worker,
-        }
-    except Exception as error:  # recorded in the store; the study goes on
-        seconds.setdefault("train", time.perf_counter() - started)
-        return {
-            "ok": False,
-            "model_num": task["model_num"],
-            "error": f"{type(error).__name__}: {error}",
-            "traceback": traceback_module.format_exc(),
-            "worker": worker,
-            "seconds": seconds,
-        }
-
-
-# -- progress ---------------------------------------------------------------------------------------------
-def _duration(seconds: float) -> str:
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
-
-
-class Progress:
-    """One status line: done/running/failed/pending, elapsed and ETA (from this session's throughput)."""
-
-    def __init__(self, total: int, done: int, failed: int, stream=None, enabled: bool = True, slots: int = 1):
-        self.total, self.done, self.failed, self.running = total, done, failed, 0
-        self.slots = max(1, slots)
-        self.stream = stream or sys.stderr
-        self.enabled = enabled
-        self.started = time.perf_counter()
-        self.finished_here = 0
-        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-        self._last = ""
-
-    @property
-    def pending(self) -> int:
-        return self.total - self.done - self.failed - self.running
-
-    def line(self) -> str:
-        elapsed = time.perf_counter() - self.started
-        remaining = self.pending + self.running
-        if remaining == 0:
-            eta = "0s"
-        elif self.finished_here:
-            eta = _duration(elapsed / self.finished_here * remaining)
-        else:
-            eta = "?"
-        return (
-            f"study: {self.done}/{self.total} done, {self.running} running, {self.failed} failed, "
-            f"{self.pending} pending | elapsed {_duration(elapsed)}, ETA {eta}"
+            evaluations = (_final_eval(run_dir), *_evaluate(task, run_dir))
+            eval_seconds = time.perf_counter() - middle
+        return ModelResult(
+            model_num=task.model_num,
+            worker=worker,
+            evaluations=evaluations,
+            train_seconds=train_seconds,
+            eval_seconds=eval_seconds,
+            versions=library_versions(),
+            git_commit=git_commit(),
         )
-
-    def update(self, message: str = "") -> None:
-        if not self.enabled:
-            return
-        line = self.line()
-        if self.tty:
-            self.stream.write("\r\033[K" + (message + "\n\033[K" if message else "") + line)
-        else:
-            if message:
-                self.stream.write(message + "\n")
-            if line != self._last:
-                self.stream.write(line + "\n")
-        self._last = line
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.enabled and self.tty:
-            self.stream.write("\n")
-            self.stream.flush()
+    except Exception as error:  # recorded in the store; the study goes on
+        if train_seconds is None:
+            train_seconds = time.perf_counter() - started
+        return ModelResult.failure(task.model_num, error, worker, train_seconds)
 
 
 # -- the driver ------------------------------------------------------------------------------------------
@@ -300,15 +227,15 @@ class StudySummary:
     failed: int
     ran: int  # models run in this session
     seconds: float
-    failures: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[ModelResult] = field(default_factory=list)
 
     def __str__(self) -> str:
         text = (
             f"{self.done}/{self.total} models done, {self.failed} failed; {self.ran} run in this session "
-            f"({_duration(self.seconds)})"
+            f"({format_duration(self.seconds)})"
         )
         for failure in self.failures[:10]:
-            text += f"\n  failed model {failure['model_num']}: {failure['error']}"
+            text += f"\n  failed model {failure.model_num}: {failure.error}"
         return text
 
 
@@ -363,52 +290,34 @@ def load_study_file(study_dir: str | Path) -> tuple[Study, Selection, str | None
     return Study.from_dict(data["study"]), Selection.from_dict(data["selection"]), data.get("store")
 
 
-def check_data_available(specs: list[RunSpec]) -> None:
-    from untwine.data.registry import get_spec
-
-    missing = {}
-    for name in sorted({s.dataset for s in specs}):
-        files = get_spec(name).missing_files()
-        if files:
-            missing[name] = files
-    if missing:
-        lines = "; ".join(
-            f"{name}: {', '.join(str(f) for f in files[:2])}" for name, files in missing.items()
-        )
-        raise FileNotFoundError(
-            f"dataset files are missing ({lines}); fetch them with "
-            f"`untwine data download NAME` or choose procedural datasets with --datasets"
-        )
-
-
 def run_study(
     study: Study,
     study_dir: str | Path,
     selection: Selection | None = None,
-    executor: Any = None,
+    executor: Executor | None = None,
     store: ResultStore | str | None = None,
     retry_failed: bool = False,
     progress: bool = True,
     device: str = "auto",
     max_attempts: int = 3,
-    stream=None,
-    task_fn: Callable[[dict], dict] | None = None,
+    stream: TextIO | None = None,
+    task_fn: TaskFunction | None = None,
 ) -> StudySummary:
     """Run (or continue) ``study`` under ``selection`` in ``study_dir``; see the module docstring.
 
+    Everything is validated (:func:`untwine.studies.planning.plan_runs`) before anything is written.
     ``executor``: a :mod:`untwine.studies.executors` executor (default: a local pool sized for the
     machine).  ``store``: a store, a ``postgresql://`` URL, or None for ``study_dir/results.sqlite``.
     A worker that dies is retried up to ``max_attempts`` times in all, then the model is recorded as failed.
+    ``progress``: a bar on terminals, and messages about failed and retried models.
     """
     from untwine.studies.executors import LocalExecutor, WorkerLost
+    from untwine.studies.planning import plan_runs
 
     selection = selection or Selection()
     study_dir = Path(study_dir)
+    specs = plan_runs(study, selection)
     study_dir.mkdir(parents=True, exist_ok=True)
-    specs = expand(study, selection)
-    if not specs:
-        raise ValueError("the selection contains no runs")
-    check_data_available(specs)
     store, owns_store = open_study_store(study_dir, store)
     owns_executor = executor is None
     executor = executor or LocalExecutor()
@@ -432,9 +341,8 @@ def run_study(
                 failed += 1
             else:
                 todo.append(spec)
-        threads = getattr(executor, "threads", 1)
-        display = Progress(len(specs), done, failed, stream=stream, enabled=progress, slots=executor.slots)
-        display.update(
+        display = StudyProgress(len(specs), done, failed, stream=stream, enabled=progress)
+        display.message(
             f"{study.name}: {len(specs)} models in {study_dir} ({len(todo)} to run, {done} done, "
             f"{failed} failed{'' if retry_failed or not failed else ' -- --retry-failed runs them again'}); "
             f"{executor.describe()}"
@@ -442,7 +350,7 @@ def run_study(
         attempts: dict[int, int] = {}
         in_flight: dict[Any, RunSpec] = {}
         queue = list(todo)
-        failures: list[dict[str, Any]] = []
+        failures: list[ModelResult] = []
         ran = 0
         try:
             while queue or in_flight:
@@ -450,46 +358,31 @@ def run_study(
                     spec = queue.pop(0)
                     attempts[spec.model_num] = attempts.get(spec.model_num, 0) + 1
                     store.mark_running(spec.model_num, executor.name)
-                    handle = executor.submit(task_fn, make_task(spec, study, study_dir, device, threads))
-                    in_flight[handle] = spec
-                    display.running += 1
-                    if display.tty:
-                        display.update()
+                    task = make_task(spec, study, study_dir, device, executor.threads)
+                    in_flight[executor.submit(task_fn, task)] = spec
+                    display.started()
                 for completion in executor.wait(list(in_flight), timeout=5.0):
                     spec = in_flight.pop(completion.handle)
-                    display.running -= 1
-                    payload = completion.payload
+                    result = completion.result
                     if completion.error is not None:
                         if (
                             isinstance(completion.error, WorkerLost)
                             and attempts[spec.model_num] < max_attempts
                         ):
                             queue.insert(0, spec)  # resumes from its checkpoint
-                            display.update(f"model {spec.model_num}: {completion.error}; retrying")
+                            display.requeued(f"model {spec.model_num}: {completion.error}; retrying")
                             continue
-                        payload = {
-                            "ok": False,
-                            "error": f"{type(completion.error).__name__}: {completion.error}",
-                            "traceback": "".join(traceback_module.format_exception(completion.error)),
-                            "worker": executor.name,
-                        }
+                        result = ModelResult.failure(spec.model_num, completion.error, executor.name)
                     ran += 1
-                    display.finished_here += 1
-                    if payload.get("ok"):
-                        store.record_success(spec.model_num, payload)
-                        display.done += 1
-                        display.update()
+                    if result.ok:
+                        store.record_success(spec.model_num, result.to_payload())
+                        display.finished(ok=True)
                     else:
                         store.record_failure(
-                            spec.model_num,
-                            payload.get("error", "unknown error"),
-                            payload.get("traceback", ""),
-                            payload.get("worker", ""),
-                            payload.get("seconds"),
+                            spec.model_num, result.error, result.traceback, result.worker, result.seconds()
                         )
-                        failures.append({"model_num": spec.model_num, "error": payload.get("error")})
-                        display.failed += 1
-                        display.update(f"model {spec.model_num} failed: {payload.get('error')}")
+                        failures.append(result)
+                        display.finished(ok=False, message=f"model {spec.model_num} failed: {result.error}")
         except (
             BaseException
         ):  # Ctrl-C, or an error of the driver itself: the models in flight go back to pending
@@ -567,3 +460,28 @@ def load_results(study_dir: str | Path, wide: bool = False, store: ResultStore |
     finally:
         if owns:
             store.close()
+
+
+@dataclass(frozen=True)
+class Export:
+    """What :func:`export_study` wrote, and why a format was left out (None when none was)."""
+
+    paths: list[Path]
+    skipped: str | None = None
+
+
+def export_study(
+    study_dir: str | Path, out_dir: str | Path | None = None, formats: tuple[str, ...] = ("csv", "parquet")
+) -> Export:
+    """Runs and results as CSV and/or Parquet in ``out_dir`` (default ``study_dir/export``).  The default
+    pair falls back to CSV alone when Parquet cannot be written (no pyarrow), saying why."""
+    load_study_file(study_dir)  # a clear error for a folder that is not a study
+    out = Path(out_dir) if out_dir is not None else Path(study_dir) / "export"
+    store, _ = open_study_store(study_dir)
+    with store:
+        try:
+            return Export(store.export(out, formats))
+        except RuntimeError as error:
+            if not ("parquet" in formats and "csv" in formats):
+                raise
+            return Export(store.export(out, ("csv",)), skipped=f"{error}; wrote CSV only")
