@@ -47,6 +47,7 @@ def register(subparsers) -> None:
 
 def _visualise(args) -> int:
     from untwine.report import VisualisationSettings, visualise_run, write_run_report
+    from untwine.visualisation.run_visuals import default_out_dir
 
     settings = VisualisationSettings(
         seed=args.seed,
@@ -57,7 +58,7 @@ def _visualise(args) -> int:
         traversal_steps=args.traversal_steps,
         traversal_interval=tuple(args.traversal_interval),
     )
-    out_dir = args.out or args.run_dir / "visualisation"
+    out_dir = args.out or default_out_dir(args.run_dir)
     if args.no_report:
         visualise_run(args.run_dir, out_dir, settings=settings, device=args.device)
         print(f"wrote pictures to {out_dir}")

@@ -10,6 +10,10 @@ regularisation strength; (2) rank correlation between metrics; (3) metric distri
 against the hyperparameter; (4) variance shares of model / hyperparameter / seed (untwine's statistic);
 (5) downstream accuracy and sample efficiency vs metrics; (6) unsupervised model selection.  A section
 whose inputs were not computed says so instead of drawing an empty figure.
+
+This module draws the figures (on pyplot-free :func:`untwine.visualisation.figures.new_figure` figures,
+so the caller's matplotlib backend and open figures are untouched) and gathers what the page shows into a
+:class:`StudyReportPage`; the markup and prose are ``templates/study_report.html``.
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from untwine import __version__
 from untwine.report.page import render
 from untwine.report.records import Cell, Picture, Table
 from untwine.studies import analysis as A
+from untwine.studies.definitions import Study
+from untwine.studies.grid import Selection
 from untwine.utils.io import atomic_write_bytes, atomic_write_text
 from untwine.visualisation.figures import figure_png, new_figure
 
@@ -57,7 +63,7 @@ class Overview:
 
     num_runs: int
     status_counts: str
-    study: Any  # the StudyConfig the report is for, or None
+    study: Study | None
     selection: str | None
     median_train_seconds: float | None
     median_eval_seconds: float | None
@@ -400,7 +406,9 @@ def _section_selection(
     return items
 
 
-def _section_overview(table: pd.DataFrame, runs: pd.DataFrame, study, selection) -> Overview:
+def _section_overview(
+    table: pd.DataFrame, runs: pd.DataFrame, study: Study | None, selection: Selection | None
+) -> Overview:
     counts = runs["status"].value_counts().to_dict() if not runs.empty else {}
     chosen = None
     if selection is not None:
@@ -442,8 +450,8 @@ def render_study_report(
     table: pd.DataFrame,
     runs: pd.DataFrame,
     out_dir: str | Path,
-    study=None,
-    selection=None,
+    study: Study | None = None,
+    selection: Selection | None = None,
     title: str = "study",
 ) -> str:
     """HTML of the report for the wide results ``table`` and the ``runs`` table; figures go to ``out_dir``."""
