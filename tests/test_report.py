@@ -1,4 +1,4 @@
-"""`untwine visualize RUN_DIR`: the pictures of a tiny trained run and its self-contained HTML report,
+"""`untwine visualise RUN_DIR`: the pictures of a tiny trained run and its self-contained HTML report,
 checked as files and, when headless Chromium is installed, as rendered in a browser."""
 
 import base64
@@ -64,7 +64,7 @@ def run(tmp_path_factory):
     )
     code = cli_main(
         [
-            "visualize",
+            "visualise",
             str(run_dir),
             "--num-animations",
             "1",
@@ -266,5 +266,5 @@ def test_report_notes_what_is_missing_instead_of_breaking(tmp_path):
 
 
 def test_cli_errors_for_a_directory_without_a_run(tmp_path, capsys):
-    assert cli_main(["visualize", str(tmp_path)]) == 1
+    assert cli_main(["visualise", str(tmp_path)]) == 1
     assert "is not a run directory" in capsys.readouterr().err

@@ -17,7 +17,7 @@ _COMMANDS = (
     ("untwine.cli.data", "datasets: list, info, download, verify, prepare, show"),
     ("untwine.cli.train", "train a model; export a trained encoder"),
     ("untwine.cli.evaluate", "score a trained run with the metrics"),
-    ("untwine.cli.visualize", "draw a trained run and write its HTML report"),
+    ("untwine.cli.visualise", "draw a trained run and write its HTML report"),
     ("untwine.cli.study", "reproducible sweeps: run, status, reproduce, export, report"),
 )
 
@@ -25,7 +25,7 @@ _COMMANDS = (
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="untwine",
-        description="Learn and evaluate disentangled representations: data, train, evaluate, visualize, study.",
+        description="Learn and evaluate disentangled representations: data, train, evaluate, visualise, study.",
     )
     parser.add_argument("--version", action="version", version=f"untwine {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")

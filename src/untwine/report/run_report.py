@@ -1,22 +1,26 @@
 """The per-run HTML report: one self-contained file that opens from the file system.
 
-``write_run_report(run_dir)`` draws the run's pictures (:func:`untwine.visualisation.run_visuals.visualize_run`)
+``write_run_report(run_dir)`` draws the run's pictures (:func:`untwine.visualisation.run_visuals.visualise_run`)
 and writes ``RUN_DIR/report.html`` with: the config, training curves, the held-out evaluation, metric
 scores and matrices, latent traversals, the animated latent cycles, reconstructions and prior samples.
 Every image is embedded as a base64 ``data:`` URI and the styles are inline; a Content-Security-Policy
 forbids anything else, so the report never reaches for the network and shows the same everywhere.
+
+This module gathers what the page shows into a :class:`RunReportPage`; the markup is
+``templates/run_report.html``.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from untwine import __version__
-from untwine.report.page import escape, page
+from untwine.report.page import render
+from untwine.report.records import Cell, Picture, Table
 from untwine.utils.io import atomic_write_text
 from untwine.visualisation.animations import CYCLES
 from untwine.visualisation.metric_plots import load_metric_results, metric_table
@@ -24,77 +28,82 @@ from untwine.visualisation.run_visuals import (
     VisualisationSettings,
     default_out_dir,
     read_manifest,
-    visualize_run,
+    visualise_run,
 )
+from untwine.visualisation.traversals import INACTIVE_KL
 
 REPORT_NAME = "report.html"
-_MIME = {".png": "image/png", ".gif": "image/gif", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
 
 CYCLE_DESCRIPTIONS = {
     "std_gaussian": "Quantiles of the prior N(0, 1), linear in probability (0.1% .. 99.9%).",
     "fitted_gaussian": "Quantiles of a Gaussian fitted to each latent's codes over the batch.",
     "fixed_interval": "Linear through the fixed interval [-2, 2].",
-    "conf_interval": "Linear through mean &plusmn; 2 standard deviations of the fitted Gaussian.",
+    "conf_interval": "Linear through mean ± 2 standard deviations of the fitted Gaussian.",
     "minmax_interval": "Linear between the smallest and largest code of each latent in the batch.",
+}
+CURVE_CAPTIONS = {
+    "loss_terms": "Loss terms against the step",
+    "kl_per_latent": "KL per latent against the step",
+    "capacity": "AnnealedVAE: capacity target C(t) and total KL",
 }
 
 
-def data_uri(path: str | os.PathLike) -> str:
-    """``data:<mime>;base64,...`` of an image file."""
-    path = Path(path)
-    mime = _MIME.get(path.suffix.lower())
-    if mime is None:
-        raise ValueError(f"cannot embed {path.name}: unknown image type {path.suffix!r}")
-    return f"data:{mime};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
+@dataclass(frozen=True)
+class AnimationGroup:
+    title: str
+    description: str
+    pictures: list[Picture]
 
 
-_e = escape
+@dataclass(frozen=True)
+class RunReportPage:
+    """Everything ``templates/run_report.html`` shows; ``None`` where the run has not written it."""
+
+    title: str
+    run_name: str
+    steps: Any
+    seed: Any
+    version: str
+    config: Table | None
+    dataset: Table | None
+    environment: Table | None
+    curves: list[Picture]
+    final_eval_note: str | None
+    final_eval: Table | None
+    metric_scores: Table | None
+    metric_plots: list[Picture]
+    traversal_interval: str
+    num_images: Any
+    traversals: list[Picture]
+    kl_per_latent: Table | None
+    num_frames: Any
+    fps: Any
+    animations: list[AnimationGroup]
+    reconstructions: Picture | None
+    samples: Picture | None
+    sample_seed: Any
 
 
 def _format(value: Any) -> str:
     if isinstance(value, bool) or value is None:
-        return _e(value)
+        return str(value)
     if isinstance(value, float):
-        return _e(f"{value:.6g}")
+        return f"{value:.6g}"
     if isinstance(value, list) and value and all(isinstance(v, int | float) for v in value):
-        return _e("[" + ", ".join(f"{v:.3g}" for v in value) + "]")
+        return "[" + ", ".join(f"{v:.3g}" for v in value) + "]"
     if isinstance(value, dict | list):
-        return _e(json.dumps(value, sort_keys=True))
-    return _e(value)
+        return json.dumps(value, sort_keys=True)
+    return str(value)
 
 
-def _table(rows: list[tuple[Any, ...]], header: tuple[str, ...], numeric: tuple[int, ...] = ()) -> str:
-    head = "".join(f"<th>{_e(h)}</th>" for h in header)
-    body = "".join(
-        "<tr>"
-        + "".join(
-            f'<td class="num">{_format(c)}</td>' if i in numeric else f"<td>{_format(c)}</td>"
-            for i, c in enumerate(row)
-        )
-        + "</tr>"
-        for row in rows
+def _table(rows: list[tuple[Any, ...]], header: tuple[str, ...], numeric: tuple[int, ...] = ()) -> Table:
+    return Table(
+        header, [tuple(Cell(_format(value), i in numeric) for i, value in enumerate(row)) for row in rows]
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-class _Images:
-    """Embeds image files of the visualisation folder; missing ones become a visible note, not a broken <img>."""
-
-    def __init__(self, root: Path):
-        self.root = root
-
-    def figure(self, relative: str | None, caption: str = "", alt: str = "", pixels: bool = False) -> str:
-        if not relative:
-            return ""
-        path = self.root / relative
-        if not path.exists():
-            return f'<p class="missing">missing image: {_e(relative)}</p>'
-        css = ' class="pixels"' if pixels else ""
-        caption_html = f"<figcaption>{_e(caption)}</figcaption>" if caption else ""
-        return (
-            f'<figure><img{css} src="{data_uri(path)}" alt="{_e(alt or caption or relative)}">'
-            f"{caption_html}</figure>"
-        )
+def _key_values(mapping: dict[str, Any]) -> Table:
+    return _table(list(mapping.items()), ("key", "value"))
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -105,155 +114,97 @@ def _read_json(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def _config_section(run_info: dict[str, Any] | None) -> str:
-    if not run_info:
-        return '<p class="missing">config.json is missing or unreadable.</p>'
+def _picture(root: Path, relative: str | None, caption: str = "", alt: str = "", pixels: bool = False):
+    return Picture.from_file(root, relative, caption, alt, pixels) if relative else None
+
+
+def run_report_page(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> RunReportPage:
+    """What the report of ``run_dir`` shows, from the run's files and the pictures already in ``out_dir``."""
+    run_dir = Path(run_dir)
+    out_dir = Path(out_dir) if out_dir is not None else default_out_dir(run_dir)
+    manifest = read_manifest(out_dir)
+    run_info = _read_json(run_dir / "config.json") or {}
+    final_eval = _read_json(run_dir / "final_eval.json")
     config = run_info.get("config", {})
-    parts = [_table([(k, v) for k, v in config.items()], ("key", "value"))]
+    settings = manifest.get("settings", {})
+
     dataset = run_info.get("dataset")
-    if isinstance(dataset, dict):
-        parts.append("<h3>Dataset</h3>" + _table([(k, v) for k, v in dataset.items()], ("key", "value")))
-    extra = {k: run_info[k] for k in ("device", "git_commit", "seeds", "versions") if k in run_info}
-    if extra:
-        parts.append(
-            "<details><summary>Environment</summary>"
-            + _table([(k, v) for k, v in extra.items()], ("key", "value"))
-            + "</details>"
+    environment = {k: run_info[k] for k in ("device", "git_commit", "seeds", "versions") if k in run_info}
+    terms = (final_eval or {}).get("terms", {})
+    scores = metric_table(load_metric_results(run_dir))
+    curves = manifest.get("curves", {})
+    values = manifest.get("traversal_values", [])
+    animations = manifest.get("animations", {})
+    kl = manifest.get("kl_per_latent")
+    return RunReportPage(
+        title=f"{config.get('model', 'model')} on {config.get('dataset', 'dataset')}",
+        run_name=run_dir.resolve().name,
+        steps=config.get("steps", "?"),
+        seed=config.get("seed", "?"),
+        version=__version__,
+        config=_key_values(config) if run_info else None,
+        dataset=_key_values(dataset) if isinstance(dataset, dict) else None,
+        environment=_key_values(environment) if environment else None,
+        curves=[
+            Picture.from_file(out_dir, curves[name], CURVE_CAPTIONS[name])
+            for name in CURVE_CAPTIONS
+            if name in curves
+        ],
+        final_eval_note=", ".join(
+            f"{k} = {final_eval[k]}"
+            for k in ("step", "num_batches", "batch_size", "seed", "finite")
+            if k in final_eval
         )
-    return "".join(parts)
-
-
-def _final_eval_section(final_eval: dict[str, Any] | None) -> str:
-    if not final_eval:
-        return '<p class="missing">final_eval.json is missing (the run has not finished).</p>'
-    terms = final_eval.get("terms", {})
-    meta = ", ".join(
-        f"{k} = {final_eval[k]}"
-        for k in ("step", "num_batches", "batch_size", "seed", "finite")
-        if k in final_eval
+        if final_eval
+        else None,
+        final_eval=_table(list(terms.items()) if isinstance(terms, dict) else [], ("term", "value"), (1,))
+        if final_eval
+        else None,
+        metric_scores=_table(scores, ("representation", "metric", "score", "value"), (3,))
+        if scores
+        else None,
+        metric_plots=[
+            Picture.from_file(out_dir, p["path"], f"{p['metric']}: {p['name']} ({p['representation']})")
+            for p in manifest.get("metric_plots", [])
+        ],
+        traversal_interval=f"[{values[0]:g}, {values[-1]:g}] in {len(values)} steps" if values else "",
+        num_images=settings.get("num_images", ""),
+        traversals=[
+            Picture.from_file(out_dir, p, f"base image {i}", pixels=True)
+            for i, p in enumerate(manifest.get("traversals", []))
+        ],
+        kl_per_latent=_table(
+            [(f"z{j}", v, "inactive" if v < INACTIVE_KL else "active") for j, v in enumerate(kl)],
+            ("latent", "KL (nats)", ""),
+            (1,),
+        )
+        if kl
+        else None,
+        num_frames=settings.get("num_frames", ""),
+        fps=settings.get("fps", ""),
+        animations=[
+            AnimationGroup(
+                kind.replace("_", " "),
+                CYCLE_DESCRIPTIONS[kind],
+                [
+                    Picture.from_file(out_dir, p, f"base image {i}", pixels=True)
+                    for i, p in enumerate(animations[kind])
+                ],
+            )
+            for kind in CYCLES
+            if animations.get(kind)
+        ],
+        reconstructions=_picture(
+            out_dir, manifest.get("reconstructions"), alt="reconstructions", pixels=True
+        ),
+        samples=_picture(out_dir, manifest.get("samples"), alt="samples", pixels=True),
+        sample_seed=settings.get("seed", ""),
     )
-    rows = [(k, v) for k, v in terms.items()] if isinstance(terms, dict) else []
-    return f'<p class="note">{_e(meta)}</p>' + _table(rows, ("term", "value"), numeric=(1,))
-
-
-def _metrics_section(
-    results: dict[str, dict[str, dict[str, Any]]], manifest: dict[str, Any], images: _Images
-) -> str:
-    rows = metric_table(results)
-    if not rows and not manifest.get("metric_plots"):
-        return (
-            '<p class="missing">No metric results in RUN_DIR/metrics yet '
-            "(<code>untwine evaluate RUN_DIR</code> writes them).</p>"
-        )
-    parts = [_table(rows, ("representation", "metric", "score", "value"), numeric=(3,))] if rows else []
-    plots = manifest.get("metric_plots", [])
-    if plots:
-        parts.append("<h3>Latent &times; factor matrices</h3>")
-        parts.extend(
-            images.figure(p["path"], f"{p['metric']}: {p['name']} ({p['representation']})") for p in plots
-        )
-    return "".join(parts)
-
-
-def _kl_table(kl: list[float]) -> str:
-    from untwine.visualisation.traversals import INACTIVE_KL
-
-    rows = [(f"z{j}", value, "inactive" if value < INACTIVE_KL else "active") for j, value in enumerate(kl)]
-    return _table(rows, ("latent", "KL (nats)", ""), numeric=(1,))
 
 
 def render_run_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> str:
     """The HTML text of the report, from the run's files and the pictures already in ``out_dir``."""
-    run_dir = Path(run_dir)
-    out_dir = Path(out_dir) if out_dir is not None else default_out_dir(run_dir)
-    manifest = read_manifest(out_dir)
-    images = _Images(out_dir)
-    run_info = _read_json(run_dir / "config.json")
-    final_eval = _read_json(run_dir / "final_eval.json")
-    results = load_metric_results(run_dir)
-    config = (run_info or {}).get("config", {})
-    title = f"{config.get('model', 'model')} on {config.get('dataset', 'dataset')}"
-    settings = manifest.get("settings", {})
-
-    sections: list[tuple[str, str, str]] = []
-    sections.append(("config", "Configuration", _config_section(run_info)))
-    curves = manifest.get("curves", {})
-    curve_captions = {
-        "loss_terms": "Loss terms against the step",
-        "kl_per_latent": "KL per latent against the step",
-        "capacity": "AnnealedVAE: capacity target C(t) and total KL",
-    }
-    curves_html = "".join(
-        images.figure(curves[name], curve_captions.get(name, name))
-        for name in ("loss_terms", "kl_per_latent", "capacity")
-        if name in curves
-    )
-    sections.append(
-        ("curves", "Training curves", curves_html or '<p class="missing">log.jsonl is missing or empty.</p>')
-    )
-    sections.append(("final-eval", "Held-out evaluation", _final_eval_section(final_eval)))
-    sections.append(("metrics", "Metrics", _metrics_section(results, manifest, images)))
-
-    values = manifest.get("traversal_values", [])
-    interval = f"[{values[0]:g}, {values[-1]:g}] in {len(values)} steps" if values else ""
-    traversal_html = (
-        f'<p class="note">Each row replaces one latent of an image\'s mean code by the values {_e(interval)} '
-        "(column headers) and decodes; the label is the latent's KL to the prior averaged over "
-        f"{_e(settings.get('num_images', ''))} images &mdash; grey rows marked inactive carry no information.</p>"
-        + "".join(
-            images.figure(p, f"base image {i}", pixels=True)
-            for i, p in enumerate(manifest.get("traversals", []))
-        )
-    )
-    if manifest.get("kl_per_latent"):
-        traversal_html += (
-            "<details><summary>KL per latent</summary>" + _kl_table(manifest["kl_per_latent"]) + "</details>"
-        )
-    sections.append(("traversals", "Latent traversals", traversal_html))
-
-    animations = manifest.get("animations", {})
-    animation_html = [
-        f'<p class="note">One cell per latent; in each cell only that latent moves along a cycle from the '
-        f"image's code to the top of the range, down to the bottom and back "
-        f"({_e(settings.get('num_frames', ''))} frames at {_e(settings.get('fps', ''))} fps, looping).</p>"
-    ]
-    for kind in CYCLES:
-        paths = animations.get(kind, [])
-        if paths:
-            animation_html.append(
-                f'<h3>{_e(kind.replace("_", " "))}</h3><p class="note">{CYCLE_DESCRIPTIONS[kind]}</p>'
-            )
-            animation_html.extend(
-                images.figure(p, f"base image {i}", pixels=True) for i, p in enumerate(paths)
-            )
-    sections.append(("animations", "Animated latent cycles", "".join(animation_html)))
-    sections.append(
-        (
-            "reconstructions",
-            "Reconstructions",
-            '<p class="note">Pairs of (input | decoded mean code).</p>'
-            + images.figure(manifest.get("reconstructions"), pixels=True, alt="reconstructions"),
-        )
-    )
-    sections.append(
-        (
-            "samples",
-            "Samples from the prior",
-            f'<p class="note">Codes drawn from N(0, I) (seed {_e(settings.get("seed", ""))}), decoded.</p>'
-            + images.figure(manifest.get("samples"), pixels=True, alt="samples"),
-        )
-    )
-
-    subtitle = " &middot; ".join(
-        _e(part)
-        for part in (
-            f"run {run_dir.resolve().name}",
-            f"{config.get('steps', '?')} steps",
-            f"seed {config.get('seed', '?')}",
-        )
-    )
-    footer = f'<p class="note">Generated by untwine {_e(__version__)}.</p>'
-    return page(f"untwine report: {title}", title, subtitle, sections, footer=footer)
+    return render("run_report.html", page=run_report_page(run_dir, out_dir))
 
 
 def write_run_report(
@@ -269,7 +220,7 @@ def write_run_report(
     (default ``RUN_DIR/report.html``); return the report's path."""
     run_dir = Path(run_dir)
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(run_dir)
-    visualize_run(run_dir, out_dir, settings=settings, device=device, model=model, dataset=dataset)
+    visualise_run(run_dir, out_dir, settings=settings, device=device, model=model, dataset=dataset)
     path = Path(report_path) if report_path is not None else run_dir / REPORT_NAME
     atomic_write_text(path, render_run_report(run_dir, out_dir))
     return path

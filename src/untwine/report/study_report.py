@@ -10,65 +10,109 @@ regularisation strength; (2) rank correlation between metrics; (3) metric distri
 against the hyperparameter; (4) variance shares of model / hyperparameter / seed (untwine's statistic);
 (5) downstream accuracy and sample efficiency vs metrics; (6) unsupervised model selection.  A section
 whose inputs were not computed says so instead of drawing an empty figure.
+
+This module draws the figures (on pyplot-free :func:`untwine.visualisation.figures.new_figure` figures,
+so the caller's matplotlib backend and open figures are untouched) and gathers what the page shows into a
+:class:`StudyReportPage`; the markup and prose are ``templates/study_report.html``.
 """
 
 from __future__ import annotations
 
-import base64
-import io
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from untwine import __version__
-from untwine.report.page import escape, page
+from untwine.report.page import render
+from untwine.report.records import Cell, Picture, Table
 from untwine.studies import analysis as A
+from untwine.studies.definitions import Study
+from untwine.studies.grid import Selection
 from untwine.utils.io import atomic_write_bytes, atomic_write_text
+from untwine.visualisation.figures import figure_png, new_figure
 
 REPORT_DIR = "report"
 REPORT_NAME = "index.html"
 
 
-_e = escape
+@dataclass(frozen=True)
+class DatasetPictures:
+    """The figures of one dataset under its own heading."""
+
+    dataset: str
+    pictures: list[Picture]
+
+
+@dataclass(frozen=True)
+class PoolPicture:
+    """The model-selection heatmap of one dataset and pool kind; ``None`` when no pool has two runs."""
+
+    dataset: str
+    pool: str
+    picture: Picture | None
+
+
+@dataclass(frozen=True)
+class Overview:
+    """Section "What was run"."""
+
+    num_runs: int
+    status_counts: str
+    study: Study | None
+    selection: str | None
+    median_train_seconds: float | None
+    median_eval_seconds: float | None
+    failed: Table | None
+    summary: Table
+
+
+@dataclass(frozen=True)
+class Analyses:
+    """Sections 1-6; a ``None`` (or a ``missing_*`` reason) where the inputs were not computed."""
+
+    tc: list[Picture] | None  # None: no ``unsupervised`` metric
+    rank: list[Picture] | None  # None: fewer than two scores
+    distributions: list[DatasetPictures] | None  # None: no scores
+    variance: list[Picture] | None  # None: no scores
+    variance_table: Table | None
+    downstream: list[Picture]
+    missing_downstream: Literal["scores", "tasks"] | None
+    selection: list[PoolPicture] | None  # None: no unsupervised or no disentanglement scores
+
+
+@dataclass(frozen=True)
+class StudyReportPage:
+    """Everything ``templates/study_report.html`` shows; ``analyses`` is None while nothing finished."""
+
+    title: str
+    version: str
+    overview: Overview
+    analyses: Analyses | None
 
 
 def _num(value: Any, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "&ndash;"
+        return "\u2013"
     if isinstance(value, float | np.floating):
         return f"{value:.{digits}f}"
-    return _e(value)
+    return str(value)
 
 
 class _Figures:
-    """Draws matplotlib figures to PNG files and returns <figure> HTML embedding them."""
+    """Renders matplotlib figures to PNG files in ``out_dir`` and to :class:`Picture` records embedding them."""
 
     def __init__(self, out_dir: Path):
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-
-        self.plt = plt
         self.out_dir = out_dir
-        self.files: list[str] = []
 
-    def save(self, fig, name: str, caption: str) -> str:
-        buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
-        self.plt.close(fig)
-        data = buffer.getvalue()
+    def save(self, fig, name: str, caption: str) -> Picture:
+        data = figure_png(fig, tight=True)
         atomic_write_bytes(self.out_dir / name, data)
-        self.files.append(name)
-        uri = "data:image/png;base64," + base64.b64encode(data).decode("ascii")
-        return (
-            f'<figure><img src="{uri}" alt="{_e(caption)}" data-file="{_e(name)}">'
-            f"<figcaption>{_e(caption)}</figcaption></figure>"
-        )
+        return Picture.from_png(name, data, caption)
 
 
 def _slug(text: str) -> str:
@@ -96,18 +140,16 @@ def _value_ticks(values: Sequence[float]) -> list[str]:
     return [f"{v:g}" for v in values]
 
 
-def _table_html(frame: pd.DataFrame, digits: int = 3) -> str:
-    head = "".join(f"<th>{_e(c)}</th>" for c in frame.columns)
-    body = []
+def frame_table(frame: pd.DataFrame, digits: int = 3) -> Table:
+    """A :class:`Table` of ``frame``: numbers with ``digits`` decimals (a dash for missing), the rest as text."""
+    rows = []
     for _, row in frame.iterrows():
         cells = []
         for value in row:
             numeric = isinstance(value, float | int | np.number) and not isinstance(value, bool)
-            cells.append(
-                f'<td class="num">{_num(value, digits)}</td>' if numeric else f"<td>{_e(value)}</td>"
-            )
-        body.append("<tr>" + "".join(cells) + "</tr>")
-    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+            cells.append(Cell(_num(value, digits), True) if numeric else Cell(str(value)))
+        rows.append(tuple(cells))
+    return Table(tuple(str(c) for c in frame.columns), rows)
 
 
 def _heatmap(
@@ -119,10 +161,10 @@ def _heatmap(
     vmin: float = -1.0,
     vmax: float = 1.0,
     cmap: str = "RdBu_r",
-) -> str:
-    plt = figures.plt
+) -> Picture:
     rows, cols = matrix.shape
-    fig, ax = plt.subplots(figsize=(1.1 + 0.62 * cols + 1.6, 0.9 + 0.45 * rows + 0.9))
+    fig = new_figure(1.1 + 0.62 * cols + 1.6, 0.9 + 0.45 * rows + 0.9, layout=None)
+    ax = fig.subplots()
     data = matrix.to_numpy(dtype=float)
     image = ax.imshow(np.ma.masked_invalid(data), cmap=cmap, vmin=vmin, vmax=vmax)
     ax.set_xticks(range(cols), [str(c) for c in matrix.columns], rotation=40, ha="right", fontsize=8)
@@ -146,29 +188,19 @@ def _heatmap(
     return figures.save(fig, name, caption)
 
 
-# -- sections ---------------------------------------------------------------------------------------
-def _section_tc(figures: _Figures, table: pd.DataFrame, study) -> str:
+# -- sections: each returns the records its part of templates/study_report.html shows -------------
+def _section_tc(figures: _Figures, table: pd.DataFrame, study) -> list[Picture] | None:
     tc = A.tc_by_regularisation(table)
-    head = (
-        '<p class="note">Gaussian total correlation (the <code>unsupervised</code> metric) of the '
-        "<b>sampled</b> representation (codes drawn from q(z|x)) and of the <b>mean</b> representation, "
-        "against each model's regularisation strength; seeds are points, lines join the medians. The paper's "
-        "finding: stronger regularisation lowers the TC of the sampled representation, while the TC of the "
-        "mean representation, the one usually evaluated, need not follow.</p>"
-    )
     if tc.empty or not np.isfinite(tc["tc"]).any():
-        return (
-            head
-            + '<p class="missing">No total-correlation results: the study has no <code>unsupervised</code> metric.</p>'
-        )
+        return None
     names, symbols = _labels(study)
-    plt = figures.plt
-    parts = [head]
+    pictures = []
     for dataset, group in tc.groupby("dataset", sort=False):
         models = _model_order(group, study)
         cols = min(3, len(models))
         rows = math.ceil(len(models) / cols)
-        fig, axes = plt.subplots(rows, cols, figsize=(4.0 * cols, 3.0 * rows), squeeze=False)
+        fig = new_figure(4.0 * cols, 3.0 * rows, layout=None)
+        axes = fig.subplots(rows, cols, squeeze=False)
         for ax, model in zip(axes.flat, models, strict=False):
             part = group[group["model"] == model]
             values = sorted(part["value"].unique())
@@ -191,58 +223,47 @@ def _section_tc(figures: _Figures, table: pd.DataFrame, study) -> str:
             ax.axis("off")
         fig.suptitle(f"{dataset}: TC of sampled vs mean representation", fontsize=10)
         fig.tight_layout()
-        parts.append(
+        pictures.append(
             figures.save(
                 fig,
                 f"tc_{_slug(dataset)}.png",
                 f"{dataset}: total correlation vs regularisation strength, per model",
             )
         )
-    return "".join(parts)
+    return pictures
 
 
-def _section_rank(figures: _Figures, table: pd.DataFrame, scores) -> str:
-    head = (
-        '<p class="note">Spearman rank correlation between the disentanglement scores (mean '
-        "representation) over the runs of each dataset. n/a: fewer than three runs with both scores, or a "
-        "score that does not vary.</p>"
-    )
+def _section_rank(figures: _Figures, table: pd.DataFrame, scores) -> list[Picture] | None:
     if len(scores) < 2:
-        return head + '<p class="missing">Fewer than two disentanglement scores were computed.</p>'
-    parts = [head]
-    for dataset, matrix in A.rank_correlation(table, scores).items():
-        parts.append(
-            _heatmap(
-                figures,
-                matrix,
-                f"rank_correlation_{_slug(dataset)}.png",
-                f"{dataset}: rank correlation between metrics",
-                f"{dataset}: Spearman ρ",
-            )
+        return None
+    return [
+        _heatmap(
+            figures,
+            matrix,
+            f"rank_correlation_{_slug(dataset)}.png",
+            f"{dataset}: rank correlation between metrics",
+            f"{dataset}: Spearman ρ",
         )
-    return "".join(parts)
+        for dataset, matrix in A.rank_correlation(table, scores).items()
+    ]
 
 
-def _section_distributions(figures: _Figures, table: pd.DataFrame, scores, study) -> str:
-    head = (
-        '<p class="note">Left: the distribution of each score per model over all its hyperparameter values '
-        "and seeds (violins; points are runs). Right: the score against the hyperparameter, seeds as points "
-        "and the median as a line; the spread between seeds at a fixed value is often as large as the "
-        "effect of the value.</p>"
-    )
+def _section_distributions(
+    figures: _Figures, table: pd.DataFrame, scores, study
+) -> list[DatasetPictures] | None:
     points = A.score_points(table, scores)
     if points.empty:
-        return head + '<p class="missing">No disentanglement scores were computed.</p>'
+        return None
     names, symbols = _labels(study)
-    plt = figures.plt
-    parts = [head]
+    groups = []
     for dataset, group in points.groupby("dataset", sort=False):
-        parts.append(f"<h3>{_e(dataset)}</h3>")
+        pictures = []
         models = _model_order(group, study)
         labels = list(dict.fromkeys(group["score"]))
         cols = min(3, len(labels))
         rows = math.ceil(len(labels) / cols)
-        fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.0 * rows), squeeze=False)
+        fig = new_figure(4.2 * cols, 3.0 * rows, layout=None)
+        axes = fig.subplots(rows, cols, squeeze=False)
         for ax, label in zip(axes.flat, labels, strict=False):
             part = group[group["score"] == label]
             data = [part[part["model"] == m]["number"].to_numpy(float) for m in models]
@@ -259,14 +280,15 @@ def _section_distributions(figures: _Figures, table: pd.DataFrame, scores, study
         for ax in list(axes.flat)[len(labels) :]:
             ax.axis("off")
         fig.tight_layout()
-        parts.append(
+        pictures.append(
             figures.save(fig, f"violins_{_slug(dataset)}.png", f"{dataset}: score distributions per model")
         )
         for label in labels:
             part = group[group["score"] == label]
             cols = min(3, len(models))
             rows = math.ceil(len(models) / cols)
-            fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 2.7 * rows), squeeze=False, sharey=True)
+            fig = new_figure(3.6 * cols, 2.7 * rows, layout=None)
+            axes = fig.subplots(rows, cols, squeeze=False, sharey=True)
             for ax, model in zip(axes.flat, models, strict=False):
                 sub = part[part["model"] == model]
                 values = sorted(sub["value"].unique())
@@ -288,34 +310,29 @@ def _section_distributions(figures: _Figures, table: pd.DataFrame, scores, study
                 ax.axis("off")
             fig.suptitle(f"{dataset}: {label} vs hyperparameter", fontsize=10)
             fig.tight_layout()
-            parts.append(
+            pictures.append(
                 figures.save(
                     fig,
                     f"vs_hyperparameter_{_slug(dataset)}_{_slug(label)}.png",
                     f"{dataset}: {label} against the hyperparameter (seeds as points)",
                 )
             )
-    return "".join(parts)
+        groups.append(DatasetPictures(str(dataset), pictures))
+    return groups
 
 
-def _section_variance(figures: _Figures, table: pd.DataFrame, scores, out_dir: Path) -> str:
-    head = (
-        "<p class=\"note\"><b>untwine's statistic, not the paper's.</b> For each score and dataset, the total "
-        "sum of squares over runs is split into three nested parts: between models (model means around the "
-        "grand mean), between hyperparameter values within a model (setting means around their model's "
-        "mean), and between seeds within a setting (runs around their setting's mean). The shares add up to "
-        "1. The paper makes the qualitative point that hyperparameters and random seeds matter more than "
-        "the choice of model; these shares put a number on it for the runs at hand.</p>"
-    )
+def _section_variance(
+    figures: _Figures, table: pd.DataFrame, scores, out_dir: Path
+) -> tuple[list[Picture] | None, Table | None]:
     shares = A.variance_shares(table, scores)
     if shares.empty:
-        return head + '<p class="missing">No disentanglement scores were computed.</p>'
+        return None, None
     shares.to_csv(out_dir / "variance_shares.csv", index=False)
-    plt = figures.plt
-    parts = [head]
+    pictures = []
     for dataset, group in shares.groupby("dataset", sort=False):
         group = group.reset_index(drop=True)
-        fig, ax = plt.subplots(figsize=(7.5, 0.6 + 0.4 * len(group)))
+        fig = new_figure(7.5, 0.6 + 0.4 * len(group), layout=None)
+        ax = fig.subplots()
         left = np.zeros(len(group))
         for column, color in (("model", "#0072b2"), ("hyperparameter", "#e69f00"), ("seed", "#999999")):
             widths = group[column].fillna(0).to_numpy(float)
@@ -328,183 +345,127 @@ def _section_variance(figures: _Figures, table: pd.DataFrame, scores, out_dir: P
         ax.legend(fontsize=7, ncol=3, loc="lower right")
         ax.set_title(f"{dataset}: variance shares (untwine's nested decomposition)", fontsize=9)
         fig.tight_layout()
-        parts.append(
+        pictures.append(
             figures.save(
                 fig,
                 f"variance_shares_{_slug(dataset)}.png",
                 f"{dataset}: shares of each score's variance due to model, hyperparameter, seed",
             )
         )
-    parts.append(_table_html(shares))
-    return "".join(parts)
+    return pictures, frame_table(shares)
 
 
-def _section_downstream(figures: _Figures, table: pd.DataFrame, scores) -> str:
-    head = (
-        '<p class="note">Spearman rank correlation between each disentanglement score and downstream '
-        "accuracy -- logistic regression (LR) and gradient-boosted trees (GBT) predicting each factor from "
-        "the mean representation, averaged over factors -- with 100 and 10,000 training samples, and with "
-        "sample efficiency (accuracy at 100 / accuracy at 10,000). The paper found no consistent evidence "
-        "that disentanglement makes downstream learning more sample-efficient.</p>"
-    )
+def _section_downstream(
+    figures: _Figures, table: pd.DataFrame, scores
+) -> tuple[list[Picture], Literal["scores", "tasks"] | None]:
     if not scores:
-        return head + '<p class="missing">No disentanglement scores were computed.</p>'
+        return [], "scores"
     matrices = A.downstream_correlation(table, scores)
     if not matrices:
-        return head + (
-            '<p class="missing">No downstream-task results: the study has neither '
-            "<code>downstream_task_logistic_regression</code> nor <code>downstream_task_boosted_trees</code>.</p>"
+        return [], "tasks"
+    pictures = [
+        _heatmap(
+            figures,
+            matrix,
+            f"downstream_{_slug(dataset)}.png",
+            f"{dataset}: rank correlation of scores with downstream accuracy and efficiency",
+            f"{dataset}: Spearman ρ",
         )
-    parts = [head]
-    for dataset, matrix in matrices.items():
-        parts.append(
-            _heatmap(
-                figures,
-                matrix,
-                f"downstream_{_slug(dataset)}.png",
-                f"{dataset}: rank correlation of scores with downstream accuracy and efficiency",
-                f"{dataset}: Spearman ρ",
-            )
-        )
-    return "".join(parts)
+        for dataset, matrix in matrices.items()
+    ]
+    return pictures, None
 
 
-def _section_selection(figures: _Figures, table: pd.DataFrame, scores, out_dir: Path) -> str:
+def _section_selection(
+    figures: _Figures, table: pd.DataFrame, scores, out_dir: Path
+) -> list[PoolPicture] | None:
     selectors = A.available(table, A.UNSUPERVISED_SCORES)
-    head = (
-        '<p class="note">Can a score computed without labels pick good models? For each unsupervised score '
-        "(held-out reconstruction, ELBO and KL of training, total and Wasserstein correlation, mutual "
-        "information), the run with the best value is compared with a run drawn at random from the same "
-        "pool; the cells show the probability that the chosen run has the better disentanglement score (ties "
-        "count one half). <b>Seed</b> pools are the seeds of one model and hyperparameter value (choosing a "
-        "seed); <b>dataset</b> pools are all runs of a dataset (choosing a model and its hyperparameter). "
-        "0.5 is a coin flip.</p>"
-    )
     if not selectors or not scores:
-        return (
-            head
-            + '<p class="missing">Model selection needs unsupervised scores and disentanglement scores.</p>'
-        )
+        return None
     rates = A.selection_win_rate(table, selectors, scores)
     rates.to_csv(out_dir / "model_selection.csv", index=False)
-    parts = [head]
+    items = []
     for (dataset, pool), group in rates.groupby(["dataset", "pool"], sort=False):
         if not group["pools"].any():
-            parts.append(f'<p class="missing">{_e(dataset)}, {pool} pools: no pool has two runs.</p>')
+            items.append(PoolPicture(str(dataset), str(pool), None))
             continue
         matrix = group.pivot(index="selector", columns="target", values="win_rate")
         matrix = matrix.reindex(index=[s.label for s in selectors], columns=[s.label for s in scores])
         pools = int(group["pools"].max())
-        parts.append(
-            _heatmap(
-                figures,
-                matrix,
-                f"selection_{_slug(dataset)}_{pool}.png",
-                f"{dataset}: P(chosen run beats a random one), {pool} pools ({pools} averaged)",
-                f"{dataset}: win rate vs random, {pool} pools",
-                vmin=0.0,
-                vmax=1.0,
-                cmap="PuOr",
-            )
+        picture = _heatmap(
+            figures,
+            matrix,
+            f"selection_{_slug(dataset)}_{pool}.png",
+            f"{dataset}: P(chosen run beats a random one), {pool} pools ({pools} averaged)",
+            f"{dataset}: win rate vs random, {pool} pools",
+            vmin=0.0,
+            vmax=1.0,
+            cmap="PuOr",
         )
-    return "".join(parts)
+        items.append(PoolPicture(str(dataset), str(pool), picture))
+    return items
 
 
-def _section_overview(table: pd.DataFrame, runs: pd.DataFrame, study, selection) -> str:
+def _section_overview(
+    table: pd.DataFrame, runs: pd.DataFrame, study: Study | None, selection: Selection | None
+) -> Overview:
     counts = runs["status"].value_counts().to_dict() if not runs.empty else {}
-    items = [
-        f"<li>runs in the store: {len(runs)} ({', '.join(f'{k}: {v}' for k, v in sorted(counts.items())) or 'none'})</li>"
-    ]
-    if study is not None:
-        items.append(f"<li>study: <b>{_e(study.name)}</b> &mdash; {_e(study.description)}</li>")
-        if study.reference:
-            items.append(f"<li>reference: {_e(study.reference)}</li>")
-        items.append(
-            f"<li>metrics: {_e(', '.join(study.metrics) or 'none')}; representations: "
-            f"{_e(', '.join(study.representations))}; metric seed {study.metric_seed}</li>"
-        )
+    chosen = None
     if selection is not None:
         chosen = {k: v for k, v in selection.to_dict().items() if v not in (None, {}, [])}
-        items.append(f"<li>selection (flags): <code>{_e(chosen or 'the full study')}</code></li>")
     finished = runs[runs["status"] == "done"] if not runs.empty else runs
-    if not finished.empty and finished["train_seconds"].notna().any():
-        train = finished["train_seconds"].astype(float)
-        evaluate = finished["eval_seconds"].astype(float)
-        items.append(
-            f"<li>seconds per model (median): training {train.median():.1f}, evaluation "
-            f"{evaluate.median():.1f}</li>"
-        )
+    timed = not finished.empty and finished["train_seconds"].notna().any()
+    failed = None
     if not runs.empty and (runs["status"] == "failed").any():
-        failed = runs[runs["status"] == "failed"][["model_num", "dataset", "model", "value", "seed", "error"]]
-        items.append("<li>failed runs:" + _table_html(failed) + "</li>")
-    return "<ul>" + "".join(items) + "</ul>" + _table_html(A.summary_counts(table))
+        failed = frame_table(
+            runs[runs["status"] == "failed"][["model_num", "dataset", "model", "value", "seed", "error"]]
+        )
+    return Overview(
+        num_runs=len(runs),
+        status_counts=", ".join(f"{k}: {v}" for k, v in sorted(counts.items())) or "none",
+        study=study,
+        selection=str(chosen or "the full study") if selection is not None else None,
+        median_train_seconds=float(finished["train_seconds"].astype(float).median()) if timed else None,
+        median_eval_seconds=float(finished["eval_seconds"].astype(float).median()) if timed else None,
+        failed=failed,
+        summary=frame_table(A.summary_counts(table)),
+    )
+
+
+def _analyses(figures: _Figures, table: pd.DataFrame, study, out_dir: Path) -> Analyses:
+    """Sections 1-6, drawn in the order the page shows them."""
+    scores = A.disentanglement_scores(table)
+    tc = _section_tc(figures, table, study)
+    rank = _section_rank(figures, table, scores)
+    distributions = _section_distributions(figures, table, scores, study)
+    variance, variance_table = _section_variance(figures, table, scores, out_dir)
+    downstream, missing_downstream = _section_downstream(figures, table, scores)
+    selection = _section_selection(figures, table, scores, out_dir)
+    return Analyses(
+        tc, rank, distributions, variance, variance_table, downstream, missing_downstream, selection
+    )
 
 
 def render_study_report(
     table: pd.DataFrame,
     runs: pd.DataFrame,
     out_dir: str | Path,
-    study=None,
-    selection=None,
+    study: Study | None = None,
+    selection: Selection | None = None,
     title: str = "study",
 ) -> str:
     """HTML of the report for the wide results ``table`` and the ``runs`` table; figures go to ``out_dir``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    figures = _Figures(out_dir)
+    if not table.empty and not runs.empty:
+        table = table[table["model_num"].isin(runs.loc[runs["status"] == "done", "model_num"])]
+    overview = _section_overview(table, runs, study, selection)
+    analyses = None
     if not table.empty:
-        table = (
-            table[table["model_num"].isin(runs.loc[runs["status"] == "done", "model_num"])]
-            if not runs.empty
-            else table
-        )
-    scores = A.disentanglement_scores(table) if not table.empty else []
-    sections = [("overview", "What was run", _section_overview(table, runs, study, selection))]
-    if table.empty:
-        sections.append(
-            ("empty", "No results yet", '<p class="missing">No finished runs in the store yet.</p>')
-        )
-    else:
-        sections += [
-            (
-                "tc",
-                "1. Total correlation: sampled vs mean representation",
-                _section_tc(figures, table, study),
-            ),
-            ("rank", "2. Rank correlation between metrics", _section_rank(figures, table, scores)),
-            (
-                "distributions",
-                "3. Metric distributions and hyperparameters",
-                _section_distributions(figures, table, scores, study),
-            ),
-            (
-                "variance",
-                "4. Variance explained by model, hyperparameter and seed",
-                _section_variance(figures, table, scores, out_dir),
-            ),
-            (
-                "downstream",
-                "5. Downstream accuracy and sample efficiency",
-                _section_downstream(figures, table, scores),
-            ),
-            (
-                "selection",
-                "6. Unsupervised model selection",
-                _section_selection(figures, table, scores, out_dir),
-            ),
-        ]
+        analyses = _analyses(_Figures(out_dir), table, study, out_dir)
         table.to_csv(out_dir / "results_wide.csv", index=False)
-    subtitle = (
-        f"untwine {_e(__version__)}. The analyses of Locatello et al. (2019), <i>Challenging Common Assumptions "
-        "in the Unsupervised Learning of Disentangled Representations</i>, on the runs in this study's store."
-    )
-    return page(
-        f"untwine study report: {title}",
-        f"Study report: {title}",
-        subtitle,
-        sections,
-        nav_label=lambda name: name.split(". ", 1)[-1],
-    )
+    page = StudyReportPage(title=title, version=__version__, overview=overview, analyses=analyses)
+    return render("study_report.html", page=page)
 
 
 def write_study_report(study_dir: str | Path, out_dir: str | Path | None = None, store=None) -> Path:

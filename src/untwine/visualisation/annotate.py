@@ -96,14 +96,3 @@ def caption_strip(text: str, width: int, height: int = 14, size: int = 10) -> np
     picture, draw = _draw(canvas)
     draw.text((width / 2, height / 2), text, fill=TEXT, font=font(size), anchor="mm")
     return np.asarray(picture)
-
-
-def add_title(image, title: str, size: int = 12) -> np.ndarray:
-    """Add a white strip with ``title`` (left-aligned) on top of ``image``."""
-    rgb = as_rgb_uint8(image)
-    height = text_size(title, size)[1] + 8
-    canvas = np.full((height + rgb.shape[0], rgb.shape[1], 3), WHITE, dtype=np.uint8)
-    canvas[height:] = rgb
-    picture, draw = _draw(canvas)
-    draw.text((4, height / 2), title, fill=TEXT, font=font(size), anchor="lm")
-    return np.asarray(picture)

@@ -6,12 +6,11 @@
 * :func:`plot_capacity`: AnnealedVAE's target capacity C(t) against the total KL it pulls towards.
 
 Each function returns a :class:`matplotlib.figure.Figure`, or ``None`` when the log has nothing to
-draw; :func:`figure_png` renders a figure to PNG bytes and :func:`save_figure` writes it atomically.
+draw (:mod:`untwine.visualisation.figures` renders and writes it).
 """
 
 from __future__ import annotations
 
-import io
 import json
 import math
 import os
@@ -20,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from untwine.utils.io import atomic_write_bytes
+from untwine.visualisation.figures import new_figure, save_figure
 
 LOG_NAME = "log.jsonl"
 # Keys of a log record that are not loss terms (or are drawn elsewhere).
@@ -74,16 +73,6 @@ def _number(value: Any) -> float:
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     return math.nan
-
-
-def new_figure(width: float, height: float):
-    """A matplotlib Figure (inches, 100 dpi, constrained layout) on its own Agg canvas."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(width, height), dpi=100, layout="constrained")
-    FigureCanvasAgg(figure)
-    return figure
 
 
 def _marker(num_points: int) -> str | None:
@@ -185,18 +174,6 @@ def plot_capacity(records: list[dict[str, Any]]):
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
     return figure
-
-
-def figure_png(figure) -> bytes:
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100, facecolor="white")
-    return buffer.getvalue()
-
-
-def save_figure(figure, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    atomic_write_bytes(path, figure_png(figure))
-    return path
 
 
 def write_training_curves(run_dir: str | os.PathLike, out_dir: str | os.PathLike) -> dict[str, Path]:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from untwine.visualisation.curves import new_figure, save_figure
+from untwine.visualisation.figures import new_figure, save_figure
 
 METRICS_DIR = "metrics"
 

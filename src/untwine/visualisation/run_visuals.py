@@ -1,6 +1,6 @@
 """Every picture of a trained run, written to one folder with a ``manifest.json`` that lists them.
 
-``visualize_run(run_dir)`` writes to ``RUN_DIR/visualisation/``::
+``visualise_run(run_dir)`` writes to ``RUN_DIR/visualisation/``::
 
     reconstructions.png            (input | reconstruction) pairs
     samples.png                    decoded codes drawn from the prior N(0, I)
@@ -49,7 +49,7 @@ MANIFEST_NAME = "manifest.json"
 
 @dataclass(frozen=True)
 class VisualisationSettings:
-    """What ``untwine visualize`` draws; the defaults follow disentanglement_lib where it has one."""
+    """What ``untwine visualise`` draws; the defaults follow disentanglement_lib where it has one."""
 
     seed: int = 0
     num_images: int = 64  # encoded batch: fits the animation ranges and the KL per latent
@@ -83,7 +83,7 @@ def _relative(path: Path, root: Path) -> str:
     return path.relative_to(root).as_posix()
 
 
-def visualize_run(
+def visualise_run(
     run_dir: str | os.PathLike,
     out_dir: str | os.PathLike | None = None,
     settings: VisualisationSettings | None = None,
@@ -172,5 +172,5 @@ def visualize_run(
 def read_manifest(out_dir: str | os.PathLike) -> dict[str, Any]:
     path = Path(out_dir) / MANIFEST_NAME
     if not path.exists():
-        raise FileNotFoundError(f"no {MANIFEST_NAME} in {out_dir}; run `untwine visualize` first")
+        raise FileNotFoundError(f"no {MANIFEST_NAME} in {out_dir}; run `untwine visualise` first")
     return json.loads(path.read_text(encoding="utf-8"))

@@ -1,4 +1,4 @@
-"""``untwine visualize RUN_DIR``: pictures of a trained run and its self-contained HTML report."""
+"""``untwine visualise RUN_DIR``: pictures of a trained run and its self-contained HTML report."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
-        "visualize",
+        "visualise",
         help="draw a trained run; write RUN_DIR/report.html",
         description=(
             "Write reconstructions, prior samples, latent traversals labelled by KL, the five animated latent "
@@ -42,11 +42,12 @@ def register(subparsers) -> None:
         metavar=("LOW", "HIGH"),
         help="values a traversal sets the latent to (default -2 2)",
     )
-    parser.set_defaults(func=_visualize)
+    parser.set_defaults(func=_visualise)
 
 
-def _visualize(args) -> int:
-    from untwine.report import VisualisationSettings, visualize_run, write_run_report
+def _visualise(args) -> int:
+    from untwine.report import VisualisationSettings, visualise_run, write_run_report
+    from untwine.visualisation.run_visuals import default_out_dir
 
     settings = VisualisationSettings(
         seed=args.seed,
@@ -57,9 +58,9 @@ def _visualize(args) -> int:
         traversal_steps=args.traversal_steps,
         traversal_interval=tuple(args.traversal_interval),
     )
-    out_dir = args.out or args.run_dir / "visualisation"
+    out_dir = args.out or default_out_dir(args.run_dir)
     if args.no_report:
-        visualize_run(args.run_dir, out_dir, settings=settings, device=args.device)
+        visualise_run(args.run_dir, out_dir, settings=settings, device=args.device)
         print(f"wrote pictures to {out_dir}")
         return 0
     path = write_run_report(args.run_dir, out_dir, args.report, settings=settings, device=args.device)
