@@ -27,6 +27,7 @@ from untwine.studies.grid import (
     spec_for_model_num,
 )
 from untwine.studies.planning import EvaluationChoice, apply_evaluation, parse_metric_params, resolve_study
+from untwine.studies.records import Evaluation, ModelResult
 from untwine.studies.runner import write_study_file
 from untwine.studies.store import ConfigMismatchError, flatten_values, open_store
 
@@ -270,23 +271,24 @@ def test_flatten_values():
     }
 
 
-def _payload(value, extra=None):
-    return {
-        "evaluations": [
-            {
-                "representation": "mean",
-                "metric": "mig",
-                "seconds": 0.1,
-                "result": {"values": {"discrete_mig": value, "per_factor": [value, 0.0], **(extra or {})}},
-            },
-            {"representation": "train", "metric": "final_eval", "result": {"values": {"elbo": -1.0}}},
-        ],
-        "train_seconds": 1.0,
-        "eval_seconds": 0.5,
-        "versions": {"torch": "x"},
-        "git_commit": "abc",
-        "worker": "w",
-    }
+def _result(model_num, value, extra=None):
+    return ModelResult(
+        model_num=model_num,
+        worker="w",
+        evaluations=(
+            Evaluation(
+                "mean",
+                "mig",
+                0.1,
+                {"values": {"discrete_mig": value, "per_factor": [value, 0.0], **(extra or {})}},
+            ),
+            Evaluation("train", "final_eval", None, {"values": {"elbo": -1.0}}),
+        ),
+        train_seconds=1.0,
+        eval_seconds=0.5,
+        versions={"torch": "x"},
+        git_commit="abc",
+    )
 
 
 def test_sqlite_store_round_trip_idempotent_and_frames(tmp_path):
@@ -295,11 +297,11 @@ def test_sqlite_store_round_trip_idempotent_and_frames(tmp_path):
     assert store.register_runs(specs) == 2 and store.register_runs(specs) == 0
     assert store.status_counts() == {"pending": 2, "running": 0, "done": 0, "failed": 0}
     store.mark_running(specs[0].model_num, "local")
-    store.record_success(specs[0].model_num, _payload(0.25))
-    store.record_success(specs[0].model_num, _payload(0.25))  # a repeated write replaces, never duplicates
+    store.record(_result(specs[0].model_num, 0.25))
+    store.record(_result(specs[0].model_num, 0.25))  # a repeated write replaces, never duplicates
     store.mark_running(specs[1].model_num)
     assert store.reset_interrupted() == 1
-    store.record_failure(specs[1].model_num, "ValueError: boom", "Traceback ...", "w")
+    store.record(ModelResult(specs[1].model_num, "w", error="ValueError: boom", traceback="Traceback ..."))
     runs = {r["model_num"]: r for r in store.runs()}
     assert runs[specs[0].model_num]["status"] == "done" and runs[specs[0].model_num]["attempts"] == 1
     assert runs[specs[1].model_num]["error"] == "ValueError: boom" and runs[specs[1].model_num]["traceback"]
@@ -314,7 +316,7 @@ def test_sqlite_store_round_trip_idempotent_and_frames(tmp_path):
     with pytest.raises(ConfigMismatchError, match="another training config"):
         store.register_runs(other)
     # non-finite numbers are NULL
-    store.record_success(specs[0].model_num, _payload(float("inf")))
+    store.record(_result(specs[0].model_num, float("inf")))
     assert store.results_frame(wide=True)["mean/mig/discrete_mig"].isna().all()
     store.close()
     with sqlite3.connect(tmp_path / "results.sqlite") as raw:
@@ -326,7 +328,7 @@ def test_export_csv_and_parquet(tmp_path):
     with open_store(tmp_path) as store:
         store.register_runs(specs)
         for i, spec in enumerate(specs):
-            store.record_success(spec.model_num, _payload(0.1 * i))
+            store.record(_result(spec.model_num, 0.1 * i))
         paths = store.export(tmp_path / "export")
         wide = store.results_frame(wide=True)
     assert sorted(p.name for p in paths) == sorted(
@@ -365,7 +367,7 @@ def test_sqlite_readers_do_not_block_the_writer(tmp_path):
     thread.start()
     try:
         for spec in specs:
-            writer.record_success(spec.model_num, _payload(0.5))
+            writer.record(_result(spec.model_num, 0.5))
     finally:
         stop.set()
         thread.join()
@@ -554,8 +556,7 @@ def test_scaled_runs_keep_checkpointing():
 
 
 # -- records, executors, progress ------------------------------------------------------------------------
-def test_task_and_result_records_pickle_and_give_the_store_its_payload(tmp_path):
-    from untwine.studies.records import Evaluation, ModelResult
+def test_task_and_result_records_pickle_and_the_store_records_them(tmp_path):
     from untwine.studies.runner import make_task
 
     (spec,) = expand(SMOKE_TEST, Selection(models=("beta_vae",), values=(0,), seeds=(0,)))
@@ -566,37 +567,39 @@ def test_task_and_result_records_pickle_and_give_the_store_its_payload(tmp_path)
     )
     assert task.metrics == ("mig", "unsupervised") and task.metric_params["mig"] == {"num_train": 500}
     assert (task.mode, task.threads, task.device) == ("faithful", 2, "cpu")
-    result = ModelResult(
-        model_num=0,
-        worker="host:1",
-        evaluations=(Evaluation("mean", "mig", 0.1, {"values": {"discrete_mig": 0.5}}),),
-        train_seconds=1.0,
-        eval_seconds=0.5,
-        versions={"torch": "x"},
-        git_commit="abc",
-    )
+    result = _result(spec.model_num, 0.5)
     assert pickle.loads(pickle.dumps(result)) == result and result.ok
-    assert result.to_payload() == {
-        "evaluations": [
-            {
-                "representation": "mean",
-                "metric": "mig",
-                "seconds": 0.1,
-                "result": {"values": {"discrete_mig": 0.5}},
-            }
-        ],
-        "train_seconds": 1.0,
-        "eval_seconds": 0.5,
-        "versions": {"torch": "x"},
-        "git_commit": "abc",
-        "worker": "host:1",
-    }
     try:
         raise ValueError("boom")
     except ValueError as error:
         failure = ModelResult.failure(3, error, "local", train_seconds=2.0)
     assert not failure.ok and failure.error == "ValueError: boom" and "Traceback" in failure.traceback
-    assert failure.seconds() == {"train": 2.0}
+    assert pickle.loads(pickle.dumps(failure)) == failure
+
+    (failed_spec,) = expand(SMOKE_TEST, Selection(models=("beta_vae",), values=(0,), seeds=(1,)))
+    failure = dataclasses.replace(failure, model_num=failed_spec.model_num)
+    with open_store(tmp_path) as store:
+        store.register_runs([spec, failed_spec])
+        store.record(result)
+        store.record(failure)
+        runs = {run["model_num"]: run for run in store.runs()}
+        assert store.result_rows() == [
+            (spec.model_num, "mean", "mig", "discrete_mig", 0.5),
+            (spec.model_num, "mean", "mig", "per_factor/0", 0.5),
+            (spec.model_num, "mean", "mig", "per_factor/1", 0.0),
+            (spec.model_num, "train", "final_eval", "elbo", -1.0),
+        ]
+    done, failed = runs[spec.model_num], runs[failed_spec.model_num]
+    assert (done["status"], done["worker"], done["train_seconds"], done["eval_seconds"]) == (
+        "done",
+        "w",
+        1.0,
+        0.5,
+    )
+    assert (done["git_commit"], json.loads(done["versions_json"])) == ("abc", {"torch": "x"})
+    assert (failed["status"], failed["error"], failed["worker"]) == ("failed", "ValueError: boom", "local")
+    assert failed["train_seconds"] == 2.0 and failed["eval_seconds"] is None
+    assert "Traceback" in failed["traceback"]
 
 
 def test_the_executors_share_one_protocol():
@@ -663,7 +666,7 @@ def test_export_falls_back_to_csv_without_pyarrow(tmp_path, monkeypatch):
     write_study_file(tmp_path, SMOKE_TEST, Selection(models=("beta_vae",), seeds=(0,)), "results.sqlite")
     with open_store(tmp_path) as store:
         store.register_runs(specs)
-        store.record_success(specs[0].model_num, _payload(0.5))
+        store.record(_result(specs[0].model_num, 0.5))
     monkeypatch.setitem(sys.modules, "pyarrow", None)  # `import pyarrow` fails
     export = export_study(tmp_path)
     assert sorted(p.name for p in export.paths) == ["results.csv", "results_wide.csv", "runs.csv"]

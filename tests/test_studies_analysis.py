@@ -15,6 +15,7 @@ from untwine.cli import main as cli_main
 from untwine.studies import analysis as A
 from untwine.studies.definitions import UNSUPERVISED_STUDY_V1
 from untwine.studies.grid import Selection, expand
+from untwine.studies.records import Evaluation, ModelResult
 from untwine.studies.runner import write_study_file
 from untwine.studies.store import open_store
 
@@ -173,10 +174,25 @@ def _fill_store(study_dir, seed=0):
                             },
                         }
                     )
-            store.record_success(
-                spec.model_num, {"evaluations": evaluations, "train_seconds": 1.0, "eval_seconds": 2.0}
+            store.record(
+                ModelResult(
+                    spec.model_num,
+                    "",
+                    tuple(
+                        Evaluation(e["representation"], e["metric"], None, e["result"]) for e in evaluations
+                    ),
+                    train_seconds=1.0,
+                    eval_seconds=2.0,
+                )
             )
-        store.record_failure(specs[0].model_num, "ValueError: synthetic failure", "Traceback (synthetic)")
+        store.record(
+            ModelResult(
+                specs[0].model_num,
+                "",
+                error="ValueError: synthetic failure",
+                traceback="Traceback (synthetic)",
+            )
+        )
     return specs
 
 

@@ -14,6 +14,7 @@ psycopg = pytest.importorskip("psycopg", reason="psycopg not installed (pip inst
 
 from untwine.studies.definitions import SMOKE_TEST  # noqa: E402
 from untwine.studies.grid import Selection, expand  # noqa: E402
+from untwine.studies.records import Evaluation, ModelResult  # noqa: E402
 from untwine.studies.store import ConfigMismatchError, open_store  # noqa: E402
 
 
@@ -86,21 +87,19 @@ def postgres_url():
         shutil.rmtree(base, ignore_errors=True)
 
 
-def _payload(value):
-    return {
-        "evaluations": [
-            {
-                "representation": "mean",
-                "metric": "mig",
-                "seconds": 0.1,
-                "result": {"values": {"discrete_mig": value, "per_factor": [value, float("nan")]}},
-            }
-        ],
-        "train_seconds": 1.0,
-        "eval_seconds": 0.5,
-        "versions": {"torch": "x"},
-        "worker": "w",
-    }
+def _result(model_num, value):
+    return ModelResult(
+        model_num=model_num,
+        worker="w",
+        evaluations=(
+            Evaluation(
+                "mean", "mig", 0.1, {"values": {"discrete_mig": value, "per_factor": [value, float("nan")]}}
+            ),
+        ),
+        train_seconds=1.0,
+        eval_seconds=0.5,
+        versions={"torch": "x"},
+    )
 
 
 def test_postgres_store_matches_sqlite(postgres_url, tmp_path):
@@ -113,10 +112,12 @@ def test_postgres_store_matches_sqlite(postgres_url, tmp_path):
             for i, spec in enumerate(specs):
                 store.mark_running(spec.model_num, "local")
                 if i == 3:
-                    store.record_failure(spec.model_num, "ValueError: boom", "Traceback ...", "w")
+                    store.record(
+                        ModelResult(spec.model_num, "w", error="ValueError: boom", traceback="Traceback ...")
+                    )
                 else:
-                    store.record_success(spec.model_num, _payload(i / 10))
-            store.record_success(specs[0].model_num, _payload(0.0))  # replaced, not duplicated
+                    store.record(_result(spec.model_num, i / 10))
+            store.record(_result(specs[0].model_num, 0.0))  # replaced, not duplicated
             assert store.status_counts() == {"pending": 0, "running": 0, "done": len(specs) - 1, "failed": 1}
             with pytest.raises(ConfigMismatchError):
                 store.register_runs(expand(SMOKE_TEST, Selection(steps=3)))
@@ -179,7 +180,7 @@ def test_postgres_urls_keep_the_password_out_and_a_first_schema_store_opens(post
         assert "s3cret" not in store.location and "postgres:***@" in store.location
         assert "s3cret" not in store.target and store.target.endswith("#first_store")
         assert store.status_counts()["pending"] == 1
-        store.record_success(3, _payload(0.5))
+        store.record(_result(3, 0.5))
     with open_store(store.target) as reopened:  # the target reopens the same schema
         assert reopened.result_rows()[0] == (3, "mean", "mig", "discrete_mig", 0.5)
         assert reopened.runs()[0]["status"] == "done"

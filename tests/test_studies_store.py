@@ -9,6 +9,7 @@ import sqlalchemy as sa
 
 from untwine.studies.definitions import SMOKE_TEST
 from untwine.studies.grid import Selection, expand
+from untwine.studies.records import Evaluation, ModelResult
 from untwine.studies.store import STORE_NAME, ResultStore, open_store, sqlite_engine
 
 # The DDL of the first store (untwine before SQLAlchemy), verbatim: its files must keep working.
@@ -33,19 +34,18 @@ FIRST_SCHEMA = (
 )
 
 
-def _payload(value):
-    return {
-        "evaluations": [
-            {
-                "representation": "mean",
-                "metric": "mig",
-                "seconds": 0.5,
-                "result": {"values": {"discrete_mig": value, "per_factor": [value, float("nan")]}},
-            }
-        ],
-        "train_seconds": 3.0,
-        "versions": {"torch": "x"},
-    }
+def _result(model_num, value):
+    return ModelResult(
+        model_num=model_num,
+        worker="",
+        evaluations=(
+            Evaluation(
+                "mean", "mig", 0.5, {"values": {"discrete_mig": value, "per_factor": [value, float("nan")]}}
+            ),
+        ),
+        train_seconds=3.0,
+        versions={"torch": "x"},
+    )
 
 
 def _columns(path):
@@ -85,7 +85,7 @@ def test_a_store_written_by_the_first_schema_opens_and_keeps_its_rows(tmp_path):
         assert store.evaluated_all() == {7: {("mean", "mig")}}
         store.mark_running(7, "w")
         assert store.runs()[0]["attempts"] == 2 and store.reset_interrupted() == 1
-        store.record_success(7, _payload(0.25))
+        store.record(_result(7, 0.25))
         assert store.result_rows()[0] == (7, "mean", "mig", "discrete_mig", 0.25) and store.num_results() == 3
     assert _columns(path) == first  # opening added nothing and changed nothing
 
@@ -143,7 +143,7 @@ def test_a_forked_process_opens_its_own_connection(tmp_path):
     if pid == 0:  # the child writes through the parent's store object
         code = 1
         try:
-            store.record_success(specs[0].model_num, _payload(0.5))
+            store.record(_result(specs[0].model_num, 0.5))
             code = 0
         finally:
             os._exit(code)

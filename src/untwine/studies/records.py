@@ -2,7 +2,7 @@
 model needs) and :class:`ModelResult` (what it produced, or how it failed).
 
 Both are frozen dataclasses of plain values, so they pickle for process pools and Ray.  Workers never
-touch the results store: the driver hands ``ModelResult.to_payload()`` to ``ResultStore.record_success``.
+touch the results store: the driver hands each ``ModelResult`` to ``ResultStore.record``.
 """
 
 from __future__ import annotations
@@ -44,14 +44,6 @@ class Evaluation:
     seconds: float | None
     result: Mapping[str, Any]
 
-    def to_payload(self) -> dict[str, Any]:
-        return {
-            "representation": self.representation,
-            "metric": self.metric,
-            "seconds": self.seconds,
-            "result": dict(self.result),
-        }
-
 
 @dataclass(frozen=True)
 class ModelResult:
@@ -82,19 +74,3 @@ class ModelResult:
             error=f"{type(error).__name__}: {error}",
             traceback="".join(traceback_module.format_exception(error)),
         )
-
-    def to_payload(self) -> dict[str, Any]:
-        """What ``ResultStore.record_success`` takes (``evaluations``, seconds, versions, worker)."""
-        return {
-            "evaluations": [e.to_payload() for e in self.evaluations],
-            "train_seconds": self.train_seconds,
-            "eval_seconds": self.eval_seconds,
-            "versions": dict(self.versions),
-            "git_commit": self.git_commit,
-            "worker": self.worker,
-        }
-
-    def seconds(self) -> dict[str, float]:
-        """The timings a failure is stored with (``ResultStore.record_failure``)."""
-        out = {"train": self.train_seconds, "eval": self.eval_seconds}
-        return {k: v for k, v in out.items() if v is not None}

@@ -374,13 +374,10 @@ def run_study(
                             continue
                         result = ModelResult.failure(spec.model_num, completion.error, executor.name)
                     ran += 1
+                    store.record(result)
                     if result.ok:
-                        store.record_success(spec.model_num, result.to_payload())
                         display.finished(ok=True)
                     else:
-                        store.record_failure(
-                            spec.model_num, result.error, result.traceback, result.worker, result.seconds()
-                        )
                         failures.append(result)
                         display.finished(ok=False, message=f"model {spec.model_num} failed: {result.error}")
         except (

@@ -54,6 +54,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
+from untwine.studies.records import ModelResult
+
 STORE_NAME = "results.sqlite"
 STATUSES = ("pending", "running", "done", "failed")
 
@@ -289,46 +291,38 @@ class ResultStore:
             )
             return result.rowcount
 
-    def record_failure(
-        self,
-        model_num: int,
-        error: str,
-        traceback: str = "",
-        worker: str = "",
-        seconds: Mapping[str, float] | None = None,
-    ) -> None:
-        seconds = seconds or {}
-        self._update_run(
-            model_num,
-            status="failed",
-            finished_at=time.time(),
-            error=error,
-            traceback=traceback,
-            worker=worker,
-            train_seconds=seconds.get("train"),
-            eval_seconds=seconds.get("eval"),
-        )
-
-    def record_success(self, model_num: int, payload: Mapping[str, Any]) -> None:
-        """Store a finished model: its results replace any earlier ones, and the run becomes ``done``.
-
-        ``payload``: ``evaluations`` -- a list of ``{representation, metric, seconds, result}`` (``result``
-        with a ``values`` dict); ``train_seconds``, ``eval_seconds``, ``versions``, ``git_commit``, ``worker``.
-        """
+    def record(self, result: ModelResult) -> None:
+        """Store a finished model (``done``: its evaluations replace any earlier ones, so a repeated
+        write cannot duplicate rows) or a failed one (``failed``, with its error and traceback)."""
+        if not result.ok:
+            self._update_run(
+                result.model_num,
+                status="failed",
+                finished_at=time.time(),
+                error=result.error,
+                traceback=result.traceback,
+                worker=result.worker,
+                train_seconds=result.train_seconds,
+                eval_seconds=result.eval_seconds,
+            )
+            return
+        model_num = result.model_num
         results, evaluations = [], []
-        for item in payload.get("evaluations", ()):
+        for evaluation in result.evaluations:
             cell = {
                 "model_num": model_num,
-                "representation": item["representation"],
-                "metric": item["metric"],
+                "representation": evaluation.representation,
+                "metric": evaluation.metric,
             }
-            values = (item.get("result") or {}).get("values", {})
+            values = (evaluation.result or {}).get("values", {})
             results.extend({**cell, "key": key, "value": value} for key, value in flatten_values(values))
             evaluations.append(
                 {
                     **cell,
-                    "seconds": item.get("seconds"),
-                    "result_json": json.dumps(_jsonable(item.get("result")), sort_keys=True, allow_nan=True),
+                    "seconds": evaluation.seconds,
+                    "result_json": json.dumps(
+                        _jsonable(dict(evaluation.result)), sort_keys=True, allow_nan=True
+                    ),
                 }
             )
         with self._writing() as connection:
@@ -344,11 +338,11 @@ class ResultStore:
                 .values(
                     status="done",
                     finished_at=time.time(),
-                    train_seconds=payload.get("train_seconds"),
-                    eval_seconds=payload.get("eval_seconds"),
-                    worker=payload.get("worker", ""),
-                    versions_json=json.dumps(payload.get("versions") or {}, sort_keys=True),
-                    git_commit=payload.get("git_commit"),
+                    train_seconds=result.train_seconds,
+                    eval_seconds=result.eval_seconds,
+                    worker=result.worker,
+                    versions_json=json.dumps(dict(result.versions), sort_keys=True),
+                    git_commit=result.git_commit,
                     error=None,
                     traceback=None,
                 )
