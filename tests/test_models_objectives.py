@@ -412,6 +412,28 @@ def test_bf16_autocast_keeps_losses_float32_and_close():
     assert float(out.loss.detach()) == pytest.approx(float(ref.loss.detach()), rel=0.01)
     out.loss.backward()
     out.discriminator_loss.backward()
+    # training_step(bf16=True) runs the forward pass under the same autocast, then updates in float32
+    optimizers = model.make_optimizers()
+    before = model.encoder.conv1.weight.detach().clone()
+    stepped = training_step(model, Batch(x), 0, _gen(1), optimizers, bf16=True)
+    assert stepped.loss.dtype == torch.float32
+    assert float(stepped.loss.detach()) == pytest.approx(float(ref.loss.detach()), rel=0.01)
+    assert model.encoder.conv1.weight.dtype == torch.float32
+    assert not torch.equal(model.encoder.conv1.weight.detach(), before)
+
+
+def test_training_step_stops_before_updating_on_a_non_finite_loss():
+    from untwine.training import TrainingDivergedError
+
+    model = build_model("beta_vae", 1, init_generator=_gen(0))
+    with torch.no_grad():
+        model.encoder.mean.bias.fill_(float("nan"))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(TrainingDivergedError, match=r"non-finite loss at step 7 \('reconstruction' = \[nan"):
+        training_step(model, Batch(_images(4)), 7, _gen(1), model.make_optimizers())
+    after = model.state_dict()
+    for key in before:  # nothing moved (the NaN bias stays NaN)
+        torch.testing.assert_close(after[key], before[key], rtol=0, atol=0, equal_nan=True)
 
 
 def test_build_model_validation():
