@@ -1,8 +1,8 @@
-"""Training throughput: the full training step vs the bare forward+backward+Adam loop of the same network.
+"""Training throughput: the full training loop vs the bare training step of the same network.
 
 For each model and channel count it measures
-  * bound:  a bare loop over one pre-made batch (no data, no logging, no checkpoints), in the memory
-            format / precision the full step uses;
+  * bound:  ``untwine.training.training_step`` -- the very update ``train()`` runs -- over one pre-made
+            batch (no data, no logging, no checkpoints), in the memory format / precision the loop uses;
   * full:   ``untwine.training.train`` (data stream, model, logging, checkpoint cadence), images/s from the
             run's own log, excluding the first logging interval (warm-up);
 and prints a markdown table with the ratio full/bound.  Variants of the bound (NCHW vs channels_last,
@@ -14,7 +14,6 @@ fp32 vs bf16) are measured once to justify the defaults.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import tempfile
 import time
@@ -22,27 +21,24 @@ from pathlib import Path
 
 import torch
 
+from untwine.data import Batch
 from untwine.models import build_model
-from untwine.training import TrainConfig, train
+from untwine.training import TrainConfig, train, training_step
 
 
 def bare_loop(
     model_name: str, channels: int, steps: int, channels_last: bool, bf16: bool, batch: int = 64
 ) -> float:
-    torch.manual_seed(0)  # benchmark only: the bound does not need an explicit generator
-    model = build_model(model_name, num_channels=channels)
+    model = build_model(model_name, num_channels=channels, init_generator=0)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizers = model.make_optimizers()
     generator = torch.Generator().manual_seed(0)
     images = torch.rand(batch, channels, 64, 64, generator=generator).round()
-    if channels_last:
-        images = images.contiguous(memory_format=torch.channels_last)
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+    batch_images = Batch(images).to("cpu", torch.channels_last if channels_last else None)
 
     def one_step(step: int) -> None:
-        with autocast:
-            model.training_step(images, step, generator, optimizers)
+        training_step(model, batch_images, step, generator, optimizers, bf16=bf16)
 
     for step in range(5):
         one_step(step)

@@ -79,9 +79,9 @@ def test_stream_resumes_bit_identically():
     expected = [next(stream) for _ in range(3)]
     resumed = BatchStream(ds, batch_size=5, seed=3)
     resumed.load_state_dict(state)
-    for (f1, x1), (f2, x2) in zip(expected, [next(resumed) for _ in range(3)], strict=True):
-        np.testing.assert_array_equal(f1, f2)
-        assert x1.shape == (5, 1, 4, 4) and (x1 == x2).all()
+    for b1, b2 in zip(expected, [next(resumed) for _ in range(3)], strict=True):
+        np.testing.assert_array_equal(b1.factors, b2.factors)
+        assert b1.images.shape == (5, 1, 4, 4) and (b1.images == b2.images).all()
 
 
 def test_registry_lists_every_dataset_and_rejects_unknown_names():

@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 import torch
 
+from untwine.data import Batch
 from untwine.models import MODEL_DEFAULTS, build_model
 from untwine.models import losses as L
 from untwine.models.networks import Discriminator
+from untwine.training import training_step
 
 
 def _gen(seed=0):
@@ -95,7 +97,7 @@ def test_l2_loss_against_hand_computation():
 def test_compute_loss_is_batch_mean_of_per_image_sums(reconstruction):
     model = build_model("beta_vae", 3, reconstruction=reconstruction, init_generator=_gen(0), beta=4.0)
     x = _images(5, 3)
-    out = model.compute_loss(x, 0, _gen(7))
+    out = model.compute_loss(Batch(x), 0, _gen(7))
     per_image = (
         L.bernoulli_reconstruction_loss if reconstruction == "bernoulli" else L.l2_reconstruction_loss
     )(out.logits, x)
@@ -129,7 +131,7 @@ def test_anneal_schedule():
     ]
     x = _images(4)
     for step, c in ((0, 0.0), (40_000, 10.0), (250_000, 25.0)):
-        out = model.compute_loss(x, step, _gen(1))
+        out = model.compute_loss(Batch(x), step, _gen(1))
         assert float(out.terms["c"]) == pytest.approx(c)
         torch.testing.assert_close(out.terms["regularizer"], 1000.0 * (out.terms["kl"] - c).abs())
         torch.testing.assert_close(out.loss.detach(), out.terms["reconstruction"] + out.terms["regularizer"])
@@ -249,7 +251,7 @@ def test_beta_tc_vae_regularizer(estimator):
     model = build_model(
         "beta_tc_vae", 1, init_generator=_gen(0), beta=6.0, tc_estimator=estimator, dataset_size=1000
     )
-    out = model.compute_loss(_images(8), 0, _gen(2))
+    out = model.compute_loss(Batch(_images(8)), 0, _gen(2))
     tc = (
         L.total_correlation_mws(out.z, out.mean, out.logvar)
         if estimator == "mws"
@@ -287,7 +289,7 @@ def _factor_vae_with_constant_discriminator(b0, b1, gamma=10.0):
 
 def test_factor_vae_tc_sign_and_discriminator_loss():
     model = _factor_vae_with_constant_discriminator(2.0, -1.0, gamma=10.0)
-    out = model.compute_loss(_images(8), 0, _gen(1))
+    out = model.compute_loss(Batch(_images(8)), 0, _gen(1))
     t = out.terms
     # TC = mean(logit_0 - logit_1) with logit 0 = "real": here 3 for every code.
     assert float(t["tc_estimate"]) == pytest.approx(3.0)
@@ -300,7 +302,7 @@ def test_factor_vae_tc_sign_and_discriminator_loss():
     assert float(t["discriminator_accuracy"]) == pytest.approx(0.5)  # real right, permuted wrong
     # dlib clips the probabilities to [1e-6, 1 - 1e-6] before the log
     model = _factor_vae_with_constant_discriminator(40.0, -40.0)
-    out = model.compute_loss(_images(8), 0, _gen(1))
+    out = model.compute_loss(Batch(_images(8)), 0, _gen(1))
     assert float(out.discriminator_loss.detach()) == pytest.approx(
         -0.5 * math.log(1 - 1e-6) - 0.5 * math.log(1e-6), rel=1e-4
     )
@@ -308,7 +310,7 @@ def test_factor_vae_tc_sign_and_discriminator_loss():
 
 def test_factor_vae_gradients_go_to_their_own_parameters():
     model = build_model("factor_vae", 1, init_generator=_gen(0))
-    out = model.compute_loss(_images(8), 0, _gen(1))
+    out = model.compute_loss(Batch(_images(8)), 0, _gen(1))
     out.loss.backward()
     assert all(p.grad is None for p in model.discriminator_parameters())
     main_grads = [p.grad.clone() for p in model.main_parameters()]
@@ -347,20 +349,23 @@ def test_factor_vae_optimizers_and_training_step():
     main_ids = {id(p) for g in main.param_groups for p in g["params"]}
     disc_ids = {id(p) for g in disc.param_groups for p in g["params"]}
     assert not main_ids & disc_ids and main_ids | disc_ids == {id(p) for p in model.parameters()}
-    # training_step == the documented loop, and the discriminator moves only by its own loss
+    # training_step == the documented update, and the discriminator moves only by its own loss
     twin = build_model("factor_vae", 1, init_generator=_gen(0))
     twin_opts = twin.make_optimizers()
     x = _images(8)
-    model.training_step(x, 0, _gen(1), [main, disc])
-    out = twin.compute_loss(x, 0, _gen(1))
+    training_step(model, Batch(x), 0, _gen(1), [main, disc])
+    out = twin.compute_loss(Batch(x), 0, _gen(1))
     for o in twin_opts:
         o.zero_grad(set_to_none=True)
     torch.autograd.backward(out.discriminator_loss, inputs=twin.discriminator_parameters())
     twin_opts[1].step()
     for a, b in zip(model.discriminator_parameters(), twin.discriminator_parameters(), strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
-    assert len(build_model("vae", 1).make_optimizers()) == 1
-    assert build_model("vae", 1).discriminator_parameters() == []
+    assert len(build_model("vae", 1, init_generator=0).make_optimizers()) == 1
+    assert build_model("vae", 1, init_generator=0).discriminator_parameters() == []
+    # the learning rate is the VAE's; the discriminator keeps the study's 1e-4
+    main, disc = build_model("factor_vae", 1, init_generator=0).make_optimizers(learning_rate=3e-4)
+    assert main.defaults["lr"] == 3e-4 and disc.defaults["lr"] == 1e-4
 
 
 # --------------------------------------------------------------------------------------------------
@@ -376,7 +381,7 @@ def test_every_model_trains_deterministically(name):
         optimizers = model.make_optimizers()
         g = _gen(seed)
         state = torch.get_rng_state()
-        outs = [model.training_step(x, step, g, optimizers) for step in range(3)]
+        outs = [training_step(model, Batch(x), step, g, optimizers) for step in range(3)]
         assert torch.equal(torch.get_rng_state(), state)  # no global randomness
         return outs
 
@@ -399,38 +404,68 @@ def test_every_model_trains_deterministically(name):
 def test_bf16_autocast_keeps_losses_float32_and_close():
     model = build_model("factor_vae", 3, init_generator=_gen(0)).to(memory_format=torch.channels_last)
     x = _images(8, 3).contiguous(memory_format=torch.channels_last)
-    ref = model.compute_loss(x, 0, _gen(1))
+    ref = model.compute_loss(Batch(x), 0, _gen(1))
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = model.compute_loss(x, 0, _gen(1))
+        out = model.compute_loss(Batch(x), 0, _gen(1))
     assert out.loss.dtype == torch.float32
     assert all(v.dtype == torch.float32 for v in out.terms.values())
     assert float(out.loss.detach()) == pytest.approx(float(ref.loss.detach()), rel=0.01)
     out.loss.backward()
     out.discriminator_loss.backward()
+    # training_step(bf16=True) runs the forward pass under the same autocast, then updates in float32
+    optimizers = model.make_optimizers()
+    before = model.encoder.conv1.weight.detach().clone()
+    stepped = training_step(model, Batch(x), 0, _gen(1), optimizers, bf16=True)
+    assert stepped.loss.dtype == torch.float32
+    assert float(stepped.loss.detach()) == pytest.approx(float(ref.loss.detach()), rel=0.01)
+    assert model.encoder.conv1.weight.dtype == torch.float32
+    assert not torch.equal(model.encoder.conv1.weight.detach(), before)
+
+
+def test_training_step_stops_before_updating_on_a_non_finite_loss():
+    from untwine.training import TrainingDivergedError
+
+    model = build_model("beta_vae", 1, init_generator=_gen(0))
+    with torch.no_grad():
+        model.encoder.mean.bias.fill_(float("nan"))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(TrainingDivergedError, match=r"non-finite loss at step 7 \('reconstruction' = \[nan"):
+        training_step(model, Batch(_images(4)), 7, _gen(1), model.make_optimizers())
+    after = model.state_dict()
+    for key in before:  # nothing moved (the NaN bias stays NaN)
+        torch.testing.assert_close(after[key], before[key], rtol=0, atol=0, equal_nan=True)
 
 
 def test_build_model_validation():
     with pytest.raises(ValueError, match=r"unknown parameter\(s\) gamma for model 'beta_vae'; valid: beta"):
-        build_model("beta_vae", 1, gamma=3.0)
+        build_model("beta_vae", 1, gamma=3.0, init_generator=0)
     with pytest.raises(ValueError, match="valid: none"):
-        build_model("vae", 1, beta=2.0)
+        build_model("vae", 1, beta=2.0, init_generator=0)
     with pytest.raises(ValueError, match="unknown model 'wae'; valid models: vae, beta_vae, annealed_vae"):
-        build_model("wae", 1)
+        build_model("wae", 1, init_generator=0)
     with pytest.raises(ValueError, match="architecture must be one of"):
-        build_model("vae", 1, architecture="resnet")
+        build_model("vae", 1, architecture="resnet", init_generator=0)
     with pytest.raises(ValueError, match="reconstruction must be one of"):
-        build_model("vae", 1, reconstruction="gaussian")
+        build_model("vae", 1, reconstruction="gaussian", init_generator=0)
     with pytest.raises(ValueError, match="needs dataset_size"):
-        build_model("beta_tc_vae", 1, tc_estimator="mss")
+        build_model("beta_tc_vae", 1, tc_estimator="mss", init_generator=0)
     with pytest.raises(ValueError, match="tc_estimator must be one of"):
-        build_model("beta_tc_vae", 1, tc_estimator="exact")
+        build_model("beta_tc_vae", 1, tc_estimator="exact", init_generator=0)
     with pytest.raises(ValueError, match="num_channels must be a positive int"):
-        build_model("vae", 0)
+        build_model("vae", 0, init_generator=0)
     assert MODEL_DEFAULTS["annealed_vae"] == {"gamma": 1000.0, "c_max": 25.0, "iteration_threshold": 100000}
     assert (
         MODEL_DEFAULTS["dip_vae_i"]["lambda_d_factor"] == 10.0
         and MODEL_DEFAULTS["dip_vae_ii"]["lambda_d_factor"] == 1.0
     )
-    model = build_model("dip_vae_ii", 3, num_latents=4, architecture="fc", reconstruction="l2", lambda_od=20)
+    model = build_model(
+        "dip_vae_ii", 3, num_latents=4, architecture="fc", reconstruction="l2", init_generator=0, lambda_od=20
+    )
     assert model.params == {"lambda_od": 20.0, "lambda_d_factor": 1.0} and model.num_latents == 4
     assert "dip_vae_ii" in repr(model)
+    with pytest.raises(TypeError, match="init_generator"):
+        build_model("vae", 1)  # weights are never drawn from torch's global generator
+    with pytest.raises(TypeError, match="torch.Generator or an int seed"):
+        build_model("vae", 1, init_generator=None)
+    with pytest.raises(TypeError, match="untwine.data.Batch"):
+        model.compute_loss(torch.zeros(2, 3, 64, 64), 0, _gen(0))

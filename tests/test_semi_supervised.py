@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from untwine.models import MODEL_DEFAULTS, build_model
-from untwine.models.semi_supervised import (
-    LabelledSet,
+from untwine.data import Batch, LabelledSet
+from untwine.models import MODEL_DEFAULTS, build_model, instantiate
+from untwine.models.ss_vae import (
     SemiSupervisedVAE,
     label_log_likelihood_estimate,
     supervised_bound,
@@ -136,8 +136,17 @@ def test_unsupervised_bound_is_the_enumerated_elbo():
 # The model on a tiny instance: 2x2 binary images, one style dimension, 3 classes.
 # ---------------------------------------------------------------------------------------------------
 def _tiny_model(**kwargs):
-    model = SemiSupervisedVAE(1, 1, architecture="mlp", image_size=2, hidden=6, num_classes=3, **kwargs)
-    model.reset_parameters(torch.Generator().manual_seed(0))
+    model = instantiate(
+        SemiSupervisedVAE,
+        torch.Generator().manual_seed(0),
+        1,
+        1,
+        architecture="mlp",
+        image_size=2,
+        hidden=6,
+        num_classes=3,
+        **kwargs,
+    )
     with torch.no_grad():  # larger weights: a decoder that really depends on y and z
         for p in model.parameters():
             p.mul_(2.5)
@@ -233,10 +242,10 @@ def test_alpha_zero_and_all_labelled_edge_cases():
     # nothing at all is an error; unlabelled only works without a labelled set
     with pytest.raises(ValueError, match="at least one"):
         model.semi_supervised_loss(None, torch.Generator())
-    out = model.compute_loss(images, 0, torch.Generator().manual_seed(0))
+    out = model.compute_loss(Batch(images), 0, torch.Generator().manual_seed(0))
     assert "supervised_bound" not in out.terms and "elbo" in out.terms
     model.attach_labels(np.ones((2, 2, 2, 1)), [0, 2])
-    assert "supervised_bound" in model.compute_loss(images, 0, torch.Generator().manual_seed(0)).terms
+    assert "supervised_bound" in model.compute_loss(Batch(images), 0, torch.Generator().manual_seed(0)).terms
 
 
 def test_labelled_fraction_one_labels_the_whole_grid():
@@ -288,9 +297,9 @@ def test_bad_labels_raise_value_errors_naming_the_argument():
     with pytest.raises(ValueError, match="labels is missing"):
         model.semi_supervised_loss(None, torch.Generator(), x)
     with pytest.raises(ValueError, match="factors has 3 rows but images has 4"):
-        model.compute_loss(x, 0, torch.Generator(), factors=np.zeros((3, 5), int))
+        model.compute_loss(Batch(x, np.zeros((3, 5), int)), 0, torch.Generator())
     with pytest.raises(ValueError, match=r"factors\[:, 0\]\[2\] = 7 is out of range"):
-        model.compute_loss(x, 0, torch.Generator(), factors=np.array([[0], [1], [7], [0]]))
+        model.compute_loss(Batch(x, np.array([[0], [1], [7], [0]])), 0, torch.Generator())
     with pytest.raises(ValueError, match="unlabelled_labels has 1 entries but x has 4"):
         model.semi_supervised_loss(x, torch.Generator(), unlabelled_labels=[1])
     dataset = get_dataset("procedural_dsprites")
@@ -303,7 +312,7 @@ def test_bad_labels_raise_value_errors_naming_the_argument():
     with pytest.raises(ValueError, match="num_labels must lie in 1"):
         LabelledSet.from_dataset(dataset, 0, 3, seed=0, num_labels=0)
     with pytest.raises(ValueError, match="labelled_fraction must lie in"):
-        build_model("ss_vae", num_channels=1, labelled_fraction=0.0)
+        build_model("ss_vae", num_channels=1, init_generator=0, labelled_fraction=0.0)
     with pytest.raises(ValueError, match=r"labels\[2\] = 10 is out of range"):
         choose_labelled([0, 1, 10], 2, seed=0)
     with pytest.raises(ValueError, match="num_labels=5 exceeds"):
@@ -377,7 +386,7 @@ def test_digits_with_ten_labels_beats_supervised_only():
 
     torch.set_num_threads(1)
     result = _digits_job(
-        (DigitsConfig(num_labels=10, seed=1, steps=1500, hidden=128, num_latents=2, alpha=1.0), 1)
+        DigitsConfig(num_labels=10, seed=1, steps=1500, hidden=128, num_latents=2, alpha=1.0)
     )
     assert len(result["labelled_indices"]) == 10
     ss, supervised = result["ss_vae_test_error"], result["supervised_test_error"]
@@ -397,7 +406,7 @@ def _factors(n=3000, seed=0):
 
 
 def test_labellers():
-    from untwine.models.semi_supervised import apply_labeller
+    from untwine.data import apply_labeller
 
     factors = _factors()
     perfect = apply_labeller(factors, DSPRITES_SIZES, "perfect", np.random.default_rng(0))
@@ -442,7 +451,7 @@ def test_labellers():
 
 
 def test_supervised_losses_match_hand_computation():
-    from untwine.models.semi_supervised import (
+    from untwine.models.few_label import (
         supervised_loss_cov,
         supervised_loss_embed,
         supervised_loss_l2,
@@ -479,7 +488,7 @@ def test_supervised_losses_match_hand_computation():
 
 
 def test_annealers():
-    from untwine.models.semi_supervised import annealed_gamma
+    from untwine.models.few_label import annealed_gamma
 
     assert [annealed_gamma("fixed", 4.0, s, 10) for s in (0, 50)] == [4.0, 4.0]
     assert [annealed_gamma("anneal", 4.0, s, 10) for s in (0, 5, 10, 20)] == [0.0, 2.0, 4.0, 4.0]
@@ -507,8 +516,8 @@ def test_s2_supervision_reaches_only_the_first_latents_and_checks_sizes():
     )
     x = torch.from_numpy(images.transpose(0, 3, 1, 2).copy())
     with torch.no_grad():
-        out = model.compute_loss(x, 0, torch.Generator().manual_seed(0))
-        base = unsupervised.compute_loss(x, 0, torch.Generator().manual_seed(0))
+        out = model.compute_loss(Batch(x), 0, torch.Generator().manual_seed(0))
+        base = unsupervised.compute_loss(Batch(x), 0, torch.Generator().manual_seed(0))
     # same noise, so the loss is the beta-VAE's plus gamma_sup times the supervised loss
     assert float(out.loss - base.loss) == pytest.approx(3.0 * float(out.terms["supervised_loss"]), rel=1e-4)
     model.zero_grad()
@@ -518,16 +527,16 @@ def test_s2_supervision_reaches_only_the_first_latents_and_checks_sizes():
     assert float(grad[:2].abs().sum()) > 0 and float(grad[2:].abs().sum()) == 0.0
     assert model.encoder.logvar.weight.grad is None
     with pytest.raises(ValueError, match="num_latents=3 is fewer than the 5 labelled factors"):
-        build_model("s2_beta_vae", num_channels=1, num_latents=3).attach_dataset(dataset, 0)
+        build_model("s2_beta_vae", num_channels=1, num_latents=3, init_generator=0).attach_dataset(dataset, 0)
     build_model(
-        "s2_beta_vae", num_channels=1, num_latents=3, supervised_loss="cov", num_labels=10
+        "s2_beta_vae", num_channels=1, num_latents=3, init_generator=0, supervised_loss="cov", num_labels=10
     ).attach_dataset(dataset, 0)
     with pytest.raises(ValueError, match=r"labels has shape|labels must have shape \(n, 2\)"):
         model.attach_labels(images, _factors(4)[:, :3], (3, 6))
     with pytest.raises(ValueError, match=r"labels\[:, 1\]\[0\] = 6 is out of range"):
         model.attach_labels(images, np.array([[0, 6]] * 4), (3, 6))
     with pytest.raises(ValueError, match="supervised_loss must be one of"):
-        build_model("s2_factor_vae", num_channels=1, supervised_loss="hinge")
+        build_model("s2_factor_vae", num_channels=1, init_generator=0, supervised_loss="hinge")
 
 
 @pytest.mark.parametrize(

@@ -30,6 +30,15 @@ def _config(*overrides):
     return TrainConfig.from_overrides([*TINY, *overrides])
 
 
+def test_train_restores_the_thread_count_it_was_asked_to_change(tmp_path):
+    before = torch.get_num_threads()
+    asked = 2 if before != 2 else 1
+    train(_config("steps=2", f"threads={asked}", "learning_rate=3e-4"), tmp_path / "run")
+    assert torch.get_num_threads() == before
+    saved = load_checkpoint(tmp_path / "run" / "checkpoint.pt")["optimizers"][0]["param_groups"][0]
+    assert saved["lr"] == 3e-4  # the learning rate reaches the optimiser through make_optimizers
+
+
 def test_config_overrides_and_validation():
     config = TrainConfig.from_overrides(
         ["model=beta_vae", "model.beta=4", "steps=5000", "learning_rate=3e-4", "bf16=true"]

@@ -2,20 +2,59 @@
 
 from __future__ import annotations
 
+import argparse
+import textwrap
 from pathlib import Path
+from typing import Any
+
+_INDENT = 18  # column of the model descriptions and parameter lists in --help
+
+
+def _override_text(value: Any) -> str:
+    """A default as it is written in a key=value override (see untwine.utils.overrides)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def _models_help() -> str:
+    """Every model of the model table with its description and its parameters' defaults."""
+    from untwine.models import MODELS
+
+    lines = ["models (model=NAME) and their parameters (model.PARAM=VALUE, shown at their defaults):"]
+    for name, entry in MODELS.items():
+        lines.append(f"  {name:<{_INDENT - 3}} {entry.description}")
+        params = " ".join(f"model.{k}={_override_text(v)}" for k, v in entry.defaults.items())
+        lines += textwrap.wrap(
+            params or "(no parameters)",
+            width=100,
+            initial_indent=" " * _INDENT,
+            subsequent_indent=" " * _INDENT,
+            break_on_hyphens=False,
+        )
+    return "\n".join(lines)
 
 
 def register(subparsers) -> None:
+    from untwine.training import TrainConfig
+
     parser = subparsers.add_parser(
         "train",
         help="train a model (config as key=value overrides)",
         description=(
-            "Train a model. Configuration is given as key=value overrides, e.g. "
-            "`untwine train model=beta_vae model.beta=4 dataset=procedural_dsprites steps=5000 seed=0`. "
-            "Keys: model, model.<param>, dataset, steps, batch_size, seed, learning_rate, num_latents, "
-            "architecture, encoder_kernels, reconstruction, checkpoint_every, log_every, eval_batches, device, "
-            "threads, channels_last, bf16, progress. Unknown keys are errors."
+            "Train a model. Configuration is given as key=value overrides, e.g.\n"
+            "  untwine train model=beta_vae model.beta=4 dataset=procedural_dsprites steps=5000 seed=0\n"
+            + textwrap.fill(
+                f"Keys: model, model.<param>, {', '.join(k for k in TrainConfig.keys() if k != 'model')}. "
+                "Unknown keys are errors.",
+                width=100,
+                break_on_hyphens=False,
+            )
         ),
+        epilog=_models_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     parser.add_argument("--out", type=Path, help="run directory (default runs/<model>-<dataset>-seed<seed>)")

@@ -1,13 +1,15 @@
 """The training stream: an infinite i.i.d. sequence of batches, factors drawn uniformly as in the study.
 
-Batches are ``(factors int64 (B, K), images float32 torch tensor (B, C, H, W))`` -- NCHW for PyTorch.
-The stream's whole state is the state of its numpy Generator, so ``state_dict``/``load_state_dict``
-resume it exactly (bit-identical batches after a restart).
+Each batch is a :class:`Batch` -- images as a float32 torch tensor (B, C, H, W) (NCHW for PyTorch) and
+their factors, int64 numpy (B, K) -- the one record every model's ``compute_loss`` takes.  The stream's
+whole state is the state of its numpy Generator, so ``state_dict``/``load_state_dict`` resume it exactly
+(bit-identical batches after a restart).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -15,8 +17,57 @@ import torch
 
 from untwine.data.base import GroundTruthDataset
 
+__all__ = ["Batch", "BatchStream", "to_torch_images"]
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One training or evaluation batch, what every model's ``compute_loss(batch, step, generator)`` takes.
+
+    ``images``: float32 tensor (B, C, H, W) in [0, 1].  ``factors``: the ground-truth factor indices,
+    int64 (B, K), or None where they are unknown (the unsupervised models never read them; ``ss_vae``
+    reads its label column only to log the accuracy of q(y|x)).
+    """
+
+    images: torch.Tensor
+    factors: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.images, torch.Tensor) or self.images.dim() != 4:
+            shape = tuple(self.images.shape) if hasattr(self.images, "shape") else type(self.images).__name__
+            raise ValueError(f"Batch.images must be a torch tensor of shape (B, C, H, W), got {shape}")
+        if self.factors is not None and np.shape(self.factors)[:1] != (self.images.shape[0],):
+            raise ValueError(
+                f"factors has {np.shape(self.factors)[0] if np.ndim(self.factors) else 0} rows but images "
+                f"has {self.images.shape[0]}; give one row of factors per image (or factors=None)"
+            )
+
+    @classmethod
+    def from_numpy(cls, factors: np.ndarray | None, images: np.ndarray) -> Batch:
+        """From the data layer's ``(factors, HWC float32 images)``."""
+        return cls(to_torch_images(images), factors)
+
+    @staticmethod
+    def checked(batch: Any) -> Batch:
+        """``batch`` itself, or a TypeError saying how to make one (``compute_loss`` calls this first)."""
+        if not isinstance(batch, Batch):
+            raise TypeError(
+                f"compute_loss takes an untwine.data.Batch, got {type(batch).__name__}; "
+                "wrap image tensors as Batch(images) or Batch(images, factors)"
+            )
+        return batch
+
+    def to(self, device: torch.device | str, memory_format: torch.memory_format | None = None) -> Batch:
+        """The same batch with its images on ``device`` (and in ``memory_format`` when given)."""
+        images = self.images.to(device, non_blocking=True)
+        if memory_format is not None:
+            images = images.contiguous(memory_format=memory_format)
+        return Batch(images, self.factors)
+
 
 class BatchStream:
+    """Infinite i.i.d. :class:`Batch` es of ``batch_size`` from ``dataset``, drawn with ``numpy.random.default_rng(seed)``."""
+
     def __init__(self, dataset: GroundTruthDataset, batch_size: int, seed: int):
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -26,17 +77,13 @@ class BatchStream:
         self.rng = np.random.default_rng(self.seed)
         self.batches_drawn = 0
 
-    def next_numpy(self) -> tuple[np.ndarray, np.ndarray]:
-        factors, images = self.dataset.sample(self.batch_size, self.rng)
-        self.batches_drawn += 1
-        return factors, images
-
-    def __iter__(self) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
+    def __iter__(self) -> Iterator[Batch]:
         return self
 
-    def __next__(self) -> tuple[np.ndarray, torch.Tensor]:
-        factors, images = self.next_numpy()
-        return factors, to_torch_images(images)
+    def __next__(self) -> Batch:
+        factors, images = self.dataset.sample(self.batch_size, self.rng)
+        self.batches_drawn += 1
+        return Batch.from_numpy(factors, images)
 
     def state_dict(self) -> dict[str, Any]:
         return {"seed": self.seed, "batches_drawn": self.batches_drawn, "rng": self.rng.bit_generator.state}
@@ -51,5 +98,5 @@ class BatchStream:
 
 
 def to_torch_images(images: np.ndarray) -> torch.Tensor:
-    """HWC float32 numpy batch -> NCHW float32 torch tensor (contiguous)."""
-    return torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+    """HWC float numpy batch -> NCHW float32 torch tensor (contiguous)."""
+    return torch.from_numpy(np.ascontiguousarray(np.asarray(images, dtype=np.float32).transpose(0, 3, 1, 2)))

@@ -34,8 +34,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from untwine.models.semi_supervised import SemiSupervisedVAE, _check_labels
+from untwine.data import Batch, check_labels
+from untwine.data.stream import to_torch_images
+from untwine.models import instantiate
+from untwine.models.ss_vae import SemiSupervisedVAE
 from untwine.utils.io import atomic_write_json, atomic_write_text
+from untwine.utils.versions import library_versions
+from untwine.utils.workers import worker_pool
 
 NUM_DIGITS = 10
 DIGITS_TEST_SIZE = 360
@@ -67,7 +72,7 @@ def load_digits_split(split_seed: int = 0, test_size: int = DIGITS_TEST_SIZE) ->
 def choose_labelled(labels, num_labels: int, seed: int, num_classes: int = NUM_DIGITS) -> np.ndarray:
     """Indices of ``num_labels`` labelled examples, class-balanced (``num_labels // K`` per class, the
     remainder spread over random classes), drawn from ``seed``; sorted."""
-    labels = _check_labels(labels, num_classes, "labels")
+    labels = check_labels(labels, num_classes, "labels")
     if isinstance(num_labels, bool) or not isinstance(num_labels, int | np.integer) or num_labels < 1:
         raise ValueError(f"num_labels must be a positive int, got {num_labels!r}")
     if num_labels > labels.shape[0]:
@@ -103,12 +108,11 @@ class DigitsConfig:
     split_seed: int = 0
 
 
-def _nchw(images: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(np.asarray(images, np.float32).transpose(0, 3, 1, 2)))
-
-
 def _digits_model(config: DigitsConfig) -> SemiSupervisedVAE:
-    model = SemiSupervisedVAE(
+    """The digits ss_vae, its weights drawn from a generator seeded with ``config.seed``."""
+    return instantiate(
+        SemiSupervisedVAE,
+        torch.Generator().manual_seed(config.seed),
         1,
         config.num_latents,
         architecture="mlp",
@@ -120,15 +124,14 @@ def _digits_model(config: DigitsConfig) -> SemiSupervisedVAE:
         num_samples=config.num_samples,
         estimator=config.estimator,
     )
-    return model.reset_parameters(torch.Generator().manual_seed(config.seed))
 
 
 @torch.no_grad()
 def classification_error(model: SemiSupervisedVAE, images: np.ndarray, labels: np.ndarray) -> float:
     """Fraction of ``images`` (n, H, W, C) whose ``argmax q(y|x)`` differs from ``labels``."""
-    labels = _check_labels(labels, model.num_classes, "labels", len(images))
+    labels = check_labels(labels, model.num_classes, "labels", len(images))
     model.eval()
-    predictions = model.classify(_nchw(images)).argmax(1).numpy()
+    predictions = model.classify(to_torch_images(images)).argmax(1).numpy()
     model.train()
     return float(np.mean(predictions != labels))
 
@@ -142,11 +145,11 @@ def train_digits_ss_vae(
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     generator = torch.Generator().manual_seed(config.seed)
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, 2]))
-    x_train = _nchw(data.x_train)
+    x_train = to_torch_images(data.x_train)
     history = []
     for step in range(config.steps):
         rows = rng.integers(0, x_train.shape[0], config.batch_size)
-        out = model.compute_loss(x_train[rows], step, generator, factors=data.y_train[rows, None])
+        out = model.compute_loss(Batch(x_train[rows], data.y_train[rows, None]), step, generator)
         optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         optimizer.step()
@@ -167,7 +170,7 @@ def train_digits_supervised(
     parameters = [*model.encoder.trunk.parameters(), *model.encoder.class_logits.parameters()]
     optimizer = torch.optim.Adam(parameters, lr=config.learning_rate)
     generator = torch.Generator().manual_seed(config.seed)
-    images, labels = _nchw(data.x_train[labelled]), torch.from_numpy(data.y_train[labelled])
+    images, labels = to_torch_images(data.x_train[labelled]), torch.from_numpy(data.y_train[labelled])
     for _ in range(config.steps):
         rows = torch.randint(images.shape[0], (config.labelled_batch_size,), generator=generator)
         loss = F.cross_entropy(model.classify(images[rows]), labels[rows])
@@ -186,9 +189,9 @@ def analogy_grid(
 
     Returns an (R, 1 + K, H*zoom, W*zoom, C) array for :func:`untwine.visualisation.images.image_grid`.
     """
-    labels = _check_labels(labels, model.num_classes, "labels", len(images))
+    labels = check_labels(labels, model.num_classes, "labels", len(images))
     model.eval()
-    mean, _ = model.encode_style(_nchw(images), torch.from_numpy(labels))
+    mean, _ = model.encode_style(to_torch_images(images), torch.from_numpy(labels))
     rows = []
     for i in range(len(images)):
         z = mean[i : i + 1].expand(model.num_classes, -1)
@@ -200,19 +203,8 @@ def analogy_grid(
     return grid.repeat(zoom, axis=2).repeat(zoom, axis=3)
 
 
-def _versions() -> dict[str, str]:
-    try:
-        from untwine.utils.versions import library_versions
-
-        return library_versions()
-    except Exception:  # pragma: no cover - informational only
-        return {"torch": torch.__version__, "numpy": np.__version__}
-
-
-def _digits_job(args: tuple[DigitsConfig, int]) -> dict[str, Any]:
-    config, threads = args
-    if threads:
-        torch.set_num_threads(threads)
+def _digits_job(config: DigitsConfig) -> dict[str, Any]:
+    """One (alpha, label count, seed) cell: ss_vae and the supervised-only baseline, their test errors."""
     data = load_digits_split(config.split_seed)
     labelled = choose_labelled(data.y_train, config.num_labels, config.seed)
     start = time.perf_counter()
@@ -234,6 +226,13 @@ def _digits_job(args: tuple[DigitsConfig, int]) -> dict[str, Any]:
     }
 
 
+def _digits_job_in_worker(config: DigitsConfig) -> dict[str, Any]:
+    # The pool sets OMP_NUM_THREADS=1 in its workers, but a worker started from `python -m` re-imports
+    # this module (and torch) before that applies, so the thread count is also set here.
+    torch.set_num_threads(1)
+    return _digits_job(config)
+
+
 def run_digits(
     out_dir: str | Path,
     label_counts: Sequence[int] = (10, 20, 50, 100),
@@ -252,14 +251,11 @@ def run_digits(
         for s in seeds
     ]
     start = time.perf_counter()
-    tasks = [(c, 1 if jobs > 1 else 0) for c in configs]
     if jobs > 1:
-        from concurrent.futures import ProcessPoolExecutor
-
-        with ProcessPoolExecutor(jobs) as pool:
-            runs = list(pool.map(_digits_job, tasks))
+        with worker_pool(jobs, threads=1) as pool:
+            runs = list(pool.map(_digits_job_in_worker, configs))
     else:
-        runs = [_digits_job(t) for t in tasks]
+        runs = [_digits_job(c) for c in configs]
     table = []
     for a in alphas:
         for n in label_counts:
@@ -298,7 +294,7 @@ def run_digits(
         "analogy_grid": picture.name,
         "analogy_config": dataclasses.asdict(best),
         "seconds": time.perf_counter() - start,
-        "versions": _versions(),
+        "versions": library_versions(),
         "jobs": jobs,
     }
     atomic_write_json(out_dir / "results.json", results)
@@ -381,7 +377,7 @@ def evaluate_dsprites_run(run_dir: str | Path, num_points: int = 4000, seed: int
     factors, images = dataset.sample(2 * num_points, rng)
     logits = []
     for start in range(0, images.shape[0], 256):
-        chunk = _nchw(images[start : start + 256])
+        chunk = to_torch_images(images[start : start + 256])
         if any(
             p.dim() == 4 and p.is_contiguous(memory_format=torch.channels_last) and not p.is_contiguous()
             for p in model.parameters()
@@ -486,7 +482,7 @@ def run_dsprites(
         "experiment": "dsprites",
         "runs": runs,
         "seconds": time.perf_counter() - start,
-        "versions": _versions(),
+        "versions": library_versions(),
     }
     atomic_write_json(out_dir / "results.json", results)
     atomic_write_text(out_dir / "summary.md", dsprites_summary(results))

@@ -1,8 +1,13 @@
-"""Networks and objectives of the unsupervised disentanglement study (see docs/models.md).
+"""Networks and objectives of the disentanglement models (see docs/models.md).
 
->>> from untwine.models import build_model, MODEL_DEFAULTS
->>> model = build_model("beta_vae", num_channels=1, beta=4.0)
->>> out = model.compute_loss(images, step, generator)   # out.loss, out.terms, out.discriminator_loss
+>>> from untwine.data import Batch
+>>> from untwine.models import build_model, MODELS, MODEL_DEFAULTS
+>>> model = build_model("beta_vae", num_channels=1, init_generator=0, beta=4.0)
+>>> out = model.compute_loss(Batch(images), step, generator)   # out.loss, out.terms, out.discriminator_loss
+
+Modules: ``networks`` and ``losses`` (building blocks), ``objectives`` (the base model and the six
+unsupervised objectives), ``ss_vae`` (Siddharth et al. 2017), ``few_label`` (Locatello et al. 2020's S^2
+models), ``registry`` (the model table and ``build_model``).
 """
 
 from untwine.models import losses, networks
@@ -11,8 +16,6 @@ from untwine.models.objectives import (
     ARCHITECTURES,
     DIPVAE,
     DISCRIMINATOR_ADAM_DEFAULTS,
-    MODEL_CLASSES,
-    MODEL_DEFAULTS,
     TC_ESTIMATORS,
     AnnealedVAE,
     BetaTCVAE,
@@ -20,14 +23,14 @@ from untwine.models.objectives import (
     FactorVAE,
     LossOutput,
     VAEModel,
-    build_model,
 )
+from untwine.models.registry import MODEL_DEFAULTS, MODELS, ModelEntry, build_model, instantiate
 
 __all__ = [
     "ADAM_DEFAULTS",
     "ARCHITECTURES",
     "DISCRIMINATOR_ADAM_DEFAULTS",
-    "MODEL_CLASSES",
+    "MODELS",
     "MODEL_DEFAULTS",
     "TC_ESTIMATORS",
     "AnnealedVAE",
@@ -36,8 +39,10 @@ __all__ = [
     "DIPVAE",
     "FactorVAE",
     "LossOutput",
+    "ModelEntry",
     "VAEModel",
     "build_model",
+    "instantiate",
     "losses",
     "networks",
 ]

@@ -147,7 +147,7 @@ def tf_fans(module: nn.Module) -> tuple[int, int]:
 
 
 def glorot_uniform_(
-    weight: torch.Tensor, fan_in: int, fan_out: int, generator: torch.Generator | None = None
+    weight: torch.Tensor, fan_in: int, fan_out: int, generator: torch.Generator
 ) -> torch.Tensor:
     """Fill ``weight`` from U(-l, l), l = sqrt(6 / (fan_in + fan_out)) (variance 2 / (fan_in + fan_out))."""
     limit = math.sqrt(6.0 / (fan_in + fan_out))
@@ -155,11 +155,10 @@ def glorot_uniform_(
         return nn.init.uniform_(weight, -limit, limit, generator=generator)
 
 
-def reset_parameters_tf(module: nn.Module, generator: torch.Generator | None = None) -> nn.Module:
+def reset_parameters_tf(module: nn.Module, generator: torch.Generator) -> nn.Module:
     """Re-initialise every Linear / Conv2d / ConvTranspose2d below ``module`` like TF 1.x layers do.
 
     Modules are visited in registration order, so a given generator state gives the same weights.
-    ``generator=None`` draws from torch's default generator.
     """
     for sub in module.modules():
         if isinstance(sub, nn.Linear | nn.Conv2d | nn.ConvTranspose2d):

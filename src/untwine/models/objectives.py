@@ -12,28 +12,22 @@
 ``beta_tc_vae``  KL + (beta - 1) * TC      (TC estimated on the minibatch)
 ===============  ==========================================================================
 
-The training loop calls::
-
-    out = model.compute_loss(images, step, generator)
-    zero all grads; out.loss.backward()
-    if out.discriminator_loss is not None:
-        zero discriminator grads; out.discriminator_loss.backward()
-    step every optimizer of model.make_optimizers()
-
-(:meth:`VAEModel.training_step` does exactly this.)  See docs/models.md.
+Every model takes the same :class:`untwine.data.Batch` (images, and the factors that the
+semi-supervised models read) in ``compute_loss(batch, step, generator)``; one update is
+:func:`untwine.training.step.training_step`.  The model table (name -> class, defaults, description) and
+``build_model`` are in :mod:`untwine.models.registry`.  See docs/models.md.
 """
 
 from __future__ import annotations
 
-import contextlib
 import operator
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
+from untwine.data.stream import Batch
 from untwine.models import losses as L
 from untwine.models.networks import Discriminator, make_decoder, make_encoder, reset_parameters_tf
 
@@ -45,13 +39,11 @@ __all__ = [
     "FactorVAE",
     "DIPVAE",
     "BetaTCVAE",
-    "MODEL_DEFAULTS",
-    "MODEL_CLASSES",
     "ARCHITECTURES",
     "TC_ESTIMATORS",
-    "build_model",
     "ADAM_DEFAULTS",
     "DISCRIMINATOR_ADAM_DEFAULTS",
+    "checked_int",
 ]
 
 ARCHITECTURES = ("conv", "fc")
@@ -81,13 +73,15 @@ class LossOutput:
     logits: torch.Tensor | None = field(default=None, repr=False)
 
 
-def _positive_int(name: str, value: Any) -> int:
+def checked_int(name: str, value: Any, minimum: int = 0) -> int:
+    """``value`` as an int >= ``minimum``, or a ValueError naming ``name`` (floats and bools are refused)."""
+    wanted = "a positive int" if minimum == 1 else f"an int >= {minimum}"
     try:
         number = operator.index(value)
     except TypeError:
-        raise ValueError(f"{name} must be a positive int, got {value!r}") from None
-    if number < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
+        raise ValueError(f"{name} must be {wanted}, got {value!r}") from None
+    if number < minimum:
+        raise ValueError(f"{name} must be {wanted}, got {value!r}")
     return number
 
 
@@ -111,8 +105,8 @@ class VAEModel(nn.Module):
     ):
         super().__init__()
         num_channels, num_latents = (
-            _positive_int("num_channels", num_channels),
-            _positive_int("num_latents", num_latents),
+            checked_int("num_channels", num_channels, 1),
+            checked_int("num_latents", num_latents, 1),
         )
         if architecture not in ARCHITECTURES:
             raise ValueError(f"architecture must be one of {ARCHITECTURES}, got {architecture!r}")
@@ -149,14 +143,24 @@ class VAEModel(nn.Module):
     def discriminator_parameters(self) -> list[nn.Parameter]:
         return []
 
-    def reset_parameters(self, generator: torch.Generator | None = None) -> VAEModel:
+    def reset_parameters(self, generator: torch.Generator) -> VAEModel:
         """TF 1.x initialisation (glorot-uniform kernels, zero biases) from ``generator``."""
         reset_parameters_tf(self, generator)
         return self
 
-    def make_optimizers(self, fused: bool | None = None) -> list[torch.optim.Optimizer]:
-        """[Adam(main_parameters(), lr=1e-4, betas=(0.9, 0.999), eps=1e-8)] (+ the discriminator's for FactorVAE)."""
-        return [torch.optim.Adam(self.main_parameters(), **ADAM_DEFAULTS, fused=fused)]
+    def attach_dataset(self, dataset, seed: int) -> VAEModel:
+        """Give the model the training dataset before its optimisers are made; ``seed`` chooses anything
+        the model draws from it once (the semi-supervised models' labelled subset).  The unsupervised
+        models need nothing from it."""
+        return self
+
+    def make_optimizers(
+        self, learning_rate: float = ADAM_DEFAULTS["lr"], fused: bool | None = None
+    ) -> list[torch.optim.Optimizer]:
+        """[Adam(main_parameters(), lr=learning_rate, betas=(0.9, 0.999), eps=1e-8)] (+ the
+        discriminator's for FactorVAE, whose learning rate stays 1e-4 as in the study)."""
+        adam = {**ADAM_DEFAULTS, "lr": learning_rate}
+        return [torch.optim.Adam(self.main_parameters(), **adam, fused=fused)]
 
     # -- objective ----------------------------------------------------------------------------------
     def regularizer(
@@ -171,12 +175,13 @@ class VAEModel(nn.Module):
         """(regularizer, extra terms, discriminator loss or None); all inputs are float32."""
         return kl, {}, None
 
-    def compute_loss(self, x: torch.Tensor, step: int, generator: torch.Generator) -> LossOutput:
-        """One forward pass and the loss.
+    def compute_loss(self, batch: Batch, step: int, generator: torch.Generator) -> LossOutput:
+        """One forward pass and the loss on ``batch.images`` (the unsupervised models ignore its factors).
 
         ``step``: number of updates done before this one (0 for the first; drives AnnealedVAE's C).
         ``generator``: torch.Generator for the reparameterisation noise and FactorVAE's permutations.
         """
+        x = Batch.checked(batch).images
         mean, logvar = self.encode(x)
         mean, logvar = mean.float(), logvar.float()
         z = L.sample_gaussian(mean, logvar, generator)
@@ -206,26 +211,6 @@ class VAEModel(nn.Module):
             z=z,
             logits=logits,
         )
-
-    def training_step(
-        self,
-        x: torch.Tensor,
-        step: int,
-        generator: torch.Generator,
-        optimizers: Sequence[torch.optim.Optimizer],
-    ) -> LossOutput:
-        """compute_loss, backward of each loss into its own parameters, then every optimizer steps."""
-        out = self.compute_loss(x, step, generator)
-        for optimizer in optimizers:
-            optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
-        if out.discriminator_loss is not None:
-            for p in self.discriminator_parameters():
-                p.grad = None
-            out.discriminator_loss.backward()
-        for optimizer in optimizers:
-            optimizer.step()
-        return out
 
     def extra_repr(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.params.items())
@@ -320,10 +305,12 @@ class FactorVAE(VAEModel):
     def discriminator_parameters(self) -> list[nn.Parameter]:
         return list(self.discriminator.parameters())
 
-    def make_optimizers(self, fused: bool | None = None) -> list[torch.optim.Optimizer]:
+    def make_optimizers(
+        self, learning_rate: float = ADAM_DEFAULTS["lr"], fused: bool | None = None
+    ) -> list[torch.optim.Optimizer]:
         """VAE Adam as in the base class, plus Adam(lr=1e-4, betas=(0.5, 0.9), eps=1e-8) for the discriminator."""
         return [
-            *super().make_optimizers(fused),
+            *super().make_optimizers(learning_rate, fused),
             torch.optim.Adam(self.discriminator_parameters(), **DISCRIMINATOR_ADAM_DEFAULTS, fused=fused),
         ]
 
@@ -437,66 +424,3 @@ class BetaTCVAE(VAEModel):
     def regularizer(self, kl, mean, logvar, z, step, generator):
         tc = self.total_correlation(z, mean, logvar)
         return kl + (self.beta - 1.0) * tc, {"tc_estimate": tc}, None
-
-
-# Semi-supervised models live in models/semi_supervised.py; they subclass the classes above.
-from untwine.models.semi_supervised import SEMI_SUPERVISED_MODELS  # noqa: E402
-
-MODEL_CLASSES: dict[str, type[VAEModel]] = {
-    cls.name: cls
-    for cls in (
-        PlainVAE,
-        BetaVAE,
-        AnnealedVAE,
-        FactorVAE,
-        DIPVAEI,
-        DIPVAEII,
-        BetaTCVAE,
-        *SEMI_SUPERVISED_MODELS,
-    )
-}
-MODEL_DEFAULTS: dict[str, dict[str, Any]] = {name: dict(cls.defaults) for name, cls in MODEL_CLASSES.items()}
-
-
-def build_model(
-    name: str,
-    num_channels: int,
-    num_latents: int = 10,
-    architecture: str = "conv",
-    encoder_kernels: str = "dlib",
-    reconstruction: str = "bernoulli",
-    init_generator: torch.Generator | None = None,
-    **model_params: Any,
-) -> VAEModel:
-    """Build one of :data:`MODEL_DEFAULTS`' models with TF-style initialisation.
-
-    ``model_params`` override the model's defaults; unknown names raise ValueError listing the valid
-    ones.  Weights are drawn from ``init_generator`` (a torch.Generator) if given -- then torch's
-    global random state is neither read nor changed -- else from torch's default generator.
-    """
-    if name not in MODEL_CLASSES:
-        raise ValueError(f"unknown model {name!r}; valid models: {', '.join(MODEL_CLASSES)}")
-    defaults = MODEL_DEFAULTS[name]
-    unknown = sorted(set(model_params) - set(defaults))
-    if unknown:
-        raise ValueError(
-            f"unknown parameter(s) {', '.join(unknown)} for model {name!r}; valid: "
-            f"{', '.join(defaults) or 'none'}"
-        )
-    params = {**defaults, **model_params}
-    ctx = torch.random.fork_rng(devices=[]) if init_generator is not None else contextlib.nullcontext()
-    with ctx:
-        model = MODEL_CLASSES[name](
-            num_channels,
-            num_latents,
-            architecture=architecture,
-            encoder_kernels=encoder_kernels,
-            reconstruction=reconstruction,
-            **params,
-        )
-        model.reset_parameters(init_generator)
-    return model
-
-
-def parameter_count(parameters: Iterable[nn.Parameter]) -> int:
-    return sum(p.numel() for p in parameters)

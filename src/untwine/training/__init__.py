@@ -1,13 +1,14 @@
-"""Training: config, the loop, checkpoints, and the representations of a trained run."""
+"""Training: config, the one training step, the loop, checkpoints, and the representations of a trained run."""
 
 from untwine.training.config import TrainConfig
-from untwine.training.loop import TrainingDivergedError, load_run_config, train
+from untwine.training.loop import load_run_config, train
 from untwine.training.representation import (
     TorchScriptRepresentation,
     export_torchscript,
     load_trained_model,
     representation_function,
 )
+from untwine.training.step import TrainingDivergedError, training_step
 
 __all__ = [
     "TorchScriptRepresentation",
@@ -18,4 +19,5 @@ __all__ = [
     "load_trained_model",
     "representation_function",
     "train",
+    "training_step",
 ]

@@ -16,7 +16,6 @@ seeded from ``config.seed`` and saved in the checkpoint.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import time
 from dataclasses import dataclass
@@ -26,21 +25,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from untwine.data import BatchStream, get_dataset
-from untwine.data.stream import to_torch_images
+from untwine.data import Batch, BatchStream, get_dataset
 from untwine.models import build_model
 from untwine.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from untwine.training.config import TrainConfig
-from untwine.utils.io import atomic_write_json
+from untwine.training.step import TrainingDivergedError, training_step
+from untwine.utils.io import atomic_write_json, atomic_write_text
 from untwine.utils.versions import git_commit, library_versions
 
 CONFIG_NAME = "config.json"
 LOG_NAME = "log.jsonl"
 FINAL_EVAL_NAME = "final_eval.json"
-
-
-class TrainingDivergedError(RuntimeError):
-    """The loss became NaN or infinite; the last good checkpoint is left in place."""
 
 
 @dataclass(frozen=True)
@@ -97,13 +92,6 @@ def _scalar_terms(terms: dict[str, torch.Tensor]) -> dict[str, Any]:
     return out
 
 
-def _first_nonfinite_term(terms: dict[str, torch.Tensor]) -> str:
-    for key, value in terms.items():
-        if isinstance(value, torch.Tensor) and not bool(torch.isfinite(value).all()):
-            return f"'{key}' = {value.detach().flatten()[:4].tolist()}"
-    return "the total loss"
-
-
 class _RunLog:
     """Append-only JSONL log; on resume, lines after the checkpoint's step are dropped (they will be redone)."""
 
@@ -115,8 +103,6 @@ class _RunLog:
                 for line in path.read_text().splitlines()
                 if line.strip() and json.loads(line)["step"] <= keep_up_to_step
             ]
-            from untwine.utils.io import atomic_write_text
-
             atomic_write_text(path, "".join(line + "\n" for line in kept))
         self.handle = path.open("a", encoding="utf-8")
 
@@ -137,7 +123,11 @@ def _tensorboard_writer(run_dir: Path):
 
 
 def train(config: TrainConfig | None, run_dir: str | Path, resume: bool = False) -> Path:
-    """Train ``config`` into ``run_dir`` (or continue the run there when ``resume``); return ``run_dir``."""
+    """Train ``config`` into ``run_dir`` (or continue the run there when ``resume``); return ``run_dir``.
+
+    ``config.threads`` (when not 0) sets torch's intra-op thread count for the run; the previous count
+    is restored when ``train`` returns.
+    """
     run_dir = Path(run_dir)
     checkpoint_path = run_dir / CHECKPOINT_NAME
     state: dict[str, Any] | None = None
@@ -159,20 +149,26 @@ def train(config: TrainConfig | None, run_dir: str | Path, resume: bool = False)
                 f"{run_dir} already holds a run; continue it with --resume or choose a new directory"
             )
 
-    device = pick_device(config.device)
+    threads_before = torch.get_num_threads()
     if config.threads:
         torch.set_num_threads(config.threads)
+    try:
+        return _run(config, run_dir, resume, state)
+    finally:
+        torch.set_num_threads(threads_before)
+
+
+def _run(config: TrainConfig, run_dir: Path, resume: bool, state: dict[str, Any] | None) -> Path:
+    """The run itself, top to bottom: model, optimisers, stream, then steps, logs and checkpoints."""
+    checkpoint_path = run_dir / CHECKPOINT_NAME
+    device = pick_device(config.device)
     dataset = get_dataset(config.dataset)
     seeds = RunSeeds.from_seed(config.seed)
     model = build_run_model(config, dataset.num_channels, device)
-    # Semi-supervised models label a fixed subset of the dataset (chosen from the data seed) and read
-    # each batch's factors; every other model sees images only.
-    needs_factors = getattr(model, "needs_factors", False)
-    if needs_factors:
-        model.attach_dataset(dataset, seeds.data)
-    optimizers = model.make_optimizers()
-    for group in optimizers[0].param_groups:
-        group["lr"] = config.learning_rate
+    # Semi-supervised models label a fixed subset of the dataset, chosen from the data seed (before the
+    # optimisers: the labels can add parameters); the unsupervised models take nothing from it.
+    model.attach_dataset(dataset, seeds.data)
+    optimizers = model.make_optimizers(learning_rate=config.learning_rate)
     generator = torch.Generator(device=device).manual_seed(seeds.noise)
     stream = BatchStream(dataset, config.batch_size, seeds.data)
     step = 0
@@ -217,11 +213,6 @@ def train(config: TrainConfig | None, run_dir: str | Path, resume: bool = False)
     log = _RunLog(run_dir / LOG_NAME, keep_up_to_step=step)
     tensorboard = _tensorboard_writer(run_dir)
     memory_format = torch.channels_last if config.channels_last and config.architecture == "conv" else None
-    autocast = (
-        torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-        if config.bf16
-        else contextlib.nullcontext()
-    )
     progress = None
     if config.progress:
         from tqdm.auto import tqdm
@@ -239,29 +230,13 @@ def train(config: TrainConfig | None, run_dir: str | Path, resume: bool = False)
     model.train()
     try:
         while step < config.steps:
-            factors, images = next(stream)
-            images = images.to(device, non_blocking=True)
-            if memory_format is not None:
-                images = images.contiguous(memory_format=memory_format)
-            with autocast:
-                if needs_factors:
-                    out = model.compute_loss(images, step, generator, factors=factors)
-                else:
-                    out = model.compute_loss(images, step, generator)
-            if not torch.isfinite(out.loss):
+            batch = next(stream).to(device, memory_format)
+            try:
+                out = training_step(model, batch, step, generator, optimizers, bf16=config.bf16)
+            except TrainingDivergedError as error:
                 raise TrainingDivergedError(
-                    f"non-finite loss at step {step} ({_first_nonfinite_term(out.terms)}); "
-                    f"the last good checkpoint is kept at {checkpoint_path}"
-                )
-            for optimizer in optimizers:
-                optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
-            if out.discriminator_loss is not None:
-                # FactorVAE: the VAE loss reads the discriminator with detached weights, so these
-                # gradients come from the discriminator's own loss only (as in disentanglement_lib).
-                out.discriminator_loss.backward()
-            for optimizer in optimizers:
-                optimizer.step()
+                    f"{error}; the last good checkpoint is kept at {checkpoint_path}"
+                ) from None
             step += 1
             interval_steps += 1
 
@@ -308,12 +283,8 @@ def evaluate_held_out(model, dataset, config: TrainConfig, seed: int, device: to
     generator = torch.Generator(device=device).manual_seed(seed)
     totals: dict[str, Any] = {}
     for _ in range(config.eval_batches):
-        factors, images = dataset.sample(config.batch_size, rng)
-        images = to_torch_images(images).to(device)
-        if getattr(model, "needs_factors", False):
-            out = model.compute_loss(images, config.steps, generator, factors=factors)
-        else:
-            out = model.compute_loss(images, config.steps, generator)
+        batch = Batch.from_numpy(*dataset.sample(config.batch_size, rng)).to(device)
+        out = model.compute_loss(batch, config.steps, generator)
         terms = {"loss": float(out.loss), **_scalar_terms(out.terms)}
         for key, value in terms.items():
             totals[key] = (

@@ -8,15 +8,18 @@ HWC convention -- and returns float32 codes ``(n, d)``.  This is all the metrics
 from __future__ import annotations
 
 import contextlib
+import io
 import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from untwine.data import get_spec
 from untwine.training.checkpoint import CHECKPOINT_NAME, load_checkpoint
 from untwine.training.config import TrainConfig
 from untwine.training.loop import build_run_model, load_run_config, pick_device
+from untwine.utils.io import atomic_write_bytes
 from untwine.utils.rng import RandomLike, as_generator
 
 REPRESENTATIONS = ("mean", "sampled")
@@ -27,8 +30,6 @@ def load_trained_model(run_dir: str | Path, device: str = "auto") -> tuple[Train
     run_dir = Path(run_dir)
     config = load_run_config(run_dir)
     torch_device = pick_device(device)
-    from untwine.data import get_spec
-
     model = build_run_model(config, get_spec(config.dataset).num_channels, torch_device)
     state = load_checkpoint(run_dir / CHECKPOINT_NAME, map_location=torch_device)
     model.load_state_dict(state["model"])
@@ -140,6 +141,21 @@ def representation_function(
     return MeanRepresentation(encoder) if kind == "mean" else SampledRepresentation(encoder, seed)
 
 
+@contextlib.contextmanager
+def _torchscript_deprecation_ignored():
+    """Ignore torch's "`torch.jit.<name>` is deprecated" DeprecationWarnings (torch >= 2.9) and nothing else.
+
+    TorchScript is what the field's tooling loads, and torch.export's files need torch to load too, so
+    the export stays TorchScript and this notice is not for our users.  Any other warning -- a
+    TracerWarning saying the trace may not generalise, say -- bears on the exported file and is shown.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings(
+            "ignore", message=r"`torch\.jit\.\w+` is deprecated", category=DeprecationWarning
+        )
+        yield
+
+
 class _MeanEncoderModule(torch.nn.Module):
     """NHWC float images in [0, 1] -> mean codes: the exported module's whole contract."""
 
@@ -158,26 +174,13 @@ def export_torchscript(run_dir: str | Path, path: str | Path) -> Path:
     """
     config, model = load_trained_model(run_dir, "cpu")
     model = model.to(memory_format=torch.contiguous_format)
-    shape = (
-        2,
-        64,
-        64,
-        __import__("untwine.data", fromlist=["get_spec"]).get_spec(config.dataset).num_channels,
-    )
+    shape = (2, 64, 64, get_spec(config.dataset).num_channels)
     module = _MeanEncoderModule(model).eval()
-    # TorchScript is what the field's tooling loads; torch >= 2.9 marks it deprecated in favour of
-    # torch.export, whose files need torch to load too.  Keep the warning out of users' consoles.
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
+    with _torchscript_deprecation_ignored(), torch.no_grad():
         traced = torch.jit.trace(module, torch.rand(shape, generator=torch.Generator().manual_seed(0)))
     path = Path(path)
-    import io
-
-    from untwine.utils.io import atomic_write_bytes
-
     buffer = io.BytesIO()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
+    with _torchscript_deprecation_ignored():
         torch.jit.save(traced, buffer)
     atomic_write_bytes(path, buffer.getvalue())
     return path
@@ -192,8 +195,7 @@ class TorchScriptRepresentation:
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"no TorchScript file at {path}")
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
+        with _torchscript_deprecation_ignored():
             self.module = torch.jit.load(str(path), map_location="cpu").eval()
         self.batch_size = batch_size
 

@@ -25,8 +25,3 @@ def as_generator(rng: RandomLike) -> np.random.Generator:
     if isinstance(rng, int | np.integer):
         return np.random.default_rng(int(rng))
     raise TypeError(f"rng must be an int seed or numpy.random.Generator, got {type(rng).__name__}")
-
-
-def child_seed(rng: np.random.Generator) -> int:
-    """Draw a 63-bit seed from ``rng`` for a sub-component (torch generator, worker, ...)."""
-    return int(rng.integers(0, 2**63 - 1))

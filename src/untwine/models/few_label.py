@@ -1,0 +1,429 @@
+"""Few-label semi-supervised VAEs (Locatello et al. 2020, "Disentangling Factors of Variation Using Few
+Labels"; disentanglement_lib's ``methods/semi_supervised``): an unsupervised objective plus
+``gamma_sup(step)`` times a supervised loss tying the first latents' means to the (labeller-processed)
+factors of a few labelled images.
+
+``s2_beta_vae``, ``s2_factor_vae``, ``s2_dip_vae_i``, ``s2_dip_vae_ii`` and ``s2_beta_tc_vae`` are their
+unsupervised parents (:mod:`untwine.models.objectives`) with :class:`_FewLabelMixin`; the labelled images
+are a :class:`untwine.data.labels.LabelledSet` attached before training.  See docs/semi_supervised.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from untwine.data.labels import LABELLERS, LabelledSet
+from untwine.data.stream import Batch
+from untwine.models.networks import glorot_uniform_
+from untwine.models.objectives import (
+    DIPVAEI,
+    DIPVAEII,
+    BetaTCVAE,
+    BetaVAE,
+    FactorVAE,
+    LossOutput,
+    VAEModel,
+    checked_int,
+)
+
+__all__ = [
+    "ANNEALERS",
+    "SUPERVISED_LOSSES",
+    "EmbedHead",
+    "S2BetaTCVAE",
+    "S2BetaVAE",
+    "S2DIPVAEI",
+    "S2DIPVAEII",
+    "S2FactorVAE",
+    "annealed_gamma",
+    "supervised_loss_cov",
+    "supervised_loss_embed",
+    "supervised_loss_l2",
+    "supervised_loss_xent",
+]
+
+SUPERVISED_LOSSES = ("xent", "l2", "cov", "embed")
+ANNEALERS = ("fixed", "anneal", "fine_tune")
+
+
+def _first_latents(representation: torch.Tensor, num_factors: int, loss: str) -> torch.Tensor:
+    if representation.shape[1] < num_factors:
+        raise ValueError(
+            f"the {loss} supervised loss needs at least as many latents as labelled factors: "
+            f"{representation.shape[1]} latents for {num_factors} factors"
+        )
+    return representation[:, :num_factors]
+
+
+def supervised_loss_xent(
+    representation: torch.Tensor, labels: torch.Tensor, sizes: Sequence[int]
+) -> torch.Tensor:
+    """``sum_{n, j} BCE(sigmoid(r_nj), y_nj / size_j)`` over the first F latents (dlib's ``xent``; a sum)."""
+    first = _first_latents(representation, labels.shape[1], "xent").float()
+    targets = labels.float() / torch.tensor(sizes, dtype=torch.float32, device=first.device)
+    return F.binary_cross_entropy_with_logits(first, targets, reduction="sum")
+
+
+def supervised_loss_l2(
+    representation: torch.Tensor,
+    labels: torch.Tensor,
+    sizes: Sequence[int],
+    scale: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``sum (b r_nj - y_nj)^2`` with a learned scalar ``b`` (``scale``), or without it
+    ``sum (sigmoid(r_nj) - y_nj / size_j)^2`` (dlib's ``l2``; a sum over points and factors)."""
+    first = _first_latents(representation, labels.shape[1], "l2").float()
+    if scale is not None:
+        return (first * scale - labels.float()).square().sum()
+    targets = labels.float() / torch.tensor(sizes, dtype=torch.float32, device=first.device)
+    return (torch.sigmoid(first) - targets).square().sum()
+
+
+def supervised_loss_cov(representation: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Sum of squares of the cross-covariance ``Cov[r, y]`` (d x F, over the batch) off its diagonal
+    ``(i, i), i < min(d, F)``: latent i should covary with factor i only (dlib's ``cov``)."""
+    r = representation.float()
+    y = labels.float()
+    covariance = ((r - r.mean(0))[:, :, None] * (y - y.mean(0))[:, None, :]).mean(0)
+    k = min(covariance.shape)
+    mask = torch.ones_like(covariance)
+    mask[torch.arange(k), torch.arange(k)] = 0.0
+    return (covariance * mask).square().sum()
+
+
+def supervised_loss_embed(
+    representation: torch.Tensor,
+    labels: torch.Tensor,
+    embeddings: Sequence[torch.Tensor],
+    sigmas: Sequence[torch.Tensor | float],
+) -> torch.Tensor:
+    """``sum_j mean_n CE(softmax_k(-((r_nj - e_jk) sigma_j)^2), y_nj)``: latent j against a 1-d embedding
+    of factor j's values (dlib's ``embed``)."""
+    first = _first_latents(representation, labels.shape[1], "embed").float()
+    total = first.new_zeros(())
+    for j, (embedding, sigma) in enumerate(zip(embeddings, sigmas, strict=True)):
+        logits = -((first[:, j : j + 1] - embedding[None, :]) * sigma).square()
+        total = total + F.cross_entropy(logits, labels[:, j].long())
+    return total
+
+
+def annealed_gamma(annealer: str, gamma: float, step: int, iteration_threshold: int) -> float:
+    """``fixed``: gamma.  ``anneal``: ``min(gamma, gamma * step / threshold)``.  ``fine_tune``: 0 until
+    ``step > threshold``, then gamma (``gamma * clip(step - threshold, 0, 1)``)."""
+    if annealer == "fixed":
+        return float(gamma)
+    if annealer == "anneal":
+        return min(float(gamma), float(gamma) * float(step) / float(iteration_threshold))
+    if annealer == "fine_tune":
+        return float(gamma) * min(1.0, max(0.0, float(step - iteration_threshold)))
+    raise ValueError(f"annealer must be one of {ANNEALERS}, got {annealer!r}")
+
+
+class EmbedHead(nn.Module):
+    """The learned 1-d embeddings (and temperatures) of the ``embed`` supervised loss, one per labelled factor.
+
+    ``use_order=False``: a free embedding of each factor's values.  ``use_order=True``: ``k * slope + bias``
+    (the values' order is kept).  ``sigma="learn"``: one learned temperature per factor, else a fixed float.
+    The factor sizes are a buffer, so a head can be rebuilt from a state dict.
+    """
+
+    def __init__(self, sizes: Sequence[int], sigma: float | str = "learn", use_order: bool = False):
+        super().__init__()
+        self.register_buffer("sizes", torch.tensor([int(k) for k in sizes], dtype=torch.int64))
+        self.use_order, self.learn_sigma = bool(use_order), sigma == "learn"
+        self.fixed_sigma = None if self.learn_sigma else float(sigma)
+        if self.use_order:
+            self.slope = nn.Parameter(torch.zeros(len(sizes)))
+            self.bias = nn.Parameter(torch.zeros(len(sizes)))
+        else:
+            self.embeddings = nn.ParameterList(nn.Parameter(torch.zeros(int(k))) for k in sizes)
+        if self.learn_sigma:
+            self.sigma = nn.Parameter(torch.zeros(len(sizes)))
+
+    def reset_parameters(self, generator: torch.Generator) -> None:
+        """TF's glorot-uniform for the variables dlib creates: limit sqrt(3 / k) for a length-k vector,
+        sqrt(3) for scalars (slope, bias, sigma)."""
+        with torch.no_grad():
+            if self.use_order:
+                glorot_uniform_(self.slope, 1, 1, generator)
+                glorot_uniform_(self.bias, 1, 1, generator)
+            else:
+                for embedding in self.embeddings:
+                    glorot_uniform_(embedding, embedding.numel(), embedding.numel(), generator)
+            if self.learn_sigma:
+                glorot_uniform_(self.sigma, 1, 1, generator)
+
+    def tables(self) -> tuple[list[torch.Tensor], list[torch.Tensor | float]]:
+        sizes = [int(k) for k in self.sizes.tolist()]
+        if self.use_order:
+            embeddings = [
+                torch.arange(k, dtype=torch.float32, device=self.slope.device) * self.slope[j] + self.bias[j]
+                for j, k in enumerate(sizes)
+            ]
+        else:
+            embeddings = list(self.embeddings)
+        sigmas = (
+            [self.sigma[j] for j in range(len(sizes))]
+            if self.learn_sigma
+            else [self.fixed_sigma] * len(sizes)
+        )
+        return embeddings, sigmas
+
+
+class _FewLabelMixin:
+    """What the S^2 models add to their unsupervised parent (see :data:`S2_DEFAULTS`)."""
+
+    S2_DEFAULTS: dict[str, Any] = {
+        "gamma_sup": 1.0,
+        "supervised_loss": "xent",
+        "annealer": "fixed",
+        "iteration_threshold": 1,
+        "labeller": "perfect",
+        "num_labels": 1000,
+        "labelled_fraction": None,  # used when num_labels is None
+        "labelled_batch_size": None,  # None: as many labelled as unlabelled images per step (dlib)
+        "num_bins": 5,
+        "prob_random": 0.1,
+        "num_observed_factors": 2,
+        "l2_learn_scale": True,
+        "embed_sigma": "learn",
+        "embed_use_order": False,
+    }
+
+    def __init__(
+        self,
+        *args: Any,
+        gamma_sup: float = 1.0,
+        supervised_loss: str = "xent",
+        annealer: str = "fixed",
+        iteration_threshold: int = 1,
+        labeller: str = "perfect",
+        num_labels: int | None = 1000,
+        labelled_fraction: float | None = None,
+        labelled_batch_size: int | None = None,
+        num_bins: int = 5,
+        prob_random: float = 0.1,
+        num_observed_factors: int = 2,
+        l2_learn_scale: bool = True,
+        embed_sigma: float | str = "learn",
+        embed_use_order: bool = False,
+        **kwargs: Any,
+    ):
+        super().__init__(*args, **kwargs)
+        if supervised_loss not in SUPERVISED_LOSSES:
+            raise ValueError(f"supervised_loss must be one of {SUPERVISED_LOSSES}, got {supervised_loss!r}")
+        if annealer not in ANNEALERS:
+            raise ValueError(f"annealer must be one of {ANNEALERS}, got {annealer!r}")
+        if labeller not in LABELLERS:
+            raise ValueError(f"labeller must be one of {LABELLERS}, got {labeller!r}")
+        if num_labels is None and labelled_fraction is None:
+            raise ValueError("give num_labels or labelled_fraction")
+        if embed_sigma != "learn" and not isinstance(embed_sigma, int | float):
+            raise ValueError(f"embed_sigma must be 'learn' or a number, got {embed_sigma!r}")
+        self.gamma_sup = float(gamma_sup)
+        self.supervised_loss_kind, self.annealer = supervised_loss, annealer
+        self.iteration_threshold = checked_int("iteration_threshold", iteration_threshold, 1)
+        self.labeller = labeller
+        self.num_labels = None if num_labels is None else checked_int("num_labels", num_labels, 1)
+        self.labelled_fraction = None if labelled_fraction is None else float(labelled_fraction)
+        self.labelled_batch_size = (
+            None if labelled_batch_size is None else checked_int("labelled_batch_size", labelled_batch_size)
+        )
+        self.labeller_kwargs = {
+            "num_bins": num_bins,
+            "prob_random": prob_random,
+            "num_observed_factors": num_observed_factors,
+        }
+        self.l2_learn_scale, self.embed_sigma, self.embed_use_order = (
+            bool(l2_learn_scale),
+            embed_sigma,
+            bool(embed_use_order),
+        )
+        self.params.update(
+            {
+                "gamma_sup": self.gamma_sup,
+                "supervised_loss": supervised_loss,
+                "annealer": annealer,
+                "iteration_threshold": self.iteration_threshold,
+                "labeller": labeller,
+                "num_labels": self.num_labels,
+                "labelled_fraction": self.labelled_fraction,
+                "labelled_batch_size": self.labelled_batch_size,
+                **self.labeller_kwargs,
+                "l2_learn_scale": self.l2_learn_scale,
+                "embed_sigma": embed_sigma,
+                "embed_use_order": self.embed_use_order,
+            }
+        )
+        self.l2_scale = (
+            nn.Parameter(torch.ones(())) if supervised_loss == "l2" and self.l2_learn_scale else None
+        )
+        self.embed_head: EmbedHead | None = None
+        self.labelled_set: LabelledSet | None = None
+
+    # -- labels -------------------------------------------------------------------------------------
+    def _set_labelled(self, labelled: LabelledSet) -> None:
+        sizes = labelled.num_classes
+        if isinstance(sizes, int):
+            raise ValueError(
+                "the S^2 models need label vectors: build the LabelledSet with a sequence of sizes"
+            )
+        if self.supervised_loss_kind != "cov" and self.num_latents < len(sizes):
+            raise ValueError(
+                f"supervised_loss={self.supervised_loss_kind!r} ties latent j to labelled factor j: "
+                f"num_latents={self.num_latents} is fewer than the {len(sizes)} labelled factors"
+            )
+        self.labelled_set = labelled
+        if self.supervised_loss_kind == "embed":
+            device = next(self.encoder.parameters()).device
+            if self.embed_head is None or [int(k) for k in self.embed_head.sizes.tolist()] != list(sizes):
+                if self._init_generator is None:
+                    raise ValueError(
+                        "the embed head is initialised from the model's init generator: call "
+                        "reset_parameters(generator) before attaching labels (build_model does)"
+                    )
+                # Drawn on the CPU (where the init generator lives), then moved: the same weights on any device.
+                head = EmbedHead(sizes, self.embed_sigma, self.embed_use_order)
+                head.reset_parameters(self._init_generator)
+                self.embed_head = head.to(device)
+
+    def attach_dataset(self, dataset, seed: int):
+        """Label a fixed subset of ``dataset``'s grid (chosen from ``seed``) with all factors, through the labeller."""
+        self._set_labelled(
+            LabelledSet.from_dataset_factors(
+                dataset, seed, self.num_labels, self.labelled_fraction, self.labeller, **self.labeller_kwargs
+            )
+        )
+        return self
+
+    def attach_labels(self, images, labels, sizes: Sequence[int]):
+        """Use the given labelled images (n, H, W, C) and label vectors (n, F) with value counts ``sizes``."""
+        self._set_labelled(LabelledSet.from_arrays(images, labels, tuple(sizes)))
+        return self
+
+    # -- parameters ---------------------------------------------------------------------------------
+    _init_generator: torch.Generator | None = None
+
+    def supervised_parameters(self) -> list[nn.Parameter]:
+        params = [] if self.l2_scale is None else [self.l2_scale]
+        return params + ([] if self.embed_head is None else list(self.embed_head.parameters()))
+
+    def main_parameters(self) -> list[nn.Parameter]:
+        return [*super().main_parameters(), *self.supervised_parameters()]
+
+    def reset_parameters(self, generator: torch.Generator):
+        super().reset_parameters(generator)
+        if self.l2_scale is not None:
+            with torch.no_grad():
+                self.l2_scale.fill_(1.0)
+        # The embed head is built at attach time; it draws from a fork of this generator.
+        self._init_generator = torch.Generator().manual_seed(
+            int(torch.randint(2**62, (1,), generator=generator).item())
+        )
+        if self.embed_head is not None:
+            self.embed_head.reset_parameters(self._init_generator)
+        return self
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Rebuild the embed head from the saved sizes when it is not there yet (a model loaded for inference)."""
+        key = "embed_head.sizes"
+        if key in state_dict and self.embed_head is None:
+            sizes = [int(k) for k in state_dict[key].tolist()]
+            self.embed_head = EmbedHead(sizes, self.embed_sigma, self.embed_use_order).to(
+                state_dict[key].device
+            )
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    # -- objective ----------------------------------------------------------------------------------
+    def supervised_term(self, representation: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        sizes = self.labelled_set.num_classes if self.labelled_set is not None else None
+        kind = self.supervised_loss_kind
+        if kind == "xent":
+            return supervised_loss_xent(representation, labels, sizes)
+        if kind == "l2":
+            return supervised_loss_l2(representation, labels, sizes, self.l2_scale)
+        if kind == "cov":
+            return supervised_loss_cov(representation, labels)
+        if self.embed_head is None:
+            raise ValueError(
+                "the embed supervised loss needs labels attached first (attach_dataset / attach_labels)"
+            )
+        return supervised_loss_embed(representation, labels, *self.embed_head.tables())
+
+    def gamma_at(self, step: int) -> float:
+        return annealed_gamma(self.annealer, self.gamma_sup, step, self.iteration_threshold)
+
+    def compute_loss(self, batch: Batch, step: int, generator: torch.Generator) -> LossOutput:
+        """The parent's unsupervised loss plus ``gamma_sup(step) * supervised loss`` on a labelled batch
+        (the encoder means of ``labelled_batch_size`` labelled images).  ``batch.factors`` is not used:
+        the labels come from the attached :class:`LabelledSet` only."""
+        out = super().compute_loss(batch, step, generator)
+        if self.labelled_set is None or self.labelled_batch_size == 0:
+            return out
+        x = batch.images
+        count = x.shape[0] if self.labelled_batch_size is None else self.labelled_batch_size
+        images, labels = self.labelled_set.draw(count, generator)
+        images = images.to(x.device)
+        if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+            images = images.contiguous(memory_format=torch.channels_last)
+        mean, _ = self.encode(images)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            supervised = self.supervised_term(mean.float(), labels.to(x.device))
+            gamma = self.gamma_at(int(step))
+            loss = out.loss + gamma * supervised
+        terms = dict(out.terms)
+        per_latent = terms.pop("kl_per_latent")
+        terms.update(
+            {
+                "loss": loss.detach(),
+                "supervised_loss": supervised.detach(),
+                "gamma_sup": torch.tensor(gamma, dtype=torch.float32, device=x.device),
+                "kl_per_latent": per_latent,
+            }
+        )
+        return dataclasses.replace(out, loss=loss, terms=terms)
+
+
+def _few_label_defaults(parent: type[VAEModel]) -> dict[str, Any]:
+    return {**parent.defaults, **_FewLabelMixin.S2_DEFAULTS}
+
+
+class S2BetaVAE(_FewLabelMixin, BetaVAE):
+    """S^2-beta-VAE: beta-VAE + gamma_sup * supervised loss (dlib's ``s2_vae``)."""
+
+    name = "s2_beta_vae"
+    defaults = _few_label_defaults(BetaVAE)
+
+
+class S2FactorVAE(_FewLabelMixin, FactorVAE):
+    """S^2-FactorVAE: FactorVAE + gamma_sup * supervised loss (the discriminator is trained as usual)."""
+
+    name = "s2_factor_vae"
+    defaults = _few_label_defaults(FactorVAE)
+
+
+class S2DIPVAEI(_FewLabelMixin, DIPVAEI):
+    """S^2-DIP-VAE-I."""
+
+    name = "s2_dip_vae_i"
+    defaults = _few_label_defaults(DIPVAEI)
+
+
+class S2DIPVAEII(_FewLabelMixin, DIPVAEII):
+    """S^2-DIP-VAE-II."""
+
+    name = "s2_dip_vae_ii"
+    defaults = _few_label_defaults(DIPVAEII)
+
+
+class S2BetaTCVAE(_FewLabelMixin, BetaTCVAE):
+    """S^2-beta-TC-VAE."""
+
+    name = "s2_beta_tc_vae"
+    defaults = _few_label_defaults(BetaTCVAE)
