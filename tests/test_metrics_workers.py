@@ -28,7 +28,8 @@ EVALUATION = textwrap.dedent(
 
     if __name__ == "__main__":
         dataset, fn = toy.ToyDataset("small"), toy.family_fn("small", "nonlinear")
-        evaluate_representation(dataset, fn, ["dci"], params={{"dci": {{"num_train": 200, "num_test": 100}}}}, n_jobs=2)
+        small = {{"dci": {{"num_train": 200, "num_test": 100}}}}
+        evaluate_representation(dataset, fn, ["dci"], params=small, n_jobs=2)
         print(" ".join(map(str, worker_pids(shared_worker_pool(2, 1)))), flush=True)
         evaluate_representation(dataset, fn, "all", n_jobs=2)  # still running when killed
     """

@@ -14,11 +14,16 @@ classifier once, and runs the expensive fits in parallel:
   and of fairness are the same fits and run once.  All fits start together in ``n_jobs`` worker
   processes (largest first) while the main process computes the cheap metrics.
 
-Metric names are those of disentanglement_lib's metric configs; ``"study"`` is the nine configs of
-``unsupervised_study_v1/metric_configs``.  Randomness: the shared sample and each dataset-layer metric
-get their own generator derived from ``seed`` and the name (``default_rng([seed, crc32(name)])``), so
-adding or removing a metric changes no other metric's value; the boosted trees' tie-breaking uses
-``RandomState(seed)`` streams as documented in :mod:`untwine.metrics._estimators`.
+The runner knows no metric by name: each metric's :class:`~untwine.metrics.spec.MetricSpec` (listed in
+:mod:`untwine.metrics.registry`) says what it samples, which fits it plans, how it computes and when it
+runs.  Metric names are those of disentanglement_lib's metric configs; ``"study"`` is the nine configs of
+``unsupervised_study_v1/metric_configs``.  Convergence warnings of each metric's fits are counted into
+its result (:mod:`untwine.metrics.fit_warnings`).
+
+Randomness: the shared sample and each dataset-layer metric get their own generator derived from
+``seed`` and the name (``default_rng([seed, crc32(name)])``), so adding or removing a metric changes no
+other metric's value; the boosted trees' tie-breaking uses ``RandomState(seed)`` streams as documented
+in :mod:`untwine.metrics._estimators`.
 """
 
 from __future__ import annotations
@@ -85,9 +90,9 @@ def evaluate_representation(
             representation of :mod:`untwine.training.representation` (see
             :mod:`untwine.metrics.representation` for caching and the sampled representation).
         metrics: ``"study"`` (the nine configs of disentanglement_lib's unsupervised_study_v1),
-            ``"fairness_study"`` (study + fairness), ``"all"`` (+ IRS), or a list of names from
-            :data:`METRICS` (aliases such as ``"beta_vae"``, ``"sap"`` accepted; results use the
-            canonical names).
+            ``"fairness_study"`` (study + fairness), ``"all"`` (+ IRS), a metric name, or a list of
+            names and presets (aliases such as ``"beta_vae"``, ``"sap"`` accepted; results use the
+            canonical names); see :func:`~untwine.metrics.registry.resolve_metrics`.
         seed: seed of every random draw (default 0, like every dlib metric config).
         out_dir: if given, ``out_dir/<metric>.json`` is written atomically as soon as a metric is done.
         fast: opt-in approximations (binned boosted trees, the logistic regression's C chosen on 1,000
@@ -96,7 +101,8 @@ def evaluate_representation(
             ``"encoder_precision"``.
         mode: ``"mean"`` or ``"sampled"`` codes (default: the representation's ``kind``, else mean).
         stochastic: declare a plain callable random, which disables the per-image code cache.
-        params: per-metric parameter overrides, e.g. ``{"dci": {"num_train": 2000}}``.
+        params: per-metric parameter overrides, e.g. ``{"dci": {"num_train": 2000}}``, checked by
+            :func:`~untwine.metrics.registry.resolve_parameters` before any work.
         n_jobs: worker processes for classifier fits (default 2; -1: all cores; 1: in-process).
             Values do not depend on it.
         encode_batch_size: images per call of the representation (values do not depend on it).
@@ -112,7 +118,8 @@ def evaluate_representation(
         ``{metric: result}`` in the requested order; ``result`` holds ``values`` (dlib's keys),
         ``matrices`` (e.g. the MI matrix of MIG, the importance matrix of DCI), ``parameters``, ``seed``,
         ``mode`` ("faithful"/"fast"), ``representation`` ("mean"/"sampled"), ``dataset``, ``seconds``
-        (wall time of the metric, including waiting for its share of the parallel fits),
+        (wall time of the metric, including waiting for its share of the parallel fits), ``warnings``
+        (``{"ConvergenceWarning": {"count", "first_message"}}`` of its fits, ``{}`` if none),
         ``library_versions``, ``git_commit`` and ``code_cache`` statistics.
     """
     names = resolve_metrics(metrics)

@@ -109,7 +109,8 @@ class MetricSpec:
         unknown = set(given) - set(self.parameters)
         if unknown:
             raise ValueError(
-                f"params[{self.name!r}] has unknown parameters {sorted(unknown)}; known: {sorted(self.parameters)}"
+                f"params[{self.name!r}] has unknown parameters {sorted(unknown)}; "
+                f"known: {sorted(self.parameters)}"
             )
         for key, value in given.items():
             allowed = self.parameters[key].allowed

@@ -88,7 +88,7 @@ def _compute(params: dict, ctx) -> MetricOutput:
 
 SPEC = MetricSpec(
     name="unsupervised",
-    description="Unsupervised scores (Gaussian total correlation, Wasserstein correlation, mutual information)",
+    description="Unsupervised scores (Gaussian total and Wasserstein correlation, mutual information)",
     parameters={
         "num_train": Parameter(10000, POSITIVE_INT, "points of the shared training sample used"),
         "num_bins": Parameter(20, int_at_least(2), "equal-width histogram bins per code dimension"),
