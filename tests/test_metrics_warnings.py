@@ -16,10 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent / "data" / "reference"))
 
 import toy  # noqa: E402
 
-from untwine.metrics import (
-    evaluate_representation,  # noqa: E402
-    registry,  # noqa: E402
-)
+from untwine.metrics import downstream_task, evaluate_representation, registry  # noqa: E402
 from untwine.metrics._estimators import FitEngine, FitTask, run_fit  # noqa: E402
 
 # Codes a thousand times larger than the toy family's: lbfgs stops at max_iter=100 before converging.
@@ -99,3 +96,14 @@ def test_warnings_of_in_process_metrics_are_counted_and_others_pass(monkeypatch)
     assert results["mig"]["warnings"] == {
         "ConvergenceWarning": {"count": 2, "first_message": "did not converge"}
     }
+
+
+def test_standalone_downstream_task_reports_its_fits_warnings_once():
+    task = _unscaled_task()
+    factors = np.stack([task.y_train, task.y_train], axis=1)
+    test_factors = np.stack([task.y_test, task.y_test], axis=1)
+    with pytest.warns(ConvergenceWarning) as caught:
+        downstream_task(task.x_train, factors, task.x_test, test_factors, num_train=[200])
+    assert len(caught) == 1
+    count = 2 * run_fit(task).warnings.counts["ConvergenceWarning"]
+    assert str(caught[0].message).startswith(f"{count} warning(s) from the classifier fits; the first: lbfgs")

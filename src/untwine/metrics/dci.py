@@ -22,6 +22,7 @@ import numpy as np
 
 from untwine.metrics._estimators import FitEngine, FitTask, gbt_random_states
 from untwine.metrics._validation import check_train_test
+from untwine.metrics.fit_warnings import warn_about_fits
 from untwine.metrics.spec import POSITIVE_INT, MetricOutput, MetricSpec, Parameter
 
 EPSILON = 1e-11
@@ -150,7 +151,9 @@ def dci(
     )
     for key, task in tasks:
         engine.add(key, task)
-    scores, details = dci_from_results(engine.results([key for key, _ in tasks]))
+    results = engine.results([key for key, _ in tasks])
+    warn_about_fits(results)
+    scores, details = dci_from_results(results)
     if return_matrices:
         return scores, details
     return scores

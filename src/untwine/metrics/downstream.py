@@ -27,6 +27,7 @@ import numpy as np
 
 from untwine.metrics._estimators import FAST_CV_POINTS, FitEngine, FitTask, PrefixFit, gbt_random_states
 from untwine.metrics._validation import check_sizes, check_train_test
+from untwine.metrics.fit_warnings import warn_about_fits
 from untwine.metrics.spec import POSITIVE_INT, POSITIVE_INTS, MetricOutput, MetricSpec, Parameter
 
 PREDICTORS = ("logistic_regression", "boosted_trees")
@@ -171,9 +172,9 @@ def downstream_task(
         for key, task in tasks:
             engine.add(key, task)
     engine.start()
-    return downstream_from_results(
-        {n: engine.results([k for k, _ in tasks]) for n, tasks in per_size.items()}
-    )
+    results = {n: engine.results([k for k, _ in tasks]) for n, tasks in per_size.items()}
+    warn_about_fits([fit for fits in results.values() for fit in fits])
+    return downstream_from_results(results)
 
 
 def _spec(predictor: str, description: str, run_order: int) -> MetricSpec:

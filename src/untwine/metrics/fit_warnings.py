@@ -50,13 +50,31 @@ def counting_fit_warnings() -> Iterator[WarningTally]:
     """Count the convergence warnings raised in the block; let every other warning through."""
     counted = counted_categories()
     tally = WarningTally()
-    with warnings.catch_warnings(record=True) as caught:
-        for category in counted:
-            # Every occurrence, not only the first per code location: the count is the point.
-            warnings.simplefilter("always", category)
-        yield tally
-    for warning in caught:
-        if issubclass(warning.category, counted):
-            tally.add(warning.category.__name__, str(warning.message).strip())
-        else:
-            warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+    caught: list = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            for category in counted:
+                # Every occurrence, not only the first per code location: the count is the point.
+                warnings.simplefilter("always", category)
+            yield tally
+    finally:
+        for warning in caught:
+            if issubclass(warning.category, counted):
+                tally.add(warning.category.__name__, str(warning.message).strip())
+            else:
+                warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+
+
+def warn_about_fits(fits, stacklevel: int = 2) -> None:
+    """For the array-layer functions called on their own (no result record to hold the count): one
+    warning per counted category that the fits (FitResults) raised, with the count and the first message."""
+    tally = WarningTally()
+    for fit in fits:
+        tally.merge(fit.warnings)
+    categories = {category.__name__: category for category in counted_categories()}
+    for name, count in tally.counts.items():
+        warnings.warn(
+            f"{count} warning(s) from the classifier fits; the first: {tally.first_messages[name]}",
+            categories[name],
+            stacklevel=stacklevel + 1,
+        )
