@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from metric_suite import reference_seconds  # noqa: E402
 from untwine.data import get_dataset  # noqa: E402
 from untwine.metrics import evaluate_representation, resolve_metrics  # noqa: E402
-from untwine.metrics.runner import METRICS, expected_requests  # noqa: E402
+from untwine.metrics.registry import METRICS, expected_requests  # noqa: E402
 from untwine.training.loop import load_run_config  # noqa: E402
 from untwine.training.representation import load_trained_model, representation_function  # noqa: E402
 

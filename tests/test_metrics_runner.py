@@ -22,7 +22,8 @@ from untwine.metrics import (  # noqa: E402
     resolve_metrics,
     unsupervised_scores,
 )
-from untwine.metrics.runner import METRICS, metric_rng  # noqa: E402
+from untwine.metrics.context import metric_rng  # noqa: E402
+from untwine.metrics.registry import METRICS  # noqa: E402
 
 SMALL_PARAMS = {
     "mig": {"num_train": 600},

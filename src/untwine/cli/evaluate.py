@@ -12,12 +12,19 @@ def register(subparsers) -> None:
         description=(
             "Score RUN_DIR's representation with the metrics and write one JSON per metric to "
             "RUN_DIR/metrics/<representation>/<metric>.json (values, parameters, seed, versions, seconds). "
-            "--metrics takes 'study' (the nine configs of unsupervised_study_v1, the default), 'all', or a "
-            "comma-separated list of metric names."
+            "--metrics takes a comma-separated list of presets, metric names and aliases: 'study' (the nine "
+            "configs of unsupervised_study_v1, the default), 'fairness_study' (study + fairness), 'all' "
+            "(+ irs), or names such as 'mig,dci,sap' (see docs/metrics.md); they are checked before the "
+            "run is loaded."
         ),
     )
     parser.add_argument("run_dir", type=Path)
-    parser.add_argument("--metrics", default="study", help="study | all | name,name,... (default: study)")
+    parser.add_argument(
+        "--metrics",
+        default="study",
+        help="presets (study, fairness_study, all), metric names or aliases, comma-separated; "
+        "e.g. 'study,irs' (default: study)",
+    )
     parser.add_argument("--representation", choices=("mean", "sampled"), default="mean")
     parser.add_argument("--seed", type=int, default=0, help="seed of every draw the metrics make (default 0)")
     parser.add_argument(
@@ -31,9 +38,10 @@ def register(subparsers) -> None:
 
 
 def _evaluate(args) -> int:
+    from untwine.metrics import resolve_metrics
     from untwine.studies.pipeline import evaluate_run, headline, metrics_dir
 
-    metrics = args.metrics if args.metrics in ("study", "all") else [m for m in args.metrics.split(",") if m]
+    metrics = resolve_metrics([name.strip() for name in args.metrics.split(",") if name.strip()])
     results = evaluate_run(
         args.run_dir,
         metrics=metrics,

@@ -11,6 +11,10 @@ Two layers (docs/metrics.md lists every metric, its parameters, keys and differe
   or intervene on factors: :func:`beta_vae_score`, :func:`factor_vae_score`, :func:`fairness`,
   :func:`udr_score`; and the runner :func:`evaluate_representation`, which samples shared train/test
   codes once (encoding each distinct image once) and writes one JSON per metric.
+
+Each metric module declares a :class:`~untwine.metrics.spec.MetricSpec` (``SPEC``);
+:mod:`untwine.metrics.registry` lists them (:data:`METRICS`, :data:`PRESETS`) and resolves names,
+aliases, presets and parameters (:func:`resolve_metrics`, :func:`resolve_parameters`).
 """
 
 from untwine.metrics.beta_vae import beta_vae_score
@@ -27,15 +31,11 @@ from untwine.metrics.information import (
 from untwine.metrics.irs import irs
 from untwine.metrics.mig import mig
 from untwine.metrics.modularity_explicitness import modularity_explicitness
+from untwine.metrics.registry import METRICS, PRESETS, resolve_metrics, resolve_parameters
 from untwine.metrics.representation import CodeCache, CodeSource
-from untwine.metrics.runner import (
-    METRICS,
-    PRESETS,
-    evaluate_representation,
-    resolve_metrics,
-    resolve_parameters,
-)
+from untwine.metrics.runner import evaluate_representation
 from untwine.metrics.sap import sap
+from untwine.metrics.spec import MetricSpec
 from untwine.metrics.udr import udr, udr_score
 from untwine.metrics.unsupervised import (
     gaussian_total_correlation,
@@ -46,6 +46,7 @@ from untwine.metrics.unsupervised import (
 __all__ = [
     "METRICS",
     "PRESETS",
+    "MetricSpec",
     "CodeCache",
     "CodeSource",
     "beta_vae_score",

@@ -28,11 +28,12 @@ from __future__ import annotations
 import inspect
 import os
 import time
-import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from untwine.metrics.fit_warnings import WarningTally, counting_fit_warnings
 
 RAND_R_MAX = 0x7FFFFFFF  # scikit-learn's tree splitter draws randint(0, RAND_R_MAX) once per tree
 N_ESTIMATORS = 100  # GradientBoostingClassifier() default
@@ -166,6 +167,9 @@ class FitResult:
     seconds: float
     cpu_seconds: float
     prefix: FitResult | None = None  # the "lr_cv" fit on the first FAST_CV_POINTS points, if made
+    # Convergence warnings of the fit (counted in the worker, travelling back with the result).  A prefix
+    # fit's warnings are counted in the fit that made it.
+    warnings: WarningTally = field(default_factory=WarningTally)
 
 
 def _accuracies(model, task: FitTask, train_pred=None) -> tuple[float, float]:
@@ -189,8 +193,7 @@ def run_fit(task: FitTask) -> FitResult:
     quiet = sklearn.config_context(
         **_supported(sklearn.config_context, skip_parameter_validation=True, assume_finite=True)
     )
-    with threadpool_limits(limits=1), warnings.catch_warnings(), quiet:
-        warnings.simplefilter("ignore")
+    with threadpool_limits(limits=1), counting_fit_warnings() as tally, quiet:
         classes = np.unique(task.y_train)
         if classes.shape[0] < 2:
             model = ConstantClassifier(classes[0], task.x_train.shape[1])
@@ -221,6 +224,7 @@ def run_fit(task: FitTask) -> FitResult:
         seconds=time.perf_counter() - start,
         cpu_seconds=time.process_time() - cpu_start,
         prefix=prefix,
+        warnings=tally,
     )
 
 

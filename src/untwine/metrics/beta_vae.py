@@ -8,12 +8,11 @@ the score is its accuracy on ``num_train`` training points and ``num_eval`` fres
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 from untwine.metrics._validation import check_positive_int
 from untwine.metrics.representation import as_code_source
+from untwine.metrics.spec import POSITIVE_INT, MetricOutput, MetricSpec, Parameter, int_at_least
 from untwine.utils.rng import as_generator
 
 
@@ -69,10 +68,27 @@ def beta_vae_score(
     train_x, train_y = beta_vae_points(source, num_train, batch_size, rng)
     if np.unique(train_y).shape[0] < 2:
         raise ValueError(f"num_train = {num_train} points drew a single factor index; use more points")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = LogisticRegression().fit(train_x, train_y)
-        train_accuracy = float(np.mean(model.predict(train_x) == train_y))
-        eval_x, eval_y = beta_vae_points(source, num_eval, batch_size, rng)
-        eval_accuracy = float(np.mean(model.predict(eval_x) == eval_y))
+    model = LogisticRegression().fit(train_x, train_y)
+    train_accuracy = float(np.mean(model.predict(train_x) == train_y))
+    eval_x, eval_y = beta_vae_points(source, num_eval, batch_size, rng)
+    eval_accuracy = float(np.mean(model.predict(eval_x) == eval_y))
     return {"train_accuracy": train_accuracy, "eval_accuracy": eval_accuracy}
+
+
+def _compute(params: dict, ctx) -> MetricOutput:
+    return MetricOutput(beta_vae_score(ctx.source.dataset, ctx.source, ctx.rng(SPEC.name), **params))
+
+
+SPEC = MetricSpec(
+    name="beta_vae_sklearn",
+    description="BetaVAE score",
+    parameters={
+        "batch_size": Parameter(64, POSITIVE_INT, "pairs of images averaged per point"),
+        "num_train": Parameter(10000, int_at_least(2), "points that train the logistic regression"),
+        "num_eval": Parameter(5000, POSITIVE_INT, "points it is evaluated on"),
+    },
+    compute=_compute,
+    run_order=70,
+    aliases=("beta_vae",),
+    image_requests=lambda p: (p["num_train"] + p["num_eval"]) * p["batch_size"] * 2,
+)

@@ -22,6 +22,8 @@ import numpy as np
 
 from untwine.metrics._estimators import FitEngine, FitTask, gbt_random_states
 from untwine.metrics._validation import check_train_test
+from untwine.metrics.fit_warnings import warn_about_fits
+from untwine.metrics.spec import POSITIVE_INT, MetricOutput, MetricSpec, Parameter
 
 EPSILON = 1e-11
 
@@ -149,7 +151,51 @@ def dci(
     )
     for key, task in tasks:
         engine.add(key, task)
-    scores, details = dci_from_results(engine.results([key for key, _ in tasks]))
+    results = engine.results([key for key, _ in tasks])
+    warn_about_fits(results)
+    scores, details = dci_from_results(results)
     if return_matrices:
         return scores, details
     return scores
+
+
+def plan_shared_boosted_trees(metric: str, ctx, num_train: int, num_test: int) -> None:
+    """Queue the per-factor boosted trees on the first ``num_train`` shared training points, scored on
+    the first ``num_test`` shared test points (DCI's fits; fairness and the downstream task share them)."""
+    codes, factors, test_codes, test_factors = ctx.split(num_train, num_test)
+    # The data key names the data: a prefix of the shared training sample (the size is part of the task
+    # key) and the first num_test shared test points.
+    tasks = boosted_tree_tasks(
+        codes,
+        factors,
+        test_codes,
+        test_factors,
+        fast=ctx.fast,
+        random_state=ctx.seed,
+        data_key=("shared", num_test),
+    )
+    ctx.add_fits(metric, {"all": tasks})
+
+
+def _plan_fits(params: dict, ctx) -> None:
+    plan_shared_boosted_trees(SPEC.name, ctx, params["num_train"], params["num_test"])
+
+
+def _compute(params: dict, ctx) -> MetricOutput:
+    results = ctx.fit_results(SPEC.name)["all"]
+    values, matrices = dci_from_results(results)
+    return MetricOutput(values, matrices, fits=results)
+
+
+SPEC = MetricSpec(
+    name="dci",
+    description="DCI disentanglement, completeness and informativeness",
+    parameters={
+        "num_train": Parameter(10000, POSITIVE_INT, "points of the shared training sample used"),
+        "num_test": Parameter(5000, POSITIVE_INT, "points of the shared test sample used"),
+    },
+    compute=_compute,
+    run_order=80,
+    shared_sample=True,
+    plan_fits=_plan_fits,
+)

@@ -27,6 +27,8 @@ import numpy as np
 
 from untwine.metrics._estimators import FAST_CV_POINTS, FitEngine, FitTask, PrefixFit, gbt_random_states
 from untwine.metrics._validation import check_sizes, check_train_test
+from untwine.metrics.fit_warnings import warn_about_fits
+from untwine.metrics.spec import POSITIVE_INT, POSITIVE_INTS, MetricOutput, MetricSpec, Parameter
 
 PREDICTORS = ("logistic_regression", "boosted_trees")
 STUDY_SIZES = (10, 100, 1000, 10000)
@@ -170,6 +172,57 @@ def downstream_task(
         for key, task in tasks:
             engine.add(key, task)
     engine.start()
-    return downstream_from_results(
-        {n: engine.results([k for k, _ in tasks]) for n, tasks in per_size.items()}
+    results = {n: engine.results([k for k, _ in tasks]) for n, tasks in per_size.items()}
+    warn_about_fits([fit for fits in results.values() for fit in fits])
+    return downstream_from_results(results)
+
+
+def _spec(predictor: str, description: str, run_order: int) -> MetricSpec:
+    name = f"downstream_task_{predictor}"
+
+    def plan_fits(params: dict, ctx) -> None:
+        sizes = tuple(params["num_train"])
+        codes, factors, test_codes, test_factors = ctx.split(max(sizes), params["num_test"])
+        sizes = check_downstream_sizes(sizes, predictor, codes.shape[0])
+        per_size = downstream_tasks(
+            codes,
+            factors,
+            test_codes,
+            test_factors,
+            predictor=predictor,
+            sizes=sizes,
+            fast=ctx.fast,
+            random_state=ctx.seed,
+            data_key=("shared", params["num_test"]),
+            # The largest size's boosted trees are then DCI's and fairness's very fits.
+            fresh_stream_sizes={max(sizes)},
+        )
+        ctx.add_fits(name, per_size)
+
+    def compute(params: dict, ctx) -> MetricOutput:
+        per_size = ctx.fit_results(name)
+        return MetricOutput(
+            downstream_from_results(per_size), fits=[r for results in per_size.values() for r in results]
+        )
+
+    return MetricSpec(
+        name=name,
+        description=description,
+        parameters={
+            "num_train": Parameter(
+                list(STUDY_SIZES),
+                POSITIVE_INTS,
+                "training-set sizes (prefixes of the shared training sample)",
+            ),
+            "num_test": Parameter(5000, POSITIVE_INT, "points of the shared test sample used"),
+        },
+        compute=compute,
+        run_order=run_order,
+        aliases=(f"downstream_{predictor}",),
+        shared_sample=True,
+        plan_fits=plan_fits,
     )
+
+
+BOOSTED_TREES_SPEC = _spec("boosted_trees", "Downstream task, gradient-boosted trees", 90)
+LOGISTIC_REGRESSION_SPEC = _spec("logistic_regression", "Downstream task, logistic regression", 100)

@@ -19,6 +19,7 @@ import numpy as np
 
 from untwine.metrics._validation import check_positive_int
 from untwine.metrics.representation import as_code_source
+from untwine.metrics.spec import NON_NEGATIVE, POSITIVE_INT, MetricOutput, MetricSpec, Parameter, int_at_least
 from untwine.utils.rng import as_generator
 
 
@@ -102,3 +103,31 @@ def factor_vae_score(
     if return_matrices:
         return scores, details
     return scores
+
+
+def _compute(params: dict, ctx) -> MetricOutput:
+    values, matrices = factor_vae_score(
+        ctx.source.dataset, ctx.source, ctx.rng(SPEC.name), return_matrices=True, **params
+    )
+    return MetricOutput(values, matrices)
+
+
+SPEC = MetricSpec(
+    name="factor_vae_metric",
+    description="FactorVAE score",
+    parameters={
+        "batch_size": Parameter(64, int_at_least(2), "images per vote (one factor held fixed)"),
+        "num_train": Parameter(10000, POSITIVE_INT, "votes that train the majority-vote classifier"),
+        "num_eval": Parameter(5000, POSITIVE_INT, "votes it is evaluated on"),
+        "num_variance_estimate": Parameter(
+            10000, int_at_least(2), "images that estimate each code dimension's global variance"
+        ),
+        "prune_threshold": Parameter(
+            0.05, NON_NEGATIVE, "code dimensions whose standard deviation is below this are inactive"
+        ),
+    },
+    compute=_compute,
+    run_order=60,
+    aliases=("factor_vae",),
+    image_requests=lambda p: p["num_variance_estimate"] + (p["num_train"] + p["num_eval"]) * p["batch_size"],
+)

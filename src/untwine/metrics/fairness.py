@@ -19,8 +19,9 @@ import numpy as np
 
 from untwine.metrics._estimators import FitEngine
 from untwine.metrics._validation import check_positive_int
-from untwine.metrics.dci import boosted_tree_tasks
+from untwine.metrics.dci import boosted_tree_tasks, plan_shared_boosted_trees
 from untwine.metrics.representation import as_code_source
+from untwine.metrics.spec import POSITIVE_INT, MetricOutput, MetricSpec, Parameter
 from untwine.utils.rng import as_generator
 
 
@@ -148,3 +149,34 @@ def fairness(
     if return_matrices:
         return scores, details
     return scores
+
+
+def _plan_fits(params: dict, ctx) -> None:
+    # Scored on the whole shared test sample: with DCI's default num_test these are DCI's very fits.
+    plan_shared_boosted_trees(SPEC.name, ctx, params["num_train"], ctx.num_test)
+
+
+def _compute(params: dict, ctx) -> MetricOutput:
+    results = ctx.fit_results(SPEC.name)["all"]
+    values, matrices = fairness_from_models(
+        ctx.source, [r.model for r in results], params["num_test_points_per_class"], ctx.rng(SPEC.name)
+    )
+    return MetricOutput(values, matrices, fits=results)
+
+
+SPEC = MetricSpec(
+    name="fairness",
+    description="Fairness of downstream classifiers",
+    parameters={
+        "num_train": Parameter(10000, POSITIVE_INT, "shared training points the classifiers learn from"),
+        "num_test_points_per_class": Parameter(
+            100, POSITIVE_INT, "factor vectors drawn per intervention value of a sensitive factor"
+        ),
+    },
+    compute=_compute,
+    run_order=110,
+    # Its own draws (num_test_points_per_class images per value of each sensitive factor) are not
+    # counted toward pre-encoding the grid: they are small next to BetaVAE's and FactorVAE's.
+    shared_sample=True,
+    plan_fits=_plan_fits,
+)

@@ -18,6 +18,7 @@ import numpy as np
 
 from untwine.metrics._validation import check_fraction, check_pair, check_positive_int
 from untwine.metrics.information import histogram_discretize
+from untwine.metrics.spec import POSITIVE_INT, QUANTILE, MetricOutput, MetricSpec, Parameter, int_at_least
 
 
 def irs_matrix(discrete_factors: np.ndarray, latents: np.ndarray, diff_quantile: float = 0.99):
@@ -85,3 +86,27 @@ def irs(
     if return_matrices:
         return scores, details
     return scores
+
+
+def _compute(params: dict, ctx) -> MetricOutput:
+    values, matrices = irs(
+        *ctx.split(params["num_train"]),
+        num_bins=params["num_bins"],
+        diff_quantile=params["diff_quantile"],
+        return_matrices=True,
+    )
+    return MetricOutput(values, matrices)
+
+
+SPEC = MetricSpec(
+    name="irs",
+    description="Interventional robustness score",
+    parameters={
+        "num_train": Parameter(10000, POSITIVE_INT, "points of the shared training sample used"),
+        "num_bins": Parameter(20, int_at_least(2), "equal-width histogram bins per factor"),
+        "diff_quantile": Parameter(0.99, QUANTILE, "quantile of the absolute code deviations per group"),
+    },
+    compute=_compute,
+    run_order=30,
+    shared_sample=True,
+)

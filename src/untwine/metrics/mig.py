@@ -12,6 +12,7 @@ import numpy as np
 
 from untwine.metrics._validation import check_pair, check_positive_int
 from untwine.metrics.information import discrete_entropy, discrete_mutual_info_matrix, histogram_discretize
+from untwine.metrics.spec import POSITIVE_INT, MetricOutput, MetricSpec, Parameter, int_at_least
 
 
 def top_two_gap(matrix: np.ndarray) -> np.ndarray:
@@ -43,3 +44,21 @@ def mig(codes, factors, *, num_bins: int = 20, return_matrices: bool = False):
     if return_matrices:
         return scores, {"mutual_info": mutual_info, "factor_entropy": entropy, "mig_per_factor": per_factor}
     return scores
+
+
+def _compute(params: dict, ctx) -> MetricOutput:
+    values, matrices = mig(*ctx.split(params["num_train"]), num_bins=params["num_bins"], return_matrices=True)
+    return MetricOutput(values, matrices)
+
+
+SPEC = MetricSpec(
+    name="mig",
+    description="Mutual Information Gap",
+    parameters={
+        "num_train": Parameter(10000, POSITIVE_INT, "points of the shared training sample used"),
+        "num_bins": Parameter(20, int_at_least(2), "equal-width histogram bins per code dimension"),
+    },
+    compute=_compute,
+    run_order=10,
+    shared_sample=True,
+)

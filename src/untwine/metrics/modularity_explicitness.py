@@ -16,12 +16,11 @@ average; with a single factor, modularity is 1 for every informative code.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 from untwine.metrics._validation import check_positive_int, check_train_test
 from untwine.metrics.information import discrete_mutual_info_matrix, histogram_discretize
+from untwine.metrics.spec import POSITIVE_INT, MetricOutput, MetricSpec, Parameter, int_at_least
 
 
 def modularity_from_mutual_info(mutual_info: np.ndarray) -> tuple[float, np.ndarray]:
@@ -74,11 +73,9 @@ def explicitness_per_factor(x_train, y_train, x_test, y_test) -> tuple[float, fl
     """ROC-AUC (train, test) of ``LogisticRegression()`` predicting one factor from standardised codes."""
     from sklearn.linear_model import LogisticRegression
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = LogisticRegression().fit(x_train, y_train)
-        train = _macro_auc(y_train, model.predict_proba(x_train), model.classes_)
-        test = _macro_auc(y_test, model.predict_proba(x_test), model.classes_)
+    model = LogisticRegression().fit(x_train, y_train)
+    train = _macro_auc(y_train, model.predict_proba(x_train), model.classes_)
+    test = _macro_auc(y_test, model.predict_proba(x_test), model.classes_)
     return train, test
 
 
@@ -129,3 +126,27 @@ def modularity_explicitness(
             "explicitness_test_per_factor": test_auc,
         }
     return scores
+
+
+def _compute(params: dict, ctx) -> MetricOutput:
+    values, matrices = modularity_explicitness(
+        *ctx.split(params["num_train"], params["num_test"]),
+        num_bins=params["num_bins"],
+        return_matrices=True,
+    )
+    return MetricOutput(values, matrices)
+
+
+SPEC = MetricSpec(
+    name="modularity_explicitness",
+    description="Modularity and explicitness",
+    parameters={
+        "num_train": Parameter(10000, POSITIVE_INT, "points of the shared training sample used"),
+        "num_test": Parameter(5000, POSITIVE_INT, "points of the shared test sample used"),
+        "num_bins": Parameter(20, int_at_least(2), "equal-width histogram bins per code dimension"),
+    },
+    compute=_compute,
+    run_order=50,
+    aliases=("modularity",),
+    shared_sample=True,
+)

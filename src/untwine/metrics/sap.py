@@ -15,12 +15,11 @@ otherwise create gaps between constant codes).
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 from untwine.metrics._validation import check_pair, check_train_test
 from untwine.metrics.mig import top_two_gap
+from untwine.metrics.spec import BOOLEAN, POSITIVE_INT, MetricOutput, MetricSpec, Parameter
 
 CONSTANT_VARIANCE = 1e-12
 
@@ -53,13 +52,9 @@ def sap_score_matrix(
         x_train = codes_train[:, i : i + 1]
         x_test = codes_test[:, i : i + 1]
         for j in range(num_factors):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                classifier = LinearSVC(
-                    C=0.01, class_weight="balanced", dual="auto", random_state=random_state
-                )
-                classifier.fit(x_train, factors_train[:, j])
-                matrix[i, j] = np.mean(classifier.predict(x_test) == factors_test[:, j])
+            classifier = LinearSVC(C=0.01, class_weight="balanced", dual="auto", random_state=random_state)
+            classifier.fit(x_train, factors_train[:, j])
+            matrix[i, j] = np.mean(classifier.predict(x_test) == factors_test[:, j])
     return matrix
 
 
@@ -107,3 +102,30 @@ def sap(
     if return_matrices:
         return scores, {"score_matrix": matrix}
     return scores
+
+
+def _compute(params: dict, ctx) -> MetricOutput:
+    values, matrices = sap(
+        *ctx.split(params["num_train"], params["num_test"]),
+        continuous_factors=params["continuous_factors"],
+        random_state=ctx.seed,
+        return_matrices=True,
+    )
+    return MetricOutput(values, matrices)
+
+
+SPEC = MetricSpec(
+    name="sap_score",
+    description="SAP score",
+    parameters={
+        "num_train": Parameter(10000, POSITIVE_INT, "points of the shared training sample used"),
+        "num_test": Parameter(5000, POSITIVE_INT, "points of the shared test sample used"),
+        "continuous_factors": Parameter(
+            False, BOOLEAN, "squared correlation instead of classification accuracy"
+        ),
+    },
+    compute=_compute,
+    run_order=40,
+    aliases=("sap",),
+    shared_sample=True,
+)

@@ -17,8 +17,6 @@ informative latent the pairwise score is 0.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 from untwine.metrics._validation import check_codes, check_positive_int
@@ -58,9 +56,7 @@ def lasso_matrix(a: np.ndarray, b: np.ndarray, alpha: float, random_state) -> np
     """``|coef|`` of a multi-output Lasso from ``a`` to ``b``, as (columns of a) x (columns of b)."""
     from sklearn.linear_model import Lasso
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        model = Lasso(alpha=alpha, random_state=random_state).fit(a, b)
+    model = Lasso(alpha=alpha, random_state=random_state).fit(a, b)
     return np.abs(np.atleast_2d(model.coef_)).reshape(b.shape[1], a.shape[1]).T
 
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from untwine.metrics._validation import check_codes, check_positive_int
 from untwine.metrics.information import discrete_mutual_info_matrix, histogram_discretize
+from untwine.metrics.spec import POSITIVE_INT, MetricOutput, MetricSpec, Parameter, int_at_least
 
 
 def gaussian_total_correlation(cov) -> float:
@@ -76,3 +77,23 @@ def unsupervised_scores(codes, *, num_bins: int = 20, return_matrices: bool = Fa
     if return_matrices:
         return scores, {"covariance": cov, "mutual_info": mutual_info}
     return scores
+
+
+def _compute(params: dict, ctx) -> MetricOutput:
+    values, matrices = unsupervised_scores(
+        ctx.split(params["num_train"])[0], num_bins=params["num_bins"], return_matrices=True
+    )
+    return MetricOutput(values, matrices)
+
+
+SPEC = MetricSpec(
+    name="unsupervised",
+    description="Unsupervised scores (Gaussian total and Wasserstein correlation, mutual information)",
+    parameters={
+        "num_train": Parameter(10000, POSITIVE_INT, "points of the shared training sample used"),
+        "num_bins": Parameter(20, int_at_least(2), "equal-width histogram bins per code dimension"),
+    },
+    compute=_compute,
+    run_order=20,
+    shared_sample=True,
+)
