@@ -34,6 +34,26 @@ from untwine.metrics import (  # noqa: E402
 )
 
 SMALL = [c for c in toy.CASES if c.startswith("small/")]
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return set()
+    return next((set(line.split(":", 1)[1].split()) for line in lines if line.startswith("flags")), set())
+
+
+# expected.json was computed on an AVX-512 CPU (notes.environment: an Intel Xeon, numpy 2.4.6, scikit-learn
+# 1.9.1, one BLAS thread).  Without AVX-512, OpenBLAS runs its Haswell kernels and numpy its AVX2 loops, and
+# the lbfgs and boosted-tree fits of the cases below end a few ulps elsewhere, which moves their values by
+# 1e-6 to 2e-3 (measured on an AMD EPYC with the same library versions; docs/metrics.md).  Their bit-level
+# comparison is only defined on the reference's instruction set; every other case agrees on both.
+ON_REFERENCE_ISA = "avx512f" in _cpu_flags()
+reference_isa_only = pytest.mark.skipif(
+    not ON_REFERENCE_ISA,
+    reason="bit-level agreement with expected.json needs the reference CPU's AVX-512 kernels (docs/metrics.md)",
+)
 DSPRITES = [c for c in toy.CASES if c.startswith("dsprites/")]
 ALL = list(toy.CASES)
 
@@ -85,6 +105,8 @@ def test_modularity_explicitness_matches_reference(case):
     values = modularity_explicitness(*arrays(case))
     expected = reference(case, "modularity_explicitness")["values"]
     assert_close(values, expected, atol=1e-9, keys=["modularity_score"])
+    if case == "dsprites/disentangled" and not ON_REFERENCE_ISA:
+        pytest.skip(reference_isa_only.kwargs["reason"] + ": explicitness (modularity was checked)")
     assert_close(values, expected, atol=1e-6, keys=["explicitness_score_train", "explicitness_score_test"])
 
 
@@ -103,8 +125,9 @@ def dci_values(case: str, fast: bool) -> dict:
     "case",
     [
         "small/disentangled",
-        pytest.param("small/rotated", marks=pytest.mark.slow),
-        *[pytest.param(c, marks=pytest.mark.slow) for c in DSPRITES],
+        "small/rotated",
+        "dsprites/disentangled",
+        pytest.param("dsprites/rotated", marks=reference_isa_only),
     ],
 )
 def test_dci_matches_reference_exactly(case):
@@ -112,9 +135,7 @@ def test_dci_matches_reference_exactly(case):
     assert_close(dci_values(case, False), reference(case, "dci")["values"], atol=1e-12)
 
 
-@pytest.mark.parametrize(
-    "case", ["small/rotated", pytest.param("small/disentangled", marks=pytest.mark.slow)]
-)
+@pytest.mark.parametrize("case", ["small/rotated", "small/disentangled"])
 def test_downstream_logistic_regression_matches_reference(case):
     values = downstream_task(*arrays(case), predictor="logistic_regression")
     assert_close(values, reference(case, "downstream_logistic_regression")["values"], atol=1e-12)
@@ -123,15 +144,19 @@ def test_downstream_logistic_regression_matches_reference(case):
     )
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("case", DSPRITES)
+@pytest.mark.parametrize("case", [pytest.param(c, marks=reference_isa_only) for c in DSPRITES])
 def test_downstream_logistic_regression_matches_reference_dsprites(case):
     values = downstream_task(*arrays(case), predictor="logistic_regression", n_jobs=2)
     assert_close(values, reference(case, "downstream_logistic_regression")["values"], atol=1e-12)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("case", ALL)
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param(c, marks=reference_isa_only) if c in ("dsprites/rotated", "small/rotated") else c
+        for c in ALL
+    ],
+)
 def test_downstream_boosted_trees_matches_reference(case):
     values = downstream_task(*arrays(case), predictor="boosted_trees", n_jobs=2)
     assert_close(values, reference(case, "downstream_boosted_trees")["values"], atol=1e-12)

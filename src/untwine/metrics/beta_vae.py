@@ -57,6 +57,7 @@ def beta_vae_score(
         ``{"train_accuracy", "eval_accuracy"}``.
     """
     from sklearn.linear_model import LogisticRegression
+    from threadpoolctl import threadpool_limits
 
     batch_size = check_positive_int(batch_size, "batch_size")
     num_train = check_positive_int(num_train, "num_train", 2)
@@ -68,7 +69,8 @@ def beta_vae_score(
     train_x, train_y = beta_vae_points(source, num_train, batch_size, rng)
     if np.unique(train_y).shape[0] < 2:
         raise ValueError(f"num_train = {num_train} points drew a single factor index; use more points")
-    model = LogisticRegression().fit(train_x, train_y)
+    with threadpool_limits(limits=1):  # the fit's value must not depend on the caller's BLAS threads
+        model = LogisticRegression().fit(train_x, train_y)
     train_accuracy = float(np.mean(model.predict(train_x) == train_y))
     eval_x, eval_y = beta_vae_points(source, num_eval, batch_size, rng)
     eval_accuracy = float(np.mean(model.predict(eval_x) == eval_y))

@@ -30,6 +30,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from untwine.metrics.registry import PRESETS
+
 REFERENCE_V1 = (
     "Locatello, Bauer, Lucic, Rätsch, Gelly, Schölkopf, Bachem (2019). Challenging Common Assumptions in the "
     "Unsupervised Learning of Disentangled Representations. ICML. Grid as in disentanglement_lib's "
@@ -199,19 +201,9 @@ class Study:
 
 
 # -- the metric sets -----------------------------------------------------------------------------------
-# The nine metric configs of disentanglement_lib's unsupervised_study_v1/metric_configs, by the names
-# untwine.metrics.runner gives them (its "study" preset).
-STUDY_V1_METRICS = (
-    "beta_vae_sklearn",
-    "factor_vae_metric",
-    "mig",
-    "dci",
-    "modularity_explicitness",
-    "sap_score",
-    "unsupervised",
-    "downstream_task_logistic_regression",
-    "downstream_task_boosted_trees",
-)
+# The nine metric configs of disentanglement_lib's unsupervised_study_v1/metric_configs: the metrics
+# table's "study" preset.
+STUDY_V1_METRICS = PRESETS["study"]
 
 
 def _v1_models() -> tuple[ModelSweep, ...]:
