@@ -158,7 +158,8 @@ class Study:
         stray = sorted(set(params) - set(metrics))
         if stray:
             raise ValueError(f"study {self.name!r}: metric_params for metrics it does not compute: {stray}")
-        resolve_parameters(list(metrics), params)
+        if metrics:  # a study may train without evaluating
+            resolve_parameters(list(metrics), params)
         object.__setattr__(self, "metrics", metrics)
         object.__setattr__(self, "metric_params", params)
 
