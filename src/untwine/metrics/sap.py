@@ -8,9 +8,11 @@ factor; SAP is the mean over factors of the gap between the best and second-best
   a one-dimensional ``LinearSVC(C=0.01, class_weight="balanced")`` trained on the code dimension.
 * Continuous factors: the squared Pearson correlation of code and factor on the training points.
 
-In both modes a code dimension whose training variance is <= 1e-12 scores 0 (dlib does this only in
-the continuous mode; a classifier on a constant input can only guess, and its arbitrary guess would
-otherwise create gaps between constant codes).
+In the continuous mode a code dimension whose training variance is <= 1e-12 scores 0, as in dlib.  In the
+discrete mode every code dimension is fitted, constant ones too, as in dlib: on a constant input the
+classifier predicts one class for every point (with more than two classes the most frequent training
+class; between equally frequent classes, whichever rounding favours), so the entry is that class's test
+frequency, like any uninformative code's.
 """
 
 from __future__ import annotations
@@ -36,7 +38,6 @@ def sap_score_matrix(
     """The SAP score matrix (see the module docstring); inputs must already be validated."""
     num_codes, num_factors = codes_train.shape[1], factors_train.shape[1]
     matrix = np.zeros((num_codes, num_factors))
-    variances = codes_train.astype(np.float64).var(axis=0, ddof=1)
     if continuous_factors:
         for i in range(num_codes):
             for j in range(num_factors):
@@ -47,8 +48,6 @@ def sap_score_matrix(
     from sklearn.svm import LinearSVC
 
     for i in range(num_codes):
-        if variances[i] <= CONSTANT_VARIANCE:
-            continue
         x_train = codes_train[:, i : i + 1]
         x_test = codes_test[:, i : i + 1]
         for j in range(num_factors):
