@@ -40,9 +40,10 @@ import numpy as np
 from untwine.metrics._estimators import FitEngine
 from untwine.metrics.context import EvaluationContext, metric_rng
 from untwine.metrics.fit_warnings import counting_fit_warnings
+from untwine.metrics.output import check_output_dir, write_result
 from untwine.metrics.registry import METRICS, expected_requests, resolve_metrics, resolve_parameters
 from untwine.metrics.representation import CodeCache, CodeSource
-from untwine.utils.io import atomic_write_json, to_jsonable
+from untwine.utils.io import to_jsonable
 from untwine.utils.versions import git_commit, library_versions
 
 # Encode the whole factor grid up front when the metrics will draw at least this many images per grid
@@ -94,7 +95,9 @@ def evaluate_representation(
             names and presets (aliases such as ``"beta_vae"``, ``"sap"`` accepted; results use the
             canonical names); see :func:`~untwine.metrics.registry.resolve_metrics`.
         seed: seed of every random draw (default 0, like every dlib metric config).
-        out_dir: if given, ``out_dir/<metric>.json`` is written atomically as soon as a metric is done.
+        out_dir: if given, ``out_dir/<metric>.json`` is written atomically as soon as a metric is done; the
+            folder is checked before any work (:class:`~untwine.metrics.output.ResultWriteError` if it
+            cannot be written, as when a write fails later; results already written stay intact).
         fast: opt-in approximations (binned boosted trees, the logistic regression's C chosen on 1,000
             points, bfloat16 encoding where the representation offers ``reduced_precision()`` and the
             device runs it natively); results are marked ``"mode": "fast"`` and say
@@ -127,10 +130,11 @@ def evaluate_representation(
     specs = [METRICS[name] for name in names]
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
         raise ValueError(f"seed must be an integer, got {seed!r}")
+    # A folder that cannot be written is reported now, not after minutes of fits.
+    out_dir = check_output_dir(out_dir) if out_dir is not None else None
     engine = FitEngine(n_jobs)
     if any(spec.fits_classifiers for spec in specs):
         engine.warm_up()  # worker start-up overlaps with sampling and encoding
-    out_dir = Path(out_dir) if out_dir is not None else None
     versions, commit = library_versions(), git_commit()
 
     precision = _reduced_precision(representation_fn) if fast else contextlib.nullcontext(None)
@@ -202,7 +206,7 @@ def evaluate_representation(
             }
             results[name] = result
             if out_dir is not None:
-                atomic_write_json(out_dir / f"{name}.json", result)
+                write_result(out_dir / f"{name}.json", result)
             if progress is not None:
                 progress(name, result)
         return {name: results[name] for name in names}

@@ -19,6 +19,7 @@ from __future__ import annotations
 import atexit
 import multiprocessing
 import os
+import signal
 import threading
 from concurrent.futures import ProcessPoolExecutor
 
@@ -31,7 +32,6 @@ def _watch_parent(parent_pid: int) -> None:
     """Exit this worker as soon as the process that started it is gone."""
     try:  # Linux: the kernel delivers SIGKILL when the parent dies
         import ctypes
-        import signal
 
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
@@ -52,6 +52,9 @@ def _watch_parent(parent_pid: int) -> None:
 
 
 def _init_worker(threads: int, parent_pid: int, counter, gpus: int) -> None:
+    # Ctrl-C reaches the whole foreground process group: the parent decides what stops (and terminates
+    # the workers), so a worker neither prints its own KeyboardInterrupt traceback nor dies mid-result.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     for name in THREAD_VARIABLES:
         os.environ[name] = str(threads)
     if gpus:  # worker i sees GPU i mod gpus only (before torch touches CUDA)
@@ -109,6 +112,14 @@ def shared_worker_pool(workers: int, threads: int = 1) -> ProcessPoolExecutor:
         if pool is None or not _usable(pool):
             pool = _SHARED[key] = worker_pool(*key)
         return pool
+
+
+def terminate_shared_pools() -> None:
+    """Kill the workers of every shared pool now (an interrupted evaluation: their running fits are lost)."""
+    with _SHARED_LOCK:
+        for pool in _SHARED.values():
+            terminate_workers(pool)
+        _SHARED.clear()
 
 
 @atexit.register
