@@ -4,8 +4,12 @@ no result already written may be lost."""
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import json
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -148,3 +152,97 @@ def test_stopping_evaluate_during_the_fits_leaves_nothing_holding_its_pipes(run_
         f"untwine evaluate: stopped ({stop}); metrics finished before the stop are in "
         f"{run_dir / 'metrics' / 'mean'}; run the command again to score the rest"
     ], err
+
+
+@pytest.fixture
+def run_copy(run_dir, tmp_path) -> Path:
+    """A copy of the trained run without metric results, for a test to break."""
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("metrics"))
+    return copy
+
+
+@contextlib.contextmanager
+def _tmpfs(path: Path, options: str):
+    """A small tmpfs mounted at ``path`` (root in a sandbox that allows mounts), else the test is skipped."""
+    path.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.decode().strip()})")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], check=True)
+
+
+def _error_line(capsys) -> str:
+    out, err = capsys.readouterr()
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_output_folder_under_a_file_is_named(run_copy, capsys):
+    (run_copy / "metrics").write_text("a file where the results folder belongs")
+    assert main(["evaluate", str(run_copy), "--metrics", "mig"]) == 1
+    assert _error_line(capsys) == (
+        f"untwine evaluate: error: cannot write metric results to {run_copy / 'metrics' / 'mean'}: "
+        f"{run_copy / 'metrics'} is a file, not a folder; move or remove it, or evaluate a copy of the run "
+        "elsewhere"
+    )
+
+
+def test_read_only_output_folder_is_named_before_any_work(run_copy, capsys):
+    with _tmpfs(run_copy / "metrics", "ro,size=100k"):
+        start = time.perf_counter()
+        assert main(["evaluate", str(run_copy), "--metrics", "mig"]) == 1
+        assert time.perf_counter() - start < 10.0  # before sampling and encoding 10,000 images
+    assert _error_line(capsys) == (
+        f"untwine evaluate: error: cannot write metric results to {run_copy / 'metrics' / 'mean'}: "
+        "Read-only file system; the file system is read-only: evaluate a copy of the run on a writable one"
+    )
+
+
+def test_full_disk_is_named_and_the_previous_result_stays_intact(run_copy, capsys):
+    out_dir = run_copy / "metrics" / "mean"
+    with _tmpfs(out_dir, "size=100k"):
+        previous = '{"metric": "mig", "values": {"discrete_mig": 0.5}}\n'
+        (out_dir / "mig.json").write_text(previous)
+        with open(out_dir / "filler", "wb", buffering=0) as filler:  # fill the file system to the last block
+            with contextlib.suppress(OSError):
+                while True:
+                    filler.write(b"\0" * 4096)
+        assert main(["evaluate", str(run_copy), "--metrics", "mig"]) == 1
+        assert (out_dir / "mig.json").read_text() == previous
+        assert sorted(p.name for p in out_dir.iterdir()) == ["filler", "mig.json"]  # no temporary left
+    assert _error_line(capsys) == (
+        f"untwine evaluate: error: cannot write metric results to {out_dir / 'mig.json'}: No space left on "
+        "device; free space on that file system, or evaluate a copy of the run on another one"
+    )
+
+
+def test_results_written_before_a_failing_write_stay(run_copy, capsys, monkeypatch):
+    """A write failing after others succeeded (simulated ENOSPC on the second metric): the first stays."""
+    import untwine.metrics.output as output
+
+    real = output.atomic_write_json
+
+    def second_fails(path, result):
+        if Path(path).name == "sap_score.json":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
+        real(path, result)
+
+    monkeypatch.setattr(output, "atomic_write_json", second_fails)
+    assert main(["evaluate", str(run_copy), "--metrics", "mig,sap"]) == 1
+    assert "sap_score.json: No space left on device" in _error_line(capsys)
+    written = json.loads((run_copy / "metrics" / "mean" / "mig.json").read_text())
+    assert written["metric"] == "mig" and 0.0 <= written["values"]["discrete_mig"] <= 1.0
+
+
+@pytest.mark.xfail(
+    strict=True, reason="load_run_config (training, branch rel-train) names the file; remove on merge"
+)
+def test_corrupt_config_is_named(run_copy, capsys):
+    (run_copy / "config.json").write_text('{"config": {"model": ')  # cut short, as a power loss leaves it
+    assert main(["evaluate", str(run_copy), "--metrics", "mig"]) == 1
+    assert str(run_copy / "config.json") in _error_line(capsys)
