@@ -55,7 +55,6 @@ def _raise_terminated(signum, frame) -> None:
 def _evaluate(args) -> int:
     from untwine.metrics import resolve_metrics
     from untwine.studies.pipeline import evaluate_run, headline, metrics_dir
-    from untwine.utils.workers import terminate_shared_pools
 
     metrics = resolve_metrics([name.strip() for name in args.metrics.split(",") if name.strip()])
     out_dir = metrics_dir(args.run_dir, args.representation)
@@ -70,8 +69,7 @@ def _evaluate(args) -> int:
             device=args.device,
         )
     except KeyboardInterrupt as stop:
-        # Running fits are lost either way; killing the workers now frees the CPUs and the caller's pipes.
-        terminate_shared_pools()
+        # evaluate_representation has terminated the fit workers already.
         how = "SIGTERM" if isinstance(stop, _Terminated) else "Ctrl-C"
         print(
             f"untwine evaluate: stopped ({how}); metrics finished before the stop are in {out_dir}; "

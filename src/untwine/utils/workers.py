@@ -51,10 +51,11 @@ def _watch_parent(parent_pid: int) -> None:
     threading.Thread(target=loop, name="untwine-parent-watch", daemon=True).start()
 
 
-def _init_worker(threads: int, parent_pid: int, counter, gpus: int) -> None:
-    # Ctrl-C reaches the whole foreground process group: the parent decides what stops (and terminates
-    # the workers), so a worker neither prints its own KeyboardInterrupt traceback nor dies mid-result.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+def _init_worker(threads: int, parent_pid: int, counter, gpus: int, ignore_interrupt: bool = False) -> None:
+    if ignore_interrupt:
+        # Ctrl-C reaches the whole foreground process group: the parent decides what stops (and
+        # terminates the workers), so a worker prints no KeyboardInterrupt traceback of its own.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     for name in THREAD_VARIABLES:
         os.environ[name] = str(threads)
     if gpus:  # worker i sees GPU i mod gpus only (before torch touches CUDA)
@@ -68,8 +69,14 @@ def _init_worker(threads: int, parent_pid: int, counter, gpus: int) -> None:
     _watch_parent(parent_pid)
 
 
-def worker_pool(workers: int, threads: int = 1, gpus: int = 0) -> ProcessPoolExecutor:
-    """A new pool of ``workers`` spawned processes, ``threads`` threads each, dying with this process."""
+def worker_pool(
+    workers: int, threads: int = 1, gpus: int = 0, *, ignore_interrupt: bool = False
+) -> ProcessPoolExecutor:
+    """A new pool of ``workers`` spawned processes, ``threads`` threads each, dying with this process.
+
+    ``ignore_interrupt``: the workers ignore SIGINT, for a caller that terminates them itself on
+    KeyboardInterrupt (:func:`terminate_workers`); otherwise a terminal's Ctrl-C interrupts them too.
+    """
     if workers < 1 or threads < 1:
         raise ValueError(f"workers and threads must be >= 1, got workers={workers}, threads={threads}")
     context = multiprocessing.get_context("spawn")
@@ -77,7 +84,7 @@ def worker_pool(workers: int, threads: int = 1, gpus: int = 0) -> ProcessPoolExe
         max_workers=int(workers),
         mp_context=context,
         initializer=_init_worker,
-        initargs=(int(threads), os.getpid(), context.Value("i", 0), int(gpus)),
+        initargs=(int(threads), os.getpid(), context.Value("i", 0), int(gpus), bool(ignore_interrupt)),
     )
 
 
@@ -105,12 +112,15 @@ def _usable(pool: ProcessPoolExecutor) -> bool:
 
 
 def shared_worker_pool(workers: int, threads: int = 1) -> ProcessPoolExecutor:
-    """The process-wide pool of ``workers`` x ``threads`` (made on first use, remade if it broke)."""
+    """The process-wide pool of ``workers`` x ``threads`` (made on first use, remade if it broke).
+
+    Its workers ignore SIGINT: an interrupted user (the metrics runner) calls :func:`terminate_shared_pools`.
+    """
     key = (int(workers), int(threads))
     with _SHARED_LOCK:
         pool = _SHARED.get(key)
         if pool is None or not _usable(pool):
-            pool = _SHARED[key] = worker_pool(*key)
+            pool = _SHARED[key] = worker_pool(*key, ignore_interrupt=True)
         return pool
 
 
