@@ -1,6 +1,8 @@
 """``untwine data ...`` through ``untwine.cli.main`` on published-format fixture files."""
 
+import errno
 import hashlib
+import os
 import sys
 import types
 from dataclasses import replace
@@ -11,6 +13,7 @@ import pytest
 import fixtures_data as fx
 from untwine.cli import main
 from untwine.data import download as dl
+from untwine.data.registry import SPECS
 
 server = fx.http_server_fixture()
 only_localhost = fx.only_localhost_fixture()
@@ -126,6 +129,58 @@ def test_verify_reports_checksum_and_layout_problems(tmp_path, capsys):
     assert code == 1 and "missing" in out and "untwine data download mpi3d_toy" in out
     code, out, _ = run(capsys, "data", "verify", "procedural_dsprites")
     assert code == 0 and "nothing on disk" in out
+
+
+@pytest.mark.parametrize("kind", ["folder", "missing"])
+def test_verify_of_a_path_says_a_dataset_is_named(tmp_path, capsys, kind):
+    path = tmp_path / "data"
+    if kind == "folder":
+        path.mkdir()
+    code, out, err = run(capsys, "data", "verify", str(path))
+    assert code == 1 and out == ""
+    assert err.splitlines() == [
+        f"untwine data: error: unknown dataset {str(path)!r} (a dataset is named, not given as a path: pass "
+        "its data root with --root or $UNTWINE_DATA); known datasets: " + ", ".join(SPECS)
+    ]
+
+
+def test_verify_names_a_folder_where_a_file_belongs(tmp_path, capsys):
+    (tmp_path / "dsprites" / fx.DSPRITES_NPZ).mkdir(parents=True)
+    code, out, err = run(capsys, "data", "verify", "dsprites_full", "--root", str(tmp_path))
+    assert code == 1 and err == ""
+    assert out.splitlines() == [
+        f"  FAILED     {tmp_path / 'dsprites' / fx.DSPRITES_NPZ}: a folder where a file belongs; remove it "
+        "and run `untwine data download dsprites_full`",
+        "dsprites_full: FAILED",
+    ]
+
+
+def test_verify_names_a_data_root_that_is_a_file(tmp_path, capsys):
+    (tmp_path / "root").write_text("not a folder")
+    code, out, err = run(capsys, "data", "verify", "dsprites_full", "--root", str(tmp_path / "root"))
+    assert code == 1 and err == ""
+    assert f"FAILED     {tmp_path / 'root'} is a file, not a folder: pass --root" in out
+
+
+def test_verify_names_an_unreadable_file(tmp_path, monkeypatch, capsys):
+    fx.write_dsprites(tmp_path / "dsprites")
+    path = tmp_path / "dsprites" / fx.DSPRITES_NPZ
+    if os.geteuid() != 0:
+        path.chmod(0)
+    else:  # root reads any file whatever its mode: the read fails as it would for anyone else
+
+        def unreadable(file, *args, **kwargs):
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(file))
+
+        monkeypatch.setattr(dl, "file_md5", unreadable)
+    code, out, err = run(
+        capsys, "data", "verify", "dsprites_full", "--root", str(tmp_path), *sizes_arg(fx.DSPRITES_SIZES)
+    )
+    assert code == 1 and err == ""
+    assert (
+        f"FAILED     {path}: cannot be read (Permission denied); fix its permissions or run "
+        "`untwine data download dsprites_full --force`"
+    ) in out
 
 
 def test_verify_detects_changed_extracted_files(server, tmp_path, monkeypatch, capsys):

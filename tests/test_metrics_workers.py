@@ -79,3 +79,30 @@ def test_metrics_use_the_one_worker_pool():
             else:
                 continue
             assert not any(name.split(".")[0] in ("joblib", "loky") for name in names), path.name
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads process states from /proc")
+def test_interrupted_evaluation_terminates_its_workers_at_once(tmp_path):
+    """KeyboardInterrupt in the caller (the workers ignore SIGINT): the runner kills the fits, so the
+    process exits at once instead of waiting at interpreter exit for fits that run for minutes."""
+    script = tmp_path / "evaluate.py"
+    script.write_text(EVALUATION.format(toy_dir=str(TESTS / "data" / "reference")))
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(untwine.metrics.__file__).parents[2])])}
+    process = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        pids = [int(pid) for pid in process.stdout.readline().split()]
+        assert len(pids) == 2 and all(_alive(pid) for pid in pids)
+        time.sleep(1.0)  # the workers are fitting the second evaluation's classifiers
+        process.send_signal(signal.SIGINT)  # to the caller only: the workers would ignore it anyway
+        process.wait(timeout=10)
+        assert "KeyboardInterrupt" in process.stderr.read()
+        deadline = time.monotonic() + 5.0
+        while any(_alive(pid) for pid in pids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not [pid for pid in pids if _alive(pid)], "fit workers outlived the interrupted evaluation"
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()

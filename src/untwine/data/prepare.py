@@ -136,10 +136,20 @@ def _check_checksums(report: VerifyReport, directory: Path, name: str) -> None:
 
 
 def verify_dataset(name: str, root: str | os.PathLike | None = None, **loader_kwargs: Any) -> VerifyReport:
-    """Checksums of the present published files, then the loader's layout checks."""
+    """Checksums of the present published files, then the loader's layout checks.
+
+    Every problem found is a ``FAILED`` line naming the path and what to do, never an exception: a data
+    folder that is a file, a folder where a file belongs, a file that cannot be read.
+    """
     spec = _real(name)
     directory = spec.data_dir(root)
     report = VerifyReport(name)
+    blocker = next((p for p in (directory, *directory.parents) if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        report.add(
+            "FAILED", f"{blocker} is a file, not a folder: pass --root (or set UNTWINE_DATA) to a data folder"
+        )
+        return report
     absent = missing_files(name, root, **loader_kwargs)
     if absent:
         report.add(
@@ -147,10 +157,22 @@ def verify_dataset(name: str, root: str | os.PathLike | None = None, **loader_kw
             f"missing in {directory}: {', '.join(absent)} (get them with `untwine data download {name}`)",
         )
         return report
-    _check_checksums(report, directory, name)
     try:
+        _check_checksums(report, directory, name)
         for line in _module(spec).check_files(directory, **_kwargs(spec, loader_kwargs)):
             report.add("ok", line)
     except (ValueError, DatasetFileNotFoundError) as error:
         report.add("FAILED", str(error))
+    except IsADirectoryError as error:
+        report.add(
+            "FAILED",
+            f"{error.filename}: a folder where a file belongs; remove it and run `untwine data download {name}`",
+        )
+    except OSError as error:  # unreadable (permissions, I/O error): name the file, not a traceback
+        path = error.filename or directory
+        report.add(
+            "FAILED",
+            f"{path}: cannot be read ({error.strerror or error}); fix its permissions or run "
+            f"`untwine data download {name} --force`",
+        )
     return report

@@ -242,7 +242,12 @@ def get_spec(name: str) -> DatasetSpec:
     try:
         return SPECS[name]
     except KeyError:
-        raise KeyError(f"unknown dataset {name!r}; known datasets: {', '.join(SPECS)}") from None
+        hint = ""
+        if os.sep in str(name) or os.path.exists(name):  # a path given where a name belongs
+            hint = (
+                " (a dataset is named, not given as a path: pass its data root with --root or $UNTWINE_DATA)"
+            )
+        raise KeyError(f"unknown dataset {name!r}{hint}; known datasets: {', '.join(SPECS)}") from None
 
 
 def get_dataset(name: str, data_root: str | os.PathLike | None = None, **kwargs: Any) -> GroundTruthDataset:

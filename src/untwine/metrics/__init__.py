@@ -31,6 +31,7 @@ from untwine.metrics.information import (
 from untwine.metrics.irs import irs
 from untwine.metrics.mig import mig
 from untwine.metrics.modularity_explicitness import modularity_explicitness
+from untwine.metrics.output import ResultWriteError
 from untwine.metrics.registry import METRICS, PRESETS, resolve_metrics, resolve_parameters
 from untwine.metrics.representation import CodeCache, CodeSource
 from untwine.metrics.runner import evaluate_representation
@@ -47,6 +48,7 @@ __all__ = [
     "METRICS",
     "PRESETS",
     "MetricSpec",
+    "ResultWriteError",
     "CodeCache",
     "CodeSource",
     "beta_vae_score",

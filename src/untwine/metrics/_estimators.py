@@ -286,6 +286,14 @@ class FitEngine:
                 for future in imports:
                     future.result()
 
+    def terminate(self) -> None:
+        """Kill the fit workers now (an interrupted evaluation); a later evaluation starts fresh ones."""
+        if self._executor is not None:
+            from untwine.utils.workers import terminate_shared_pools
+
+            terminate_shared_pools()
+            self._executor = None
+
     def start(self) -> None:
         if not self._pending:
             return

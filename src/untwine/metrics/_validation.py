@@ -116,6 +116,38 @@ def check_train_test(
     return codes_train, factors_train, codes_test, factors_test
 
 
+# The largest code magnitude each classifier takes, and why: beyond it a fit fails or runs for minutes.
+# A bound, not an internal rescaling: LinearSVC(C=0.01) is not scale invariant, so scaling the codes
+# would change SAP's values on ordinary codes too.
+SOLVER_LIMITS = {
+    "boosted_trees": (
+        float(np.finfo(np.float32).max),
+        "scikit-learn's boosted trees compute in float32, where larger values are infinite",
+    ),
+    "linear_svc": (
+        1e50,
+        "LinearSVC's solver overflows float64 near 1e76 (about |code|**4 * num_points > 1e308) "
+        "and then iterates for minutes",
+    ),
+}
+
+
+def check_magnitude(codes: np.ndarray, name: str, metric: str, solver: str) -> None:
+    """Refuse codes too large for ``solver`` (a key of :data:`SOLVER_LIMITS`), naming the metric, the
+    code dimension and the magnitude; ``codes`` must already be a checked 2-D array."""
+    limit, why = SOLVER_LIMITS[solver]
+    if not codes.size:
+        return
+    largest = np.abs(codes).max(axis=0).astype(np.float64)  # float32 codes: compare in float64
+    column = int(np.argmax(largest))
+    if largest[column] > limit:
+        raise ValueError(
+            f"{metric}: {name}[:, {column}] reaches {float(largest[column]):.3g} in magnitude, above the "
+            f"{limit:.3g} its classifier can take ({why}); rescale the codes (e.g. standardise each "
+            "dimension) or check the encoder that produced them"
+        )
+
+
 def check_positive_int(value, name: str, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from untwine.metrics._estimators import FitEngine, FitTask, gbt_random_states
-from untwine.metrics._validation import check_train_test
+from untwine.metrics._validation import check_magnitude, check_train_test
 from untwine.metrics.fit_warnings import warn_about_fits
 from untwine.metrics.spec import POSITIVE_INT, MetricOutput, MetricSpec, Parameter
 
@@ -63,14 +63,25 @@ def completeness(importance) -> float:
 
 
 def boosted_tree_tasks(
-    codes_train, factors_train, codes_test, factors_test, *, fast: bool, random_state: int, data_key
+    codes_train,
+    factors_train,
+    codes_test,
+    factors_test,
+    *,
+    fast: bool,
+    random_state: int,
+    data_key,
+    metric: str,
 ) -> list[tuple]:
     """Keyed fit tasks of the per-factor boosted-tree classifiers trained on all of ``codes_train``.
 
     ``codes_test``/``factors_test`` may be None (no test accuracy).  The key identifies the fit: the same
     data key, size, factor and seed give the same fit, shared between DCI, downstream and fairness.
+    ``metric`` names the metric in the error raised for codes too large for the exact trees.
     """
     kind = "binned_gbt" if fast else "gbt"
+    if kind == "gbt":
+        check_magnitude(codes_train, "codes_train", metric, "boosted_trees")
     n = codes_train.shape[0]
     class_counts = [np.unique(factors_train[:, j]).shape[0] for j in range(factors_train.shape[1])]
     states = gbt_random_states(random_state, class_counts) if kind == "gbt" else [None] * len(class_counts)
@@ -148,6 +159,7 @@ def dci(
         fast=fast,
         random_state=int(random_state),
         data_key=object(),
+        metric="dci",
     )
     for key, task in tasks:
         engine.add(key, task)
@@ -173,6 +185,7 @@ def plan_shared_boosted_trees(metric: str, ctx, num_train: int, num_test: int) -
         fast=ctx.fast,
         random_state=ctx.seed,
         data_key=("shared", num_test),
+        metric=metric,
     )
     ctx.add_fits(metric, {"all": tasks})
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from untwine.metrics._estimators import FAST_CV_POINTS, FitEngine, FitTask, PrefixFit, gbt_random_states
-from untwine.metrics._validation import check_sizes, check_train_test
+from untwine.metrics._validation import check_magnitude, check_sizes, check_train_test
 from untwine.metrics.fit_warnings import warn_about_fits
 from untwine.metrics.spec import POSITIVE_INT, POSITIVE_INTS, MetricOutput, MetricSpec, Parameter
 
@@ -55,19 +55,23 @@ def downstream_tasks(
     fast,
     random_state,
     data_key,
+    metric: str,
     fresh_stream_sizes=(),
 ) -> dict[int, list[tuple]]:
     """Keyed fit tasks per training-set size (keys match :func:`untwine.metrics.dci.boosted_tree_tasks`).
 
     The exact boosted trees of consecutive sizes share one random stream, as in dlib; a size listed in
     ``fresh_stream_sizes`` starts a fresh ``RandomState(random_state)`` instead, which makes its fits
-    the very fits DCI and fairness use on the same data (the runner shares them).
+    the very fits DCI and fairness use on the same data (the runner shares them).  ``metric`` names the
+    metric in the error raised for codes too large for the exact trees.
     """
     out = {}
     stream = np.random.RandomState(random_state)
     for n in sizes:
         kind = estimator_kind(predictor, n, fast)
         x, y = codes_train[:n], factors_train[:n]
+        if kind == "gbt":
+            check_magnitude(x, "codes_train", metric, "boosted_trees")
         class_counts = [np.unique(y[:, j]).shape[0] for j in range(y.shape[1])]
         if kind != "gbt":
             states = [None] * len(class_counts)
@@ -167,6 +171,7 @@ def downstream_task(
         fast=fast,
         random_state=int(random_state),
         data_key=object(),
+        metric="downstream_task",
     )
     for tasks in per_size.values():
         for key, task in tasks:
@@ -194,6 +199,7 @@ def _spec(predictor: str, description: str, run_order: int) -> MetricSpec:
             fast=ctx.fast,
             random_state=ctx.seed,
             data_key=("shared", params["num_test"]),
+            metric=name,
             # The largest size's boosted trees are then DCI's and fairness's very fits.
             fresh_stream_sizes={max(sizes)},
         )

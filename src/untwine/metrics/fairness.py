@@ -140,7 +140,14 @@ def fairness(
     factors, codes = source.sample(num_train, rng)
     engine = FitEngine(n_jobs)
     tasks = boosted_tree_tasks(
-        codes, factors, None, None, fast=fast, random_state=int(random_state), data_key=object()
+        codes,
+        factors,
+        None,
+        None,
+        fast=fast,
+        random_state=int(random_state),
+        data_key=object(),
+        metric="fairness",
     )
     for key, task in tasks:
         engine.add(key, task)

@@ -40,9 +40,10 @@ import numpy as np
 from untwine.metrics._estimators import FitEngine
 from untwine.metrics.context import EvaluationContext, metric_rng
 from untwine.metrics.fit_warnings import counting_fit_warnings
+from untwine.metrics.output import check_output_dir, write_result
 from untwine.metrics.registry import METRICS, expected_requests, resolve_metrics, resolve_parameters
 from untwine.metrics.representation import CodeCache, CodeSource
-from untwine.utils.io import atomic_write_json, to_jsonable
+from untwine.utils.io import to_jsonable
 from untwine.utils.versions import git_commit, library_versions
 
 # Encode the whole factor grid up front when the metrics will draw at least this many images per grid
@@ -94,7 +95,9 @@ def evaluate_representation(
             names and presets (aliases such as ``"beta_vae"``, ``"sap"`` accepted; results use the
             canonical names); see :func:`~untwine.metrics.registry.resolve_metrics`.
         seed: seed of every random draw (default 0, like every dlib metric config).
-        out_dir: if given, ``out_dir/<metric>.json`` is written atomically as soon as a metric is done.
+        out_dir: if given, ``out_dir/<metric>.json`` is written atomically as soon as a metric is done; the
+            folder is checked before any work (:class:`~untwine.metrics.output.ResultWriteError` if it
+            cannot be written, as when a write fails later; results already written stay intact).
         fast: opt-in approximations (binned boosted trees, the logistic regression's C chosen on 1,000
             points, bfloat16 encoding where the representation offers ``reduced_precision()`` and the
             device runs it natively); results are marked ``"mode": "fast"`` and say
@@ -127,82 +130,92 @@ def evaluate_representation(
     specs = [METRICS[name] for name in names]
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
         raise ValueError(f"seed must be an integer, got {seed!r}")
+    # A folder that cannot be written is reported now, not after minutes of fits.
+    out_dir = check_output_dir(out_dir) if out_dir is not None else None
     engine = FitEngine(n_jobs)
-    if any(spec.fits_classifiers for spec in specs):
-        engine.warm_up()  # worker start-up overlaps with sampling and encoding
-    out_dir = Path(out_dir) if out_dir is not None else None
-    versions, commit = library_versions(), git_commit()
+    try:
+        if any(spec.fits_classifiers for spec in specs):
+            engine.warm_up()  # worker start-up overlaps with sampling and encoding
+        versions, commit = library_versions(), git_commit()
 
-    precision = _reduced_precision(representation_fn) if fast else contextlib.nullcontext(None)
-    with precision as encoder_precision:
-        source = CodeSource(
-            dataset,
-            representation_fn,
-            mode=mode,
-            stochastic=stochastic,
-            batch_size=encode_batch_size,
-            store=code_cache,
-            precision=encoder_precision,
-        )
-        ctx = EvaluationContext(source=source, engine=engine, seed=int(seed), fast=bool(fast))
-        encode_seconds = 0.0
-        grid_size = int(np.prod(np.asarray(dataset.factor_sizes, dtype=np.float64)))
-        if source.cached and expected_requests(names, parameters) >= PRE_ENCODE_DRAWS_PER_IMAGE * grid_size:
-            if encode_threads is None:
-                torch = sys.modules.get("torch")
-                encode_threads = max(engine.n_jobs, torch.get_num_threads() if torch is not None else 1)
-            start = time.perf_counter()
-            source.encode_all(metric_rng(seed, "encode_all"), threads=encode_threads)
-            encode_seconds = time.perf_counter() - start
+        precision = _reduced_precision(representation_fn) if fast else contextlib.nullcontext(None)
+        with precision as encoder_precision:
+            source = CodeSource(
+                dataset,
+                representation_fn,
+                mode=mode,
+                stochastic=stochastic,
+                batch_size=encode_batch_size,
+                store=code_cache,
+                precision=encoder_precision,
+            )
+            ctx = EvaluationContext(source=source, engine=engine, seed=int(seed), fast=bool(fast))
+            encode_seconds = 0.0
+            grid_size = int(np.prod(np.asarray(dataset.factor_sizes, dtype=np.float64)))
+            if (
+                source.cached
+                and expected_requests(names, parameters) >= PRE_ENCODE_DRAWS_PER_IMAGE * grid_size
+            ):
+                if encode_threads is None:
+                    torch = sys.modules.get("torch")
+                    encode_threads = max(engine.n_jobs, torch.get_num_threads() if torch is not None else 1)
+                start = time.perf_counter()
+                source.encode_all(metric_rng(seed, "encode_all"), threads=encode_threads)
+                encode_seconds = time.perf_counter() - start
 
-        shared = [spec.name for spec in specs if spec.shared_sample]
-        if shared:
-            num_train = max(_largest(parameters[n]["num_train"]) for n in shared)
-            tests = [parameters[n]["num_test"] for n in shared if "num_test" in parameters[n]]
-            ctx.num_test = max(tests) if tests else 1
-            start = time.perf_counter()
-            rng = metric_rng(seed, "shared_sample")
-            ctx.train = source.sample(num_train, rng)
-            ctx.test = source.sample(ctx.num_test, rng)
-            ctx.sample_seconds = time.perf_counter() - start
-        for spec in specs:
-            if spec.plan_fits is not None:
-                spec.plan_fits(parameters[spec.name], ctx)
-        engine.start()
+            shared = [spec.name for spec in specs if spec.shared_sample]
+            if shared:
+                num_train = max(_largest(parameters[n]["num_train"]) for n in shared)
+                tests = [parameters[n]["num_test"] for n in shared if "num_test" in parameters[n]]
+                ctx.num_test = max(tests) if tests else 1
+                start = time.perf_counter()
+                rng = metric_rng(seed, "shared_sample")
+                ctx.train = source.sample(num_train, rng)
+                ctx.test = source.sample(ctx.num_test, rng)
+                ctx.sample_seconds = time.perf_counter() - start
+            for spec in specs:
+                if spec.plan_fits is not None:
+                    spec.plan_fits(parameters[spec.name], ctx)
+            engine.start()
 
-        results: dict[str, dict[str, Any]] = {}
-        for spec in sorted(specs, key=lambda spec: spec.run_order):
-            name = spec.name
-            start = time.perf_counter()
-            with counting_fit_warnings() as fit_warnings:
-                output = spec.compute(parameters[name], ctx)
-            extra: dict[str, Any] = {}
-            if output.fits is not None:
-                extra["fit_cpu_seconds"] = float(sum(fit.cpu_seconds for fit in output.fits))
-                for fit in output.fits:
-                    fit_warnings.merge(fit.warnings)
-            result = {
-                "metric": name,
-                "values": to_jsonable(output.values),
-                "matrices": to_jsonable(output.matrices),
-                "parameters": to_jsonable(parameters[name]),
-                "seed": int(seed),
-                "mode": "fast" if fast else "faithful",
-                "representation": source.mode,
-                "dataset": getattr(dataset, "name", type(dataset).__name__),
-                "seconds": time.perf_counter() - start,
-                **extra,
-                "warnings": fit_warnings.as_record(),
-                "shared_sample_seconds": ctx.sample_seconds if name in shared else 0.0,
-                "grid_encode_seconds": encode_seconds,
-                "encoder_precision": encoder_precision or "as given",
-                "code_cache": source.stats(),
-                "library_versions": versions,
-                "git_commit": commit,
-            }
-            results[name] = result
-            if out_dir is not None:
-                atomic_write_json(out_dir / f"{name}.json", result)
-            if progress is not None:
-                progress(name, result)
-        return {name: results[name] for name in names}
+            results: dict[str, dict[str, Any]] = {}
+            for spec in sorted(specs, key=lambda spec: spec.run_order):
+                name = spec.name
+                start = time.perf_counter()
+                with counting_fit_warnings() as fit_warnings:
+                    output = spec.compute(parameters[name], ctx)
+                extra: dict[str, Any] = {}
+                if output.fits is not None:
+                    extra["fit_cpu_seconds"] = float(sum(fit.cpu_seconds for fit in output.fits))
+                    for fit in output.fits:
+                        fit_warnings.merge(fit.warnings)
+                result = {
+                    "metric": name,
+                    "values": to_jsonable(output.values),
+                    "matrices": to_jsonable(output.matrices),
+                    "parameters": to_jsonable(parameters[name]),
+                    "seed": int(seed),
+                    "mode": "fast" if fast else "faithful",
+                    "representation": source.mode,
+                    "dataset": getattr(dataset, "name", type(dataset).__name__),
+                    "seconds": time.perf_counter() - start,
+                    **extra,
+                    "warnings": fit_warnings.as_record(),
+                    "shared_sample_seconds": ctx.sample_seconds if name in shared else 0.0,
+                    "grid_encode_seconds": encode_seconds,
+                    "encoder_precision": encoder_precision or "as given",
+                    "code_cache": source.stats(),
+                    "library_versions": versions,
+                    "git_commit": commit,
+                }
+                results[name] = result
+                if out_dir is not None:
+                    write_result(out_dir / f"{name}.json", result)
+                if progress is not None:
+                    progress(name, result)
+            return {name: results[name] for name in names}
+    except KeyboardInterrupt:
+        # The running fits are lost either way; without this, workers that ignore SIGINT would go on
+        # fitting for minutes, and the interpreter would wait for them at exit.
+        engine.terminate()
+        raise

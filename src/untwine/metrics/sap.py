@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from untwine.metrics._validation import check_pair, check_train_test
+from untwine.metrics._validation import check_magnitude, check_pair, check_train_test
 from untwine.metrics.mig import top_two_gap
 from untwine.metrics.spec import BOOLEAN, POSITIVE_INT, MetricOutput, MetricSpec, Parameter
 
@@ -74,6 +74,10 @@ def sap(
         codes_test, factors_test: held-out points (study: 5,000); required unless ``continuous_factors``.
         continuous_factors: False (study default): classification accuracy; True: squared correlation.
         random_state: seed of ``LinearSVC`` (its primal solver is deterministic; kept for completeness).
+
+    Raises:
+        ValueError: among others when a training code exceeds 1e50 in magnitude in the classification
+            mode (``_validation.SOLVER_LIMITS``: the solver would run for minutes).
         return_matrices: also return ``{"score_matrix": (d, K)}``.
 
     Returns:
@@ -89,6 +93,7 @@ def sap(
         codes_train, factors_train, codes_test, factors_test = check_train_test(
             codes_train, factors_train, codes_test, factors_test
         )
+        check_magnitude(codes_train, "codes_train", "sap_score", "linear_svc")
     matrix = sap_score_matrix(
         codes_train,
         factors_train,

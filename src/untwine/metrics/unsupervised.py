@@ -61,7 +61,19 @@ def unsupervised_scores(codes, *, num_bins: int = 20, return_matrices: bool = Fa
     codes = check_codes(codes, "codes", min_points=2)
     num_bins = check_positive_int(num_bins, "num_bins")
     num_codes = codes.shape[1]
-    cov = np.atleast_2d(np.cov(codes, rowvar=False))
+    with np.errstate(over="ignore"):  # an overflow is reported below, naming the code dimension
+        cov = np.atleast_2d(np.cov(codes, rowvar=False))
+        variances = np.diag(cov)
+        # The Wasserstein score multiplies the covariance by two standard deviations: |code|**4.
+        products = np.abs(cov).max() * variances.max()
+    if not (np.isfinite(cov).all() and np.isfinite(products)):
+        largest = np.abs(codes).max(axis=0)
+        column = int(np.argmax(largest))
+        raise ValueError(
+            f"unsupervised_scores: codes[:, {column}] reaches {float(largest[column]):.3g} in magnitude, too "
+            "large for the Gaussian scores (products of four codes overflow float64 above about 1e77); "
+            "rescale the codes (e.g. standardise each dimension) or check the encoder that produced them"
+        )
     wasserstein = gaussian_wasserstein_correlation(cov)
     trace = float(np.trace(cov))
     discrete = histogram_discretize(codes, num_bins)

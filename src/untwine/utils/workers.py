@@ -19,6 +19,7 @@ from __future__ import annotations
 import atexit
 import multiprocessing
 import os
+import signal
 import threading
 from concurrent.futures import ProcessPoolExecutor
 
@@ -31,7 +32,6 @@ def _watch_parent(parent_pid: int) -> None:
     """Exit this worker as soon as the process that started it is gone."""
     try:  # Linux: the kernel delivers SIGKILL when the parent dies
         import ctypes
-        import signal
 
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
@@ -51,7 +51,11 @@ def _watch_parent(parent_pid: int) -> None:
     threading.Thread(target=loop, name="untwine-parent-watch", daemon=True).start()
 
 
-def _init_worker(threads: int, parent_pid: int, counter, gpus: int) -> None:
+def _init_worker(threads: int, parent_pid: int, counter, gpus: int, ignore_interrupt: bool = False) -> None:
+    if ignore_interrupt:
+        # Ctrl-C reaches the whole foreground process group: the parent decides what stops (and
+        # terminates the workers), so a worker prints no KeyboardInterrupt traceback of its own.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
     for name in THREAD_VARIABLES:
         os.environ[name] = str(threads)
     if gpus:  # worker i sees GPU i mod gpus only (before torch touches CUDA)
@@ -65,8 +69,14 @@ def _init_worker(threads: int, parent_pid: int, counter, gpus: int) -> None:
     _watch_parent(parent_pid)
 
 
-def worker_pool(workers: int, threads: int = 1, gpus: int = 0) -> ProcessPoolExecutor:
-    """A new pool of ``workers`` spawned processes, ``threads`` threads each, dying with this process."""
+def worker_pool(
+    workers: int, threads: int = 1, gpus: int = 0, *, ignore_interrupt: bool = False
+) -> ProcessPoolExecutor:
+    """A new pool of ``workers`` spawned processes, ``threads`` threads each, dying with this process.
+
+    ``ignore_interrupt``: the workers ignore SIGINT, for a caller that terminates them itself on
+    KeyboardInterrupt (:func:`terminate_workers`); otherwise a terminal's Ctrl-C interrupts them too.
+    """
     if workers < 1 or threads < 1:
         raise ValueError(f"workers and threads must be >= 1, got workers={workers}, threads={threads}")
     context = multiprocessing.get_context("spawn")
@@ -74,7 +84,7 @@ def worker_pool(workers: int, threads: int = 1, gpus: int = 0) -> ProcessPoolExe
         max_workers=int(workers),
         mp_context=context,
         initializer=_init_worker,
-        initargs=(int(threads), os.getpid(), context.Value("i", 0), int(gpus)),
+        initargs=(int(threads), os.getpid(), context.Value("i", 0), int(gpus), bool(ignore_interrupt)),
     )
 
 
@@ -102,13 +112,24 @@ def _usable(pool: ProcessPoolExecutor) -> bool:
 
 
 def shared_worker_pool(workers: int, threads: int = 1) -> ProcessPoolExecutor:
-    """The process-wide pool of ``workers`` x ``threads`` (made on first use, remade if it broke)."""
+    """The process-wide pool of ``workers`` x ``threads`` (made on first use, remade if it broke).
+
+    Its workers ignore SIGINT: an interrupted user (the metrics runner) calls :func:`terminate_shared_pools`.
+    """
     key = (int(workers), int(threads))
     with _SHARED_LOCK:
         pool = _SHARED.get(key)
         if pool is None or not _usable(pool):
-            pool = _SHARED[key] = worker_pool(*key)
+            pool = _SHARED[key] = worker_pool(*key, ignore_interrupt=True)
         return pool
+
+
+def terminate_shared_pools() -> None:
+    """Kill the workers of every shared pool now (an interrupted evaluation: their running fits are lost)."""
+    with _SHARED_LOCK:
+        for pool in _SHARED.values():
+            terminate_workers(pool)
+        _SHARED.clear()
 
 
 @atexit.register
