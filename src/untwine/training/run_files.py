@@ -49,8 +49,10 @@ def describe_write_error(
     if path is not None and not _is_within(Path(path), run_dir):
         return None
     where = path if path is not None else run_dir
-    if resumable_from is None:
-        after = f"then start again (no checkpoint was written yet); {where} may hold a partial run to remove"
+    if resumable_from is None and not (run_dir / CONFIG_NAME).exists():
+        after = "then start again"
+    elif resumable_from is None:
+        after = f"then continue with `untwine train --resume {run_dir}` (from step 0: no checkpoint yet)"
     else:
         after = (
             f"then continue with `untwine train --resume {run_dir}` (the checkpoint of step "
