@@ -104,8 +104,10 @@ def read_config_file(run_dir: Path) -> dict[str, Any]:
         raise FileNotFoundError(f"{run_dir} is not a run directory: {CONFIG_NAME} is missing")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path} is corrupt ({error}); the run cannot be resumed from it") from None
+    except json.JSONDecodeError as error:  # same type (callers may tell it apart), the file named
+        raise json.JSONDecodeError(f"{path} is corrupt, {error.msg}", error.doc, error.pos) from None
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path} is corrupt ({error})") from None
     if not isinstance(data, dict) or not isinstance(data.get("config"), dict):
         raise ValueError(f"{path} has no 'config' object; it is not a config.json written by untwine train")
     return data
