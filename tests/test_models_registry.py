@@ -84,5 +84,8 @@ def test_train_help_lists_every_model_and_its_parameters(capsys):
     factor_vae = next(b for b in blocks if b.startswith("factor_vae "))
     assert "model.gamma=10.0" in factor_vae
     tc_vae = next(b for b in blocks if b.startswith("beta_tc_vae "))
-    assert "model.tc_estimator=mws model.dataset_size=null" in tc_vae
+    assert "model.tc_estimator=mws (one of mws, mss) model.dataset_size=null (an integer >= 2 or null)" in (
+        " ".join(tc_vae.split())
+    )
+    assert "model.beta=1.0 (a number >= 0)" in next(b for b in blocks if b.startswith("beta_vae "))
     assert "Keys: model, model.<param>, dataset, steps," in text

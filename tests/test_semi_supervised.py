@@ -311,7 +311,9 @@ def test_bad_labels_raise_value_errors_naming_the_argument():
         LabelledSet.from_dataset(dataset, 0, 4, seed=0, num_labels=10)
     with pytest.raises(ValueError, match="num_labels must lie in 1"):
         LabelledSet.from_dataset(dataset, 0, 3, seed=0, num_labels=0)
-    with pytest.raises(ValueError, match="labelled_fraction must lie in"):
+    with pytest.raises(
+        ValueError, match="labelled_fraction=0.0 is not allowed .* takes a number > 0 and <= 1"
+    ):
         build_model("ss_vae", num_channels=1, init_generator=0, labelled_fraction=0.0)
     with pytest.raises(ValueError, match=r"labels\[2\] = 10 is out of range"):
         choose_labelled([0, 1, 10], 2, seed=0)
@@ -535,7 +537,9 @@ def test_s2_supervision_reaches_only_the_first_latents_and_checks_sizes():
         model.attach_labels(images, _factors(4)[:, :3], (3, 6))
     with pytest.raises(ValueError, match=r"labels\[:, 1\]\[0\] = 6 is out of range"):
         model.attach_labels(images, np.array([[0, 6]] * 4), (3, 6))
-    with pytest.raises(ValueError, match="supervised_loss must be one of"):
+    with pytest.raises(
+        ValueError, match="supervised_loss='hinge' is not allowed .* takes one of xent, l2, cov"
+    ):
         build_model("s2_factor_vae", num_channels=1, init_generator=0, supervised_loss="hinge")
 
 

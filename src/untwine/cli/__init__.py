@@ -40,10 +40,18 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from untwine.training import RunDirectoryError, TrainingInterrupted
+
     try:
         result = args.func(args)
-    except (ValueError, KeyError, FileNotFoundError, RuntimeError) as error:
+    except (ValueError, KeyError, FileNotFoundError, RuntimeError, RunDirectoryError) as error:
         message = error.args[0] if isinstance(error, KeyError) and error.args else error
         print(f"untwine {args.command}: error: {message}", file=sys.stderr)
         return 1
+    except TrainingInterrupted as stopped:
+        print(f"untwine {args.command}: {stopped}", file=sys.stderr)
+        return 130  # the shell's code for "ended by SIGINT"
+    except KeyboardInterrupt:
+        print(f"untwine {args.command}: interrupted", file=sys.stderr)
+        return 130
     return int(result or 0)

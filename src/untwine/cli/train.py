@@ -20,13 +20,18 @@ def _override_text(value: Any) -> str:
 
 
 def _models_help() -> str:
-    """Every model of the model table with its description and its parameters' defaults."""
+    """Every model of the model table with its description, its parameters' defaults and what they take."""
     from untwine.models import MODELS
 
-    lines = ["models (model=NAME) and their parameters (model.PARAM=VALUE, shown at their defaults):"]
+    lines = [
+        "models (model=NAME) and their parameters (model.PARAM=VALUE, shown at their defaults, with what",
+        "each takes; other values are refused before training):",
+    ]
     for name, entry in MODELS.items():
         lines.append(f"  {name:<{_INDENT - 3}} {entry.description}")
-        params = " ".join(f"model.{k}={_override_text(v)}" for k, v in entry.defaults.items())
+        params = " ".join(
+            f"model.{p.name}={_override_text(p.default)} ({p.allowed()})" for p in entry.param_specs
+        )
         lines += textwrap.wrap(
             params or "(no parameters)",
             width=100,

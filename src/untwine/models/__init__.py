@@ -7,7 +7,8 @@
 
 Modules: ``networks`` and ``losses`` (building blocks), ``objectives`` (the base model and the six
 unsupervised objectives), ``ss_vae`` (Siddharth et al. 2017), ``few_label`` (Locatello et al. 2020's S^2
-models), ``registry`` (the model table and ``build_model``).
+models), ``parameters`` (typed model parameters), ``registry`` (the model table, ``check_model_params``
+and ``build_model``).
 """
 
 from untwine.models import losses, networks
@@ -24,7 +25,15 @@ from untwine.models.objectives import (
     LossOutput,
     VAEModel,
 )
-from untwine.models.registry import MODEL_DEFAULTS, MODELS, ModelEntry, build_model, instantiate
+from untwine.models.parameters import Param
+from untwine.models.registry import (
+    MODEL_DEFAULTS,
+    MODELS,
+    ModelEntry,
+    build_model,
+    check_model_params,
+    instantiate,
+)
 
 __all__ = [
     "ADAM_DEFAULTS",
@@ -40,8 +49,10 @@ __all__ = [
     "FactorVAE",
     "LossOutput",
     "ModelEntry",
+    "Param",
     "VAEModel",
     "build_model",
+    "check_model_params",
     "instantiate",
     "losses",
     "networks",

@@ -31,6 +31,7 @@ from untwine.models.objectives import (
     VAEModel,
     checked_int,
 )
+from untwine.models.parameters import Param, defaults_of
 
 __all__ = [
     "ANNEALERS",
@@ -177,24 +178,26 @@ class EmbedHead(nn.Module):
 
 
 class _FewLabelMixin:
-    """What the S^2 models add to their unsupervised parent (see :data:`S2_DEFAULTS`)."""
+    """What the S^2 models add to their unsupervised parent (see :data:`S2_PARAM_SPECS`)."""
 
-    S2_DEFAULTS: dict[str, Any] = {
-        "gamma_sup": 1.0,
-        "supervised_loss": "xent",
-        "annealer": "fixed",
-        "iteration_threshold": 1,
-        "labeller": "perfect",
-        "num_labels": 1000,
-        "labelled_fraction": None,  # used when num_labels is None
-        "labelled_batch_size": None,  # None: as many labelled as unlabelled images per step (dlib)
-        "num_bins": 5,
-        "prob_random": 0.1,
-        "num_observed_factors": 2,
-        "l2_learn_scale": True,
-        "embed_sigma": "learn",
-        "embed_use_order": False,
-    }
+    S2_PARAM_SPECS: tuple[Param, ...] = (
+        Param("gamma_sup", 1.0, float, low=0),
+        Param("supervised_loss", "xent", str, choices=SUPERVISED_LOSSES),
+        Param("annealer", "fixed", str, choices=ANNEALERS),
+        Param("iteration_threshold", 1, int, low=1),
+        Param("labeller", "perfect", str, choices=LABELLERS),
+        Param("num_labels", 1000, int, low=1, nullable=True),
+        # used when num_labels is None
+        Param("labelled_fraction", None, float, low=0, low_open=True, high=1, nullable=True),
+        # None: as many labelled as unlabelled images per step (dlib)
+        Param("labelled_batch_size", None, int, low=0, nullable=True),
+        Param("num_bins", 5, int, low=1),
+        Param("prob_random", 0.1, float, low=0, high=1),
+        Param("num_observed_factors", 2, int, low=1),
+        Param("l2_learn_scale", True, bool),
+        Param("embed_sigma", "learn", float, low=0, low_open=True, choices=("learn",)),
+        Param("embed_use_order", False, bool),
+    )
 
     def __init__(
         self,
@@ -390,40 +393,47 @@ class _FewLabelMixin:
         return dataclasses.replace(out, loss=loss, terms=terms)
 
 
-def _few_label_defaults(parent: type[VAEModel]) -> dict[str, Any]:
-    return {**parent.defaults, **_FewLabelMixin.S2_DEFAULTS}
+def _few_label_param_specs(parent: type[VAEModel]) -> tuple[Param, ...]:
+    """The parent's parameters, then the S^2 ones (an S^2 name replaces a parent's of the same name)."""
+    own = {p.name for p in _FewLabelMixin.S2_PARAM_SPECS}
+    return tuple(p for p in parent.param_specs if p.name not in own) + _FewLabelMixin.S2_PARAM_SPECS
 
 
 class S2BetaVAE(_FewLabelMixin, BetaVAE):
     """S^2-beta-VAE: beta-VAE + gamma_sup * supervised loss (dlib's ``s2_vae``)."""
 
     name = "s2_beta_vae"
-    defaults = _few_label_defaults(BetaVAE)
+    param_specs = _few_label_param_specs(BetaVAE)
+    defaults = defaults_of(param_specs)
 
 
 class S2FactorVAE(_FewLabelMixin, FactorVAE):
     """S^2-FactorVAE: FactorVAE + gamma_sup * supervised loss (the discriminator is trained as usual)."""
 
     name = "s2_factor_vae"
-    defaults = _few_label_defaults(FactorVAE)
+    param_specs = _few_label_param_specs(FactorVAE)
+    defaults = defaults_of(param_specs)
 
 
 class S2DIPVAEI(_FewLabelMixin, DIPVAEI):
     """S^2-DIP-VAE-I."""
 
     name = "s2_dip_vae_i"
-    defaults = _few_label_defaults(DIPVAEI)
+    param_specs = _few_label_param_specs(DIPVAEI)
+    defaults = defaults_of(param_specs)
 
 
 class S2DIPVAEII(_FewLabelMixin, DIPVAEII):
     """S^2-DIP-VAE-II."""
 
     name = "s2_dip_vae_ii"
-    defaults = _few_label_defaults(DIPVAEII)
+    param_specs = _few_label_param_specs(DIPVAEII)
+    defaults = defaults_of(param_specs)
 
 
 class S2BetaTCVAE(_FewLabelMixin, BetaTCVAE):
     """S^2-beta-TC-VAE."""
 
     name = "s2_beta_tc_vae"
-    defaults = _few_label_defaults(BetaTCVAE)
+    param_specs = _few_label_param_specs(BetaTCVAE)
+    defaults = defaults_of(param_specs)

@@ -30,6 +30,7 @@ from torch import nn
 from untwine.data.stream import Batch
 from untwine.models import losses as L
 from untwine.models.networks import Discriminator, make_decoder, make_encoder, reset_parameters_tf
+from untwine.models.parameters import Param, defaults_of
 
 __all__ = [
     "LossOutput",
@@ -93,6 +94,8 @@ class VAEModel(nn.Module):
     """
 
     name = "vae"
+    #: the objective's hyper-parameters (``model.<name>``), typed and ranged; ``defaults`` derives from them.
+    param_specs: tuple[Param, ...] = ()
     defaults: dict[str, Any] = {}
 
     def __init__(
@@ -225,7 +228,8 @@ class BetaVAE(VAEModel):
     """beta-VAE (Higgins et al. 2017): reconstruction + beta * KL.  ``vae`` is beta = 1."""
 
     name = "beta_vae"
-    defaults = {"beta": 1.0}
+    param_specs = (Param("beta", 1.0, float, low=0),)
+    defaults = defaults_of(param_specs)
 
     def __init__(self, *args: Any, beta: float = 1.0, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -238,6 +242,7 @@ class BetaVAE(VAEModel):
 
 class PlainVAE(BetaVAE):
     name = "vae"
+    param_specs = ()
     defaults: dict[str, Any] = {}
 
     def __init__(self, *args: Any, **kwargs: Any):
@@ -249,7 +254,12 @@ class AnnealedVAE(VAEModel):
     """AnnealedVAE (Burgess et al. 2018): reconstruction + gamma * |KL - C(step)|."""
 
     name = "annealed_vae"
-    defaults = {"gamma": 1000.0, "c_max": 25.0, "iteration_threshold": 100000}
+    param_specs = (
+        Param("gamma", 1000.0, float, low=0),
+        Param("c_max", 25.0, float, low=0),
+        Param("iteration_threshold", 100000, int, low=1),
+    )
+    defaults = defaults_of(param_specs)
 
     def __init__(
         self,
@@ -294,7 +304,8 @@ class FactorVAE(VAEModel):
     """
 
     name = "factor_vae"
-    defaults = {"gamma": 10.0}
+    param_specs = (Param("gamma", 10.0, float, low=0),)
+    defaults = defaults_of(param_specs)
 
     def __init__(self, *args: Any, gamma: float = 10.0, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -379,13 +390,15 @@ class DIPVAE(VAEModel):
 class DIPVAEI(DIPVAE):
     name = "dip_vae_i"
     dip_type = "i"
-    defaults = {"lambda_od": 1.0, "lambda_d_factor": 10.0}
+    param_specs = (Param("lambda_od", 1.0, float, low=0), Param("lambda_d_factor", 10.0, float, low=0))
+    defaults = defaults_of(param_specs)
 
 
 class DIPVAEII(DIPVAE):
     name = "dip_vae_ii"
     dip_type = "ii"
-    defaults = {"lambda_od": 1.0, "lambda_d_factor": 1.0}
+    param_specs = (Param("lambda_od", 1.0, float, low=0), Param("lambda_d_factor", 1.0, float, low=0))
+    defaults = defaults_of(param_specs)
 
 
 class BetaTCVAE(VAEModel):
@@ -397,7 +410,12 @@ class BetaTCVAE(VAEModel):
     """
 
     name = "beta_tc_vae"
-    defaults = {"beta": 1.0, "tc_estimator": "mws", "dataset_size": None}
+    param_specs = (
+        Param("beta", 1.0, float, low=0),
+        Param("tc_estimator", "mws", str, choices=TC_ESTIMATORS),
+        Param("dataset_size", None, int, low=2, nullable=True),
+    )
+    defaults = defaults_of(param_specs)
 
     def __init__(
         self,

@@ -1,5 +1,6 @@
-"""The model table: every trainable model's name, class, default parameters and one-line description,
-and :func:`build_model`, the one way to build one with its weights drawn from an explicit generator.
+"""The model table: every trainable model's name, class, typed parameters (defaults and valid ranges) and
+one-line description, :func:`check_model_params`, and :func:`build_model`, the one way to build one with
+its weights drawn from an explicit generator.
 
 This module is the only place that knows every model module; the model modules import
 :mod:`untwine.models.objectives` (the shared base) and never each other's table.
@@ -24,14 +25,16 @@ from untwine.models.objectives import (
     PlainVAE,
     VAEModel,
 )
+from untwine.models.parameters import Param, check_values
 from untwine.models.ss_vae import SemiSupervisedVAE
 
-__all__ = ["MODELS", "MODEL_DEFAULTS", "ModelEntry", "build_model", "instantiate"]
+__all__ = ["MODELS", "MODEL_DEFAULTS", "ModelEntry", "build_model", "check_model_params", "instantiate"]
 
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """One row of the model table: ``model=<name>`` builds ``cls``; ``model.<param>`` overrides ``defaults``."""
+    """One row of the model table: ``model=<name>`` builds ``cls``; ``model.<param>`` overrides one of
+    ``param_specs`` (type, default, valid range; ``defaults`` is their defaults)."""
 
     cls: type[VAEModel]
     description: str
@@ -39,6 +42,10 @@ class ModelEntry:
     @property
     def name(self) -> str:
         return self.cls.name
+
+    @property
+    def param_specs(self) -> tuple[Param, ...]:
+        return self.cls.param_specs
 
     @property
     def defaults(self) -> dict[str, Any]:
@@ -70,6 +77,14 @@ MODELS: dict[str, ModelEntry] = {
 }
 #: name -> default parameters (what ``model.<param>`` may override); a view of :data:`MODELS`.
 MODEL_DEFAULTS: dict[str, dict[str, Any]] = {name: entry.defaults for name, entry in MODELS.items()}
+
+
+def check_model_params(name: str, params: dict[str, Any], prefix: str = "model.") -> None:
+    """Refuse an unknown model, an unknown parameter or a value outside its parameter's type and range,
+    with a one-line ValueError naming the key (``model.beta``, or ``beta`` with ``prefix=""``)."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; valid models: {', '.join(MODELS)}")
+    check_values(name, MODELS[name].param_specs, params, prefix)
 
 
 def instantiate(
@@ -121,17 +136,10 @@ def build_model(
     """Build the model ``name`` of :data:`MODELS` with TF-style initialisation drawn from ``init_generator``
     (a torch.Generator or an int seed; see :func:`instantiate`), on the CPU.
 
-    ``model_params`` override the model's defaults; unknown names raise ValueError listing the valid ones.
+    ``model_params`` override the model's defaults; unknown names and values outside a parameter's type
+    and range raise ValueError (see :func:`check_model_params`).
     """
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; valid models: {', '.join(MODELS)}")
-    defaults = MODEL_DEFAULTS[name]
-    unknown = sorted(set(model_params) - set(defaults))
-    if unknown:
-        raise ValueError(
-            f"unknown parameter(s) {', '.join(unknown)} for model {name!r}; valid: "
-            f"{', '.join(defaults) or 'none'}"
-        )
+    check_model_params(name, model_params, prefix="")
     return instantiate(
         MODELS[name].cls,
         init_generator,
@@ -140,5 +148,5 @@ def build_model(
         architecture=architecture,
         encoder_kernels=encoder_kernels,
         reconstruction=reconstruction,
-        **{**defaults, **model_params},
+        **{**MODEL_DEFAULTS[name], **model_params},
     )

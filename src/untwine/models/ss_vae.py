@@ -22,7 +22,6 @@ only to log the accuracy of ``q(y|x)`` on the unlabelled rows.  See docs/semi_su
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 import torch
@@ -43,6 +42,7 @@ from untwine.models.networks import (
     _unflatten_nhwc,
 )
 from untwine.models.objectives import LossOutput, VAEModel, checked_int
+from untwine.models.parameters import Param, defaults_of
 
 __all__ = [
     "SS_ARCHITECTURES",
@@ -238,16 +238,17 @@ class SemiSupervisedVAE(VAEModel):
     """
 
     name = "ss_vae"
-    defaults: dict[str, Any] = {
-        "num_classes": 3,  # dSprites' shape
-        "label_factor": 0,
-        "labelled_fraction": 0.01,
-        "num_labels": None,  # overrides labelled_fraction when set
-        "labelled_batch_size": 16,
-        "alpha": 0.1,
-        "num_samples": 1,
-        "estimator": "weighted",
-    }
+    param_specs = (
+        Param("num_classes", 3, int, low=2),  # dSprites' shape
+        Param("label_factor", 0, int, low=0),
+        Param("labelled_fraction", 0.01, float, low=0, low_open=True, high=1),
+        Param("num_labels", None, int, low=1, nullable=True),  # overrides labelled_fraction when set
+        Param("labelled_batch_size", 16, int, low=0),
+        Param("alpha", 0.1, float, low=0),
+        Param("num_samples", 1, int, low=1),
+        Param("estimator", "weighted", str, choices=SS_ESTIMATORS),
+    )
+    defaults = defaults_of(param_specs)
 
     def __init__(
         self,

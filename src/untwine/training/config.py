@@ -2,8 +2,9 @@
 
 The same convention serves the CLI (``untwine train model=beta_vae model.beta=4 steps=5000``), Python
 (``TrainConfig.from_overrides([...])`` or plain keyword arguments) and study grids.  Unknown keys are
-errors that list the valid keys.  ``model.<param>`` keys are checked against the chosen model's
-parameters (``untwine.models.MODEL_DEFAULTS``).
+errors that list the valid keys.  ``model.<param>`` keys are checked against the chosen model's typed
+parameters (``untwine.models.check_model_params``: name, type, range).  ``seed`` is an integer in
+[0, 2**63).
 """
 
 from __future__ import annotations
@@ -14,6 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from untwine.utils.overrides import parse_value, split_override
+
+#: Seeds are integers in [0, 2**63): numpy's SeedSequence takes any non-negative integer, but a seed is
+#: also a column of the studies' results store (a signed 64-bit integer) and a JSON number.
+SEED_LIMIT = 2**63
 
 
 @dataclass
@@ -69,18 +74,9 @@ class TrainConfig:
 
     def validate(self) -> None:
         from untwine.data import list_datasets
-        from untwine.models import MODEL_DEFAULTS
+        from untwine.models import check_model_params
 
-        if self.model not in MODEL_DEFAULTS:
-            raise ValueError(f"unknown model {self.model!r}; valid models: {', '.join(MODEL_DEFAULTS)}")
-        valid = MODEL_DEFAULTS[self.model]
-        unknown = sorted(set(self.model_params) - set(valid))
-        if unknown:
-            listing = ", ".join(f"model.{k}" for k in valid) or "none"
-            raise ValueError(
-                f"unknown parameter(s) {', '.join('model.' + k for k in unknown)} for model "
-                f"{self.model!r}; valid: {listing}"
-            )
+        check_model_params(self.model, self.model_params)
         if self.dataset not in list_datasets():
             raise ValueError(
                 f"unknown dataset {self.dataset!r}; valid datasets: {', '.join(list_datasets())}"
@@ -88,6 +84,8 @@ class TrainConfig:
         for name in ("steps", "batch_size", "checkpoint_every", "log_every", "num_latents"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < SEED_LIMIT:
+            raise ValueError(f"seed must be an integer in [0, 2**63), got {self.seed!r}")
         if self.eval_batches < 0 or self.threads < 0:
             raise ValueError("eval_batches and threads must be >= 0")
         if not self.learning_rate > 0:
@@ -131,8 +129,14 @@ def _coerce(key: str, value: Any, spec: dataclasses.Field) -> Any:
         return value
     if kind is float and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
-    if kind is int and isinstance(value, float) and value.is_integer():
+    if kind is int and isinstance(value, float) and value.is_integer() and abs(value) <= 2**53:
+        # 5e3 -> 5000; beyond 2**53 a float no longer holds every integer (1e30 is not the integer meant)
         return int(value)
+    if kind is int and isinstance(value, float) and value.is_integer():
+        raise ValueError(
+            f"config key {key!r} needs an integer, got {value!r}: a float this large is not an exact "
+            "integer; write the number's digits"
+        )
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise ValueError(f"config key {key!r} needs a {kind.__name__}, got {value!r}")
     return value

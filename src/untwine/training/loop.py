@@ -11,7 +11,10 @@
 ``train(config=None, run_dir, resume=True)`` continues from the last checkpoint and ends with parameters
 bit-identical to an uninterrupted run (same device and thread count), because every source of
 randomness -- model initialisation, data stream, reparameterisation noise -- comes from generators
-seeded from ``config.seed`` and saved in the checkpoint.
+seeded from ``config.seed`` and saved in the checkpoint.  That holds after a kill (SIGKILL, power loss:
+the checkpoint is replaced atomically) and after Ctrl-C (the step under way is finished and
+checkpointed).  The files, the run's lock and the errors about them are in
+:mod:`untwine.training.run_files`.
 """
 
 from __future__ import annotations
@@ -29,13 +32,25 @@ from untwine.data import Batch, BatchStream, get_dataset
 from untwine.models import build_model
 from untwine.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from untwine.training.config import TrainConfig
+from untwine.training.interrupt import TrainingInterrupted, deferred_sigint
+from untwine.training.run_files import (
+    CONFIG_NAME,
+    FINAL_EVAL_NAME,
+    LOCK_NAME,
+    LOG_NAME,
+    RunDirectoryError,
+    RunExistsError,
+    describe_write_error,
+    read_config_file,
+    read_log_lines,
+    remove_stale_temporaries,
+)
 from untwine.training.step import TrainingDivergedError, training_step
 from untwine.utils.io import atomic_write_json, atomic_write_text
+from untwine.utils.locks import directory_lock
 from untwine.utils.versions import git_commit, library_versions
 
-CONFIG_NAME = "config.json"
-LOG_NAME = "log.jsonl"
-FINAL_EVAL_NAME = "final_eval.json"
+__all__ = ["CONFIG_NAME", "FINAL_EVAL_NAME", "LOG_NAME", "RunSeeds", "load_run_config", "train"]
 
 
 @dataclass(frozen=True)
@@ -93,17 +108,13 @@ def _scalar_terms(terms: dict[str, torch.Tensor]) -> dict[str, Any]:
 
 
 class _RunLog:
-    """Append-only JSONL log; on resume, lines after the checkpoint's step are dropped (they will be redone)."""
+    """Append-only JSONL log, started from ``kept_lines`` (on resume: the lines up to the checkpoint's step;
+    the later ones will be redone)."""
 
-    def __init__(self, path: Path, keep_up_to_step: int):
+    def __init__(self, path: Path, kept_lines: list[str]):
         self.path = path
-        if path.exists():
-            kept = [
-                line
-                for line in path.read_text().splitlines()
-                if line.strip() and json.loads(line)["step"] <= keep_up_to_step
-            ]
-            atomic_write_text(path, "".join(line + "\n" for line in kept))
+        if kept_lines or path.exists():
+            atomic_write_text(path, "".join(line + "\n" for line in kept_lines))
         self.handle = path.open("a", encoding="utf-8")
 
     def write(self, record: dict[str, Any]) -> None:
@@ -114,51 +125,98 @@ class _RunLog:
         self.handle.close()
 
 
-def _tensorboard_writer(run_dir: Path):
+def _tensorboard_writer(run_dir: Path, resumed_at: int | None):
+    """TensorBoard events, when the optional package is installed.  On resume, ``purge_step`` makes
+    TensorBoard drop the earlier events after the checkpoint's step (they are redone, as in log.jsonl)."""
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:  # tensorboard is an optional extra
         return None
-    return SummaryWriter(log_dir=str(run_dir / "tensorboard"))
+    purge_step = None if resumed_at is None else resumed_at + 1
+    return SummaryWriter(log_dir=str(run_dir / "tensorboard"), purge_step=purge_step)
+
+
+class _CheckpointTracker:
+    """The step of the last checkpoint on disk (None: none yet), for what errors tell the user."""
+
+    def __init__(self, step: int | None):
+        self.step = step
 
 
 def train(config: TrainConfig | None, run_dir: str | Path, resume: bool = False) -> Path:
     """Train ``config`` into ``run_dir`` (or continue the run there when ``resume``); return ``run_dir``.
 
+    The process holds ``run_dir``'s lock (``.untwine-run.lock``) while it writes the run: a second
+    ``train`` on the same directory raises :class:`~untwine.utils.locks.DirectoryLockedError` naming the
+    holder.  A new run in a directory that holds one raises :class:`RunExistsError`; a directory that
+    cannot be created or written, or a full disk, raises :class:`RunDirectoryError` naming the path (the
+    last checkpoint stays intact: checkpoints are replaced atomically).  On resume, temporaries of killed
+    writes are removed and a partial last line of ``log.jsonl`` is dropped.  Ctrl-C (SIGINT, in the main
+    thread) finishes the step under way, writes its checkpoint and raises :class:`TrainingInterrupted`.
+
     ``config.threads`` (when not 0) sets torch's intra-op thread count for the run; the previous count
     is restored when ``train`` returns.
     """
     run_dir = Path(run_dir)
-    checkpoint_path = run_dir / CHECKPOINT_NAME
-    state: dict[str, Any] | None = None
     if resume:
-        saved = load_run_config(run_dir)
-        if config is not None and config.to_dict() != saved.to_dict():
-            raise ValueError(
-                f"--resume uses the config saved in {run_dir / CONFIG_NAME}; do not pass another one"
-            )
-        config = saved
-        if checkpoint_path.exists():
-            state = load_checkpoint(checkpoint_path)
+        load_run_config(run_dir)  # a missing or corrupt config.json is named before anything is locked
+    elif config is None:
+        raise ValueError("a config is required to start a new run")
     else:
-        if config is None:
-            raise ValueError("a config is required to start a new run")
         config.validate()
-        if (run_dir / CONFIG_NAME).exists():
-            raise FileExistsError(
-                f"{run_dir} already holds a run; continue it with --resume or choose a new directory"
-            )
-
-    threads_before = torch.get_num_threads()
-    if config.threads:
-        torch.set_num_threads(config.threads)
+    tracker = _CheckpointTracker(None)
     try:
-        return _run(config, run_dir, resume, state)
-    finally:
-        torch.set_num_threads(threads_before)
+        with directory_lock(run_dir, LOCK_NAME, f"the run directory {run_dir}"):
+            remove_stale_temporaries(run_dir)
+            if resume:
+                config, state, kept_lines = _resume_state(config, run_dir)
+                tracker.step = None if state is None else int(state["step"])
+            else:
+                if (run_dir / CONFIG_NAME).exists():
+                    raise RunExistsError(
+                        f"{run_dir} already holds a run; continue it with `untwine train --resume {run_dir}` "
+                        "or choose a new directory with --out"
+                    )
+                state, kept_lines = None, []
+            threads_before = torch.get_num_threads()
+            if config.threads:
+                torch.set_num_threads(config.threads)
+            try:
+                return _run(config, run_dir, resume, state, kept_lines, tracker)
+            finally:
+                torch.set_num_threads(threads_before)
+    except RunDirectoryError:
+        raise
+    except OSError as error:
+        described = describe_write_error(error, run_dir, tracker.step)
+        if described is None:
+            raise
+        raise described from error
 
 
-def _run(config: TrainConfig, run_dir: Path, resume: bool, state: dict[str, Any] | None) -> Path:
+def _resume_state(
+    config: TrainConfig | None, run_dir: Path
+) -> tuple[TrainConfig, dict[str, Any] | None, list[str]]:
+    """The saved config, the last checkpoint (None before the first) and the log lines to keep."""
+    saved = load_run_config(run_dir)
+    if config is not None and config.to_dict() != saved.to_dict():
+        raise ValueError(
+            f"--resume uses the config saved in {run_dir / CONFIG_NAME}; do not pass another one"
+        )
+    checkpoint_path = run_dir / CHECKPOINT_NAME
+    state = load_checkpoint(checkpoint_path) if checkpoint_path.exists() else None
+    step = 0 if state is None else int(state["step"])
+    return saved, state, read_log_lines(run_dir / LOG_NAME, keep_up_to_step=step)
+
+
+def _run(
+    config: TrainConfig,
+    run_dir: Path,
+    resume: bool,
+    state: dict[str, Any] | None,
+    kept_lines: list[str],
+    tracker: _CheckpointTracker,
+) -> Path:
     """The run itself, top to bottom: model, optimisers, stream, then steps, logs and checkpoints."""
     checkpoint_path = run_dir / CHECKPOINT_NAME
     device = pick_device(config.device)
@@ -180,7 +238,6 @@ def _run(config: TrainConfig, run_dir: Path, resume: bool, state: dict[str, Any]
         stream.load_state_dict(state["stream"])
         step = int(state["step"])
     if not resume:
-        run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_json(
             run_dir / CONFIG_NAME,
             {
@@ -209,9 +266,19 @@ def _run(config: TrainConfig, run_dir: Path, resume: bool, state: dict[str, Any]
                 "stream": stream.state_dict(),
             },
         )
+        tracker.step = at_step
 
-    log = _RunLog(run_dir / LOG_NAME, keep_up_to_step=step)
-    tensorboard = _tensorboard_writer(run_dir)
+    def diverged_text() -> str:
+        if tracker.step is None:
+            first = min(config.checkpoint_every, config.steps)
+            return (
+                f"no checkpoint was written yet (the first is due at step {first}), so there is nothing to "
+                "resume from; start a new run with a lower learning_rate or other model parameters"
+            )
+        return f"the last good checkpoint, of step {tracker.step}, is kept at {checkpoint_path}"
+
+    log = _RunLog(run_dir / LOG_NAME, kept_lines)
+    tensorboard = _tensorboard_writer(run_dir, step if resume else None)
     memory_format = torch.channels_last if config.channels_last and config.architecture == "conv" else None
     progress = None
     if config.progress:
@@ -229,39 +296,42 @@ def _run(config: TrainConfig, run_dir: Path, resume: bool, state: dict[str, Any]
     interval_start, interval_steps = time.perf_counter(), 0
     model.train()
     try:
-        while step < config.steps:
-            batch = next(stream).to(device, memory_format)
-            try:
-                out = training_step(model, batch, step, generator, optimizers, bf16=config.bf16)
-            except TrainingDivergedError as error:
-                raise TrainingDivergedError(
-                    f"{error}; the last good checkpoint is kept at {checkpoint_path}"
-                ) from None
-            step += 1
-            interval_steps += 1
+        with deferred_sigint() as interrupt:
+            while step < config.steps:
+                batch = next(stream).to(device, memory_format)
+                try:
+                    out = training_step(model, batch, step, generator, optimizers, bf16=config.bf16)
+                except TrainingDivergedError as error:
+                    raise TrainingDivergedError(f"{error}; {diverged_text()}") from None
+                step += 1
+                interval_steps += 1
 
-            if step % config.log_every == 0 or step == config.steps:
-                elapsed = time.perf_counter() - interval_start
-                record = {
-                    "step": step,
-                    "loss": float(out.loss.detach()),
-                    **_scalar_terms(out.terms),
-                    "images_per_second": interval_steps * config.batch_size / max(elapsed, 1e-9),
-                }
-                log.write(record)
-                if tensorboard is not None:
-                    for key, value in record.items():
-                        if isinstance(value, float):
-                            tensorboard.add_scalar(key, value, step)
+                if step % config.log_every == 0 or step == config.steps:
+                    elapsed = time.perf_counter() - interval_start
+                    record = {
+                        "step": step,
+                        "loss": float(out.loss.detach()),
+                        **_scalar_terms(out.terms),
+                        "images_per_second": interval_steps * config.batch_size / max(elapsed, 1e-9),
+                    }
+                    log.write(record)
+                    if tensorboard is not None:
+                        for key, value in record.items():
+                            if isinstance(value, float):
+                                tensorboard.add_scalar(key, value, step)
+                    if progress is not None:
+                        progress.set_postfix(
+                            loss=f"{record['loss']:.2f}", img_s=f"{record['images_per_second']:.0f}"
+                        )
+                    interval_start, interval_steps = time.perf_counter(), 0
                 if progress is not None:
-                    progress.set_postfix(
-                        loss=f"{record['loss']:.2f}", img_s=f"{record['images_per_second']:.0f}"
-                    )
-                interval_start, interval_steps = time.perf_counter(), 0
-            if progress is not None:
-                progress.update(1)
-            if step % config.checkpoint_every == 0 or step == config.steps:
-                checkpoint(step)
+                    progress.update(1)
+                if step % config.checkpoint_every == 0 or step == config.steps:
+                    checkpoint(step)
+                if interrupt.requested:
+                    if tracker.step != step:
+                        checkpoint(step)
+                    raise TrainingInterrupted(step, str(run_dir))
     finally:
         log.close()
         if progress is not None:
@@ -304,8 +374,11 @@ def evaluate_held_out(model, dataset, config: TrainConfig, seed: int, device: to
 
 
 def load_run_config(run_dir: str | Path) -> TrainConfig:
+    """The config saved in ``run_dir``'s config.json (an error naming the file when it is missing or corrupt)."""
     path = Path(run_dir) / CONFIG_NAME
-    if not path.exists():
-        raise FileNotFoundError(f"{run_dir} is not a run directory: {CONFIG_NAME} is missing")
-    data = json.loads(path.read_text())
-    return TrainConfig.from_dict(data["config"])
+    try:
+        return TrainConfig.from_dict(read_config_file(Path(run_dir))["config"])
+    except (TypeError, ValueError) as error:
+        if str(path) in str(error):
+            raise
+        raise ValueError(f"{path}: {error}") from None
