@@ -239,9 +239,6 @@ def test_results_written_before_a_failing_write_stay(run_copy, capsys, monkeypat
     assert written["metric"] == "mig" and 0.0 <= written["values"]["discrete_mig"] <= 1.0
 
 
-@pytest.mark.xfail(
-    strict=True, reason="load_run_config (training, branch rel-train) names the file; remove on merge"
-)
 def test_corrupt_config_is_named(run_copy, capsys):
     (run_copy / "config.json").write_text('{"config": {"model": ')  # cut short, as a power loss leaves it
     assert main(["evaluate", str(run_copy), "--metrics", "mig"]) == 1
