@@ -2,6 +2,7 @@
 their rows, the schema's column names and types, the write lock taken up front, and a forked process."""
 
 import os
+import re
 import sqlite3
 
 import pytest
@@ -10,7 +11,7 @@ import sqlalchemy as sa
 from untwine.studies.definitions import SMOKE_TEST
 from untwine.studies.grid import Selection, expand
 from untwine.studies.records import Evaluation, ModelResult
-from untwine.studies.store import STORE_NAME, ResultStore, open_store, sqlite_engine
+from untwine.studies.store import STORE_NAME, ResultStore, StoreError, open_store, sqlite_engine
 
 # The DDL of the first store (untwine before SQLAlchemy), verbatim: its files must keep working.
 FIRST_SCHEMA = (
@@ -115,7 +116,9 @@ def test_writes_take_the_lock_up_front_and_reads_go_on_while_another_process_wri
     try:
         other.execute("BEGIN IMMEDIATE")  # another writer holds the write lock
         assert store.status_counts()["pending"] == len(specs)  # WAL: readers are not blocked
-        with pytest.raises(sa.exc.OperationalError, match="database is locked"):
+        with pytest.raises(
+            StoreError, match=re.escape(f"the results store {path} cannot be used: database is locked")
+        ):
             store.mark_running(specs[0].model_num)
         other.execute("ROLLBACK")
         store.mark_running(specs[0].model_num)

@@ -13,6 +13,13 @@ a model that was interrupted continues from its last checkpoint (training) and f
 metric files (evaluation); a model that fails is recorded with its error and traceback and the others
 go on (``retry_failed`` runs failed ones again).  Killing the driver loses only the progress of the
 models that were in flight since their last checkpoint.
+
+One driver per study directory: :func:`run_study` holds ``STUDY_DIR/.untwine-driver.lock`` while it runs,
+and a second driver is refused at once, naming the holder (readers -- status, export, report -- take no
+lock).  A run is checked (its study, its store's location, every stored model's config) before it writes
+anything: a refused run leaves ``study.json`` and the store as they were.  ``study.json`` names a SQLite
+store relative to the study directory (a copied directory uses its own copy) and an external database
+by its URL.
 """
 
 from __future__ import annotations
@@ -32,13 +39,21 @@ from untwine.studies.executors import Executor, TaskFunction
 from untwine.studies.grid import RunSpec, Selection, expand
 from untwine.studies.progress import StudyProgress, format_duration
 from untwine.studies.records import Evaluation, ModelResult, ModelTask
-from untwine.studies.store import ResultStore, open_store
+from untwine.studies.store import ResultStore, is_database_url, open_store, sqlite_path
 
 STUDY_FILE = "study.json"
 RUNS_DIR = "runs"
 TRAIN_REPRESENTATION = "train"  # pseudo-representation of the held-out loss terms (final_eval.json)
 FINAL_EVAL_METRIC = "final_eval"
-LOCK_NAME = ".untwine-study.lock"
+LOCK_NAME = ".untwine-study.lock"  # a run directory's, taken by the worker that trains and evaluates it
+# The study directory's, held by the driver.  A name of its own: flock locks on one file conflict even
+# within one process, and the inline executor runs models (and their run locks) in the driver.
+DRIVER_LOCK_NAME = ".untwine-driver.lock"
+
+
+class StudyDirectoryError(ValueError):
+    """A study directory that cannot take this run: it holds another study, or its ``study.json`` names
+    a store that is not its own."""
 
 
 def run_dir_for(study_dir: str | Path, model_num: int) -> Path:
@@ -245,25 +260,85 @@ def required_evaluations(study: Study) -> set[tuple[str, str]]:
     }
 
 
+def _read_study_json(study_dir: Path) -> dict | None:
+    """``study.json`` of ``study_dir`` as a dict (None if there is none); a damaged file is named."""
+    path = study_dir / STUDY_FILE
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, ValueError) as error:
+        raise StudyDirectoryError(
+            f"{path} is not valid JSON ({error}); restore it from a backup, or move the study "
+            "directory away and start the study again in a new one"
+        ) from None
+
+
+def saved_store_target(study_dir: str | Path, saved: str | None) -> str | Path:
+    """What ``open_store`` opens for the store entry ``saved`` of ``study_dir``'s ``study.json``.
+
+    * none: ``study_dir/results.sqlite``;
+    * a database URL: that database;
+    * a relative path (what untwine writes): that file inside ``study_dir``, wherever the directory
+      was copied or moved;
+    * an absolute path (written by earlier versions): as is when it lies inside ``study_dir``;
+      otherwise the directory was copied or moved, and its own file of that name is used.  The named
+      file is never opened from another directory (that would read and write the original study's
+      store); without a file of its own the study is refused, saying so.
+    """
+    study_dir = Path(study_dir)
+    if not saved:
+        return study_dir
+    if is_database_url(saved):
+        return saved
+    path = Path(saved)
+    if not path.is_absolute():
+        return study_dir / path
+    if path.resolve().is_relative_to(study_dir.resolve()):
+        return path
+    own = study_dir / path.name
+    if own.exists():
+        return own
+    raise StudyDirectoryError(
+        f"{study_dir / STUDY_FILE} names the results store {path}, outside this study directory (was it "
+        f"copied or moved?); a study only uses its own store: copy that file to {own} if it holds "
+        "this study's results"
+    )
+
+
 def open_study_store(
     study_dir: str | Path, store: ResultStore | str | None = None
 ) -> tuple[ResultStore, bool]:
-    """(store, opened_here) of a study directory: ``store`` if given (a store, URL or path), else the store
-    recorded in ``study.json`` (a PostgreSQL URL, or the SQLite file if it is still there), else
-    ``study_dir/results.sqlite``."""
-    from untwine.studies.store import is_database_url
-
+    """(store, opened_here) of a study directory: ``store`` if given (a store, URL or path), else the
+    store recorded in ``study.json`` (see :func:`saved_store_target`), else ``study_dir/results.sqlite``."""
     if isinstance(store, ResultStore):
         return store, False
     if store is None:
-        path = Path(study_dir) / STUDY_FILE
-        saved = json.loads(path.read_text()).get("store") if path.exists() else None
-        if saved and (is_database_url(saved) or Path(saved).exists()):
-            store = saved
-    return open_store(store if store is not None else study_dir, Path(study_dir).resolve().name), True
+        saved = _read_study_json(Path(study_dir)) or {}
+        store = saved_store_target(study_dir, saved.get("store"))
+    return open_store(store, Path(study_dir).resolve().name), True
+
+
+def store_entry(study_dir: str | Path, target: str | Path) -> str:
+    """How ``study.json`` names the store ``target`` (a URL, or a SQLite path as ``open_store`` takes
+    it): a URL as is, a SQLite file by its path relative to ``study_dir``.  A SQLite file outside the
+    study directory is refused: a copy of the directory would share it; name external databases by URL."""
+    path = sqlite_path(target)
+    if path is None:
+        return str(target)
+    home = Path(study_dir).resolve()
+    try:
+        return path.resolve().relative_to(home).as_posix()
+    except ValueError:
+        raise StudyDirectoryError(
+            f"a SQLite results store lives in its study directory, and {path} is outside {study_dir}; "
+            "leave --store out to use "
+            f"{Path(study_dir) / 'results.sqlite'}, or name an external database with a postgresql:// URL"
+        ) from None
 
 
 def write_study_file(study_dir: Path, study: Study, selection: Selection, store_location: str) -> None:
+    """``study_dir/study.json``, atomically; ``store_location`` as :func:`store_entry` gives it."""
     from untwine.utils.io import atomic_write_json
     from untwine.utils.versions import git_commit, library_versions
 
@@ -280,14 +355,23 @@ def write_study_file(study_dir: Path, study: Study, selection: Selection, store_
 
 
 def load_study_file(study_dir: str | Path) -> tuple[Study, Selection, str | None]:
-    path = Path(study_dir) / STUDY_FILE
-    if not path.exists():
+    data = _read_study_json(Path(study_dir))
+    if data is None:
         raise FileNotFoundError(
             f"{study_dir} is not a study directory: {STUDY_FILE} is missing "
             "(start one with `untwine study run STUDY --dir DIR`)"
         )
-    data = json.loads(path.read_text())
     return Study.from_dict(data["study"]), Selection.from_dict(data["selection"]), data.get("store")
+
+
+def check_same_study(study_dir: str | Path, study: Study) -> None:
+    """Refuse to run ``study`` in a directory whose ``study.json`` holds another study."""
+    saved = (_read_study_json(Path(study_dir)) or {}).get("study")
+    if saved is not None and saved.get("name") != study.name:
+        raise StudyDirectoryError(
+            f"{study_dir} holds the study {saved.get('name')!r} ({STUDY_FILE}); run {study.name!r} "
+            "in another --dir"
+        )
 
 
 def run_study(
@@ -306,103 +390,145 @@ def run_study(
     """Run (or continue) ``study`` under ``selection`` in ``study_dir``; see the module docstring.
 
     Everything is validated (:func:`untwine.studies.planning.plan_runs`) before anything is written.
+    Then the driver takes the study directory's lock (another driver there raises
+    :class:`untwine.utils.locks.DirectoryLockedError`, naming it) and checks the run against what the
+    directory holds -- the same study (:func:`check_same_study`), a store of its own
+    (:func:`store_entry`), the stored models' training configs
+    (:class:`untwine.studies.store.ConfigMismatchError`) -- still writing nothing; only an accepted run
+    rewrites ``study.json`` and the store's meta data.
     ``executor``: a :mod:`untwine.studies.executors` executor (default: a local pool sized for the
-    machine).  ``store``: a store, a ``postgresql://`` URL, or None for ``study_dir/results.sqlite``.
+    machine).  ``store``: a store, a ``postgresql://`` URL, or None for the store ``study.json`` names
+    (``study_dir/results.sqlite`` for a new study).
     A worker that dies is retried up to ``max_attempts`` times in all, then the model is recorded as failed.
     ``progress``: a bar on terminals, and messages about failed and retried models.
     """
-    from untwine.studies.executors import LocalExecutor, WorkerLost
+    from untwine.studies.executors import LocalExecutor
     from untwine.studies.planning import plan_runs
+    from untwine.utils.locks import directory_lock
 
     selection = selection or Selection()
     study_dir = Path(study_dir)
     specs = plan_runs(study, selection)
-    study_dir.mkdir(parents=True, exist_ok=True)
-    store, owns_store = open_study_store(study_dir, store)
+    if store is not None:  # a store named here is checked before the directory is made
+        store_entry(study_dir, store.target if isinstance(store, ResultStore) else store)
     owns_executor = executor is None
     executor = executor or LocalExecutor()
-    task_fn = task_fn or run_model
-    started = time.perf_counter()
     try:
-        write_study_file(study_dir, study, selection, store.target)
-        store.set_meta("study", study.to_dict())
-        store.set_meta("selection", selection.to_dict())
-        store.register_runs(specs)
-        store.reset_interrupted()
-        rows = {r["model_num"]: r for r in store.runs([s.model_num for s in specs])}
-        evaluated = store.evaluated_all()
-        needed = required_evaluations(study)
-        todo, done, failed = [], 0, 0
-        for spec in specs:
-            row = rows[spec.model_num]
-            if row["status"] == "done" and needed <= evaluated.get(spec.model_num, set()):
-                done += 1
-            elif row["status"] == "failed" and not retry_failed:
-                failed += 1
-            else:
-                todo.append(spec)
-        display = StudyProgress(len(specs), done, failed, stream=stream, enabled=progress)
-        display.message(
-            f"{study.name}: {len(specs)} models in {study_dir} ({len(todo)} to run, {done} done, "
-            f"{failed} failed{'' if retry_failed or not failed else ' -- --retry-failed runs them again'}); "
-            f"{executor.describe()}"
-        )
-        attempts: dict[int, int] = {}
-        in_flight: dict[Any, RunSpec] = {}
-        queue = list(todo)
-        failures: list[ModelResult] = []
-        ran = 0
-        try:
-            while queue or in_flight:
-                while queue and len(in_flight) < executor.slots:
-                    spec = queue.pop(0)
-                    attempts[spec.model_num] = attempts.get(spec.model_num, 0) + 1
-                    store.mark_running(spec.model_num, executor.name)
-                    task = make_task(spec, study, study_dir, device, executor.threads)
-                    in_flight[executor.submit(task_fn, task)] = spec
-                    display.started()
-                for completion in executor.wait(list(in_flight), timeout=5.0):
-                    spec = in_flight.pop(completion.handle)
-                    result = completion.result
-                    if completion.error is not None:
-                        if (
-                            isinstance(completion.error, WorkerLost)
-                            and attempts[spec.model_num] < max_attempts
-                        ):
-                            queue.insert(0, spec)  # resumes from its checkpoint
-                            display.requeued(f"model {spec.model_num}: {completion.error}; retrying")
-                            continue
-                        result = ModelResult.failure(spec.model_num, completion.error, executor.name)
-                    ran += 1
-                    store.record(result)
-                    if result.ok:
-                        display.finished(ok=True)
-                    else:
-                        failures.append(result)
-                        display.finished(ok=False, message=f"model {spec.model_num} failed: {result.error}")
-        except (
-            BaseException
-        ):  # Ctrl-C, or an error of the driver itself: the models in flight go back to pending
-            executor.shutdown(cancel=True)
-            store.reset_interrupted()
-            raise
-        finally:
-            display.close()
-        counts = store.status_counts([s.model_num for s in specs])
-        return StudySummary(
-            study_dir,
-            len(specs),
-            counts["done"],
-            counts["failed"],
-            ran,
-            time.perf_counter() - started,
-            failures,
-        )
+        with directory_lock(study_dir, DRIVER_LOCK_NAME, f"the study directory {study_dir}"):
+            check_same_study(study_dir, study)
+            store, owns_store = open_study_store(study_dir, store)
+            try:
+                store.check_integrity()
+                store.check_configs(specs)
+                # Accepted: from here on the run writes.
+                write_study_file(study_dir, study, selection, store_entry(study_dir, store.target))
+                store.set_meta("study", study.to_dict())
+                store.set_meta("selection", selection.to_dict())
+                store.register_runs(specs)
+                store.reset_interrupted()
+                return _drive(
+                    study,
+                    study_dir,
+                    specs,
+                    executor,
+                    store,
+                    retry_failed,
+                    progress,
+                    device,
+                    max_attempts,
+                    stream,
+                    task_fn or run_model,
+                )
+            finally:
+                if owns_store:
+                    store.close()
     finally:
         if owns_executor:
             executor.shutdown()
-        if owns_store:
-            store.close()
+
+
+def _drive(
+    study: Study,
+    study_dir: Path,
+    specs: list[RunSpec],
+    executor: Executor,
+    store: ResultStore,
+    retry_failed: bool,
+    progress: bool,
+    device: str,
+    max_attempts: int,
+    stream: TextIO | None,
+    task_fn: TaskFunction,
+) -> StudySummary:
+    """The driver's loop over an accepted, registered run: hand the models to the executor, store what
+    comes back, retry lost workers."""
+    from untwine.studies.executors import WorkerLost
+
+    started = time.perf_counter()
+    rows = {r["model_num"]: r for r in store.runs([s.model_num for s in specs])}
+    evaluated = store.evaluated_all()
+    needed = required_evaluations(study)
+    todo, done, failed = [], 0, 0
+    for spec in specs:
+        row = rows[spec.model_num]
+        if row["status"] == "done" and needed <= evaluated.get(spec.model_num, set()):
+            done += 1
+        elif row["status"] == "failed" and not retry_failed:
+            failed += 1
+        else:
+            todo.append(spec)
+    display = StudyProgress(len(specs), done, failed, stream=stream, enabled=progress)
+    display.message(
+        f"{study.name}: {len(specs)} models in {study_dir} ({len(todo)} to run, {done} done, "
+        f"{failed} failed{'' if retry_failed or not failed else ' -- --retry-failed runs them again'}); "
+        f"{executor.describe()}"
+    )
+    attempts: dict[int, int] = {}
+    in_flight: dict[Any, RunSpec] = {}
+    queue = list(todo)
+    failures: list[ModelResult] = []
+    ran = 0
+    try:
+        while queue or in_flight:
+            while queue and len(in_flight) < executor.slots:
+                spec = queue.pop(0)
+                attempts[spec.model_num] = attempts.get(spec.model_num, 0) + 1
+                store.mark_running(spec.model_num, executor.name)
+                task = make_task(spec, study, study_dir, device, executor.threads)
+                in_flight[executor.submit(task_fn, task)] = spec
+                display.started()
+            for completion in executor.wait(list(in_flight), timeout=5.0):
+                spec = in_flight.pop(completion.handle)
+                result = completion.result
+                if completion.error is not None:
+                    if isinstance(completion.error, WorkerLost) and attempts[spec.model_num] < max_attempts:
+                        queue.insert(0, spec)  # resumes from its checkpoint
+                        display.requeued(f"model {spec.model_num}: {completion.error}; retrying")
+                        continue
+                    result = ModelResult.failure(spec.model_num, completion.error, executor.name)
+                ran += 1
+                store.record(result)
+                if result.ok:
+                    display.finished(ok=True)
+                else:
+                    failures.append(result)
+                    display.finished(ok=False, message=f"model {spec.model_num} failed: {result.error}")
+    except BaseException:  # Ctrl-C, or an error of the driver itself: the models in flight go back to pending
+        executor.shutdown(cancel=True)
+        store.reset_interrupted()
+        raise
+    finally:
+        display.close()
+    counts = store.status_counts([s.model_num for s in specs])
+    return StudySummary(
+        study_dir,
+        len(specs),
+        counts["done"],
+        counts["failed"],
+        ran,
+        time.perf_counter() - started,
+        failures,
+    )
 
 
 def study_status(study_dir: str | Path, store: ResultStore | str | None = None) -> dict[str, Any]:

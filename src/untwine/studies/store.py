@@ -36,6 +36,10 @@ What SQLAlchemy leaves to us, and why:
 * A forked process must not use its parent's pooled connections: the engine's pool is dropped
   (``Engine.dispose(close=False)``, as SQLAlchemy advises for multiprocessing) when the store is first
   used in another process.
+
+A SQLite error (a file that is not a database, a malformed or truncated one, a locked or unreadable one)
+comes out of every read and write as a :class:`StoreError` that names the file and says what to do; the
+failed statement changes nothing.
 """
 
 from __future__ import annotations
@@ -132,6 +136,28 @@ class ConfigMismatchError(ValueError):
     """The store already holds this model_num with a different training config."""
 
 
+class StoreError(RuntimeError):
+    """A SQLite results store that cannot be read or written (corrupt, not a database, locked, ...)."""
+
+
+# SQLite's messages for a file whose pages cannot be trusted (not a database, truncated, overwritten).
+_CORRUPT_MESSAGES = ("file is not a database", "malformed", "not a database", "file is encrypted")
+
+
+def _sqlite_error(path: str, error: BaseException) -> StoreError:
+    """A one-line :class:`StoreError` for a SQLite error on the store at ``path``."""
+    reason = str(getattr(error, "orig", None) or error).splitlines()[0]
+    if any(text in reason for text in _CORRUPT_MESSAGES):
+        study_dir = Path(path).parent
+        return StoreError(
+            f"the results store {path} is damaged or not a SQLite database ({reason}); it was left as "
+            f"it is. Restore it from a backup, or move it away and run `untwine study run --dir "
+            f"{study_dir}` again to rebuild it from the run directories (trained models and metric "
+            "files are reused)"
+        )
+    return StoreError(f"the results store {path} cannot be used: {reason}")
+
+
 def flatten_values(values: Mapping[str, Any], prefix: str = "") -> Iterator[tuple[str, float | None]]:
     """Numbers of a (nested) metric ``values`` dict as ``(key, number)``; nested keys joined with ``/``,
     list items by index; strings and other non-numbers skipped; NaN/inf -> None."""
@@ -179,16 +205,39 @@ class ResultStore:
         return self.engine
 
     @contextmanager
+    def _naming_sqlite_errors(self) -> Iterator[None]:
+        """SQLite errors become a :class:`StoreError` naming the file (PostgreSQL's pass unchanged:
+        their messages name the server)."""
+        try:
+            yield
+        except sa.exc.DBAPIError as error:
+            if self.engine.dialect.name != "sqlite":
+                raise
+            raise _sqlite_error(self.location, error) from error
+
+    @contextmanager
     def _writing(self) -> Iterator[Connection]:
         """One write transaction (on SQLite it takes the write lock up front); commits on success."""
-        with self._engine().connect() as connection:
+        with self._naming_sqlite_errors(), self._engine().connect() as connection:
             connection.execution_options(**{_SQLITE_BEGIN: "BEGIN IMMEDIATE"})
             with connection.begin():
                 yield connection
 
     def _read(self, statement) -> list[tuple]:
-        with self._engine().connect() as connection:
+        with self._naming_sqlite_errors(), self._engine().connect() as connection:
             return [tuple(row) for row in connection.execute(statement)]
+
+    def check_integrity(self) -> None:
+        """Raise :class:`StoreError` if SQLite finds a damaged page anywhere in the file (``PRAGMA
+        quick_check``: it reads every page, so it costs about one read of the file; nothing for
+        PostgreSQL).  The driver calls it before its first write, so that it never writes into a damaged
+        file; readers meet the damage, if any, in the pages they read."""
+        if self.engine.dialect.name != "sqlite":
+            return
+        problems = [row[0] for row in self._read(sa.text("PRAGMA quick_check"))]
+        if problems != ["ok"]:
+            detail = " ".join(" ".join(problems).split())  # one line: quick_check's rows hold newlines
+            raise _sqlite_error(self.location, RuntimeError(f"malformed: {detail[:200]}"))
 
     def close(self) -> None:
         self.engine.dispose()
@@ -214,19 +263,32 @@ class ResultStore:
         return json.loads(rows[0][0]) if rows else default
 
     # -- runs -------------------------------------------------------------------------------------------
-    def register_runs(self, specs: Iterable[Any]) -> int:
-        """Insert runs not yet in the store as ``pending``; check the config of those that are.
+    def check_configs(self, specs: Iterable[Any]) -> dict[int, str]:
+        """Raise :class:`ConfigMismatchError` if a model_num of ``specs`` is stored with another config
+        hash (a different --steps or --set into the same study directory); writes nothing.  Returns
+        the stored ``{model_num: config_hash}``."""
+        existing = dict(self._read(sa.select(RUNS.c.model_num, RUNS.c.config_hash)))
+        for spec in specs:
+            stored = existing.get(spec.model_num)
+            if stored is not None and stored != spec.config_hash:
+                raise ConfigMismatchError(
+                    f"model_num {spec.model_num} is already stored with another training config "
+                    f"(hash {stored}, now {spec.config_hash}); use a new study directory for other "
+                    "settings (--steps, --set) or delete the old results"
+                )
+        return existing
 
-        Returns the number of new runs.  A model_num stored with another config hash raises
-        :class:`ConfigMismatchError` (a different --steps or --set into the same study directory).
+    def register_runs(self, specs: Iterable[Any]) -> int:
+        """Insert runs not yet in the store as ``pending``, after :meth:`check_configs` of all of them.
+
+        Returns the number of new runs.
         """
         specs = list(specs)
-        existing = dict(self._read(sa.select(RUNS.c.model_num, RUNS.c.config_hash)))
+        existing = self.check_configs(specs)
         now = time.time()
         new_runs = []
         for spec in specs:
-            stored = existing.get(spec.model_num)
-            if stored is None:
+            if spec.model_num not in existing:
                 new_runs.append(
                     {
                         "model_num": spec.model_num,
@@ -242,12 +304,6 @@ class ResultStore:
                         "attempts": 0,
                         "created_at": now,
                     }
-                )
-            elif stored != spec.config_hash:
-                raise ConfigMismatchError(
-                    f"model_num {spec.model_num} is already stored with another training config "
-                    f"(hash {stored}, now {spec.config_hash}); use a new study directory for other "
-                    "settings (--steps, --set) or delete the old results"
                 )
         if new_runs:
             with self._writing() as connection:
@@ -469,6 +525,15 @@ def is_database_url(target: str | Path) -> bool:
     return str(target).startswith(("postgresql://", "postgres://"))
 
 
+def sqlite_path(target: str | Path) -> Path | None:
+    """The SQLite file :func:`open_store` opens for ``target`` (None for a database URL): a ``.sqlite``,
+    ``.db`` or ``.sqlite3`` path as given, any other path as a study directory holding ``results.sqlite``."""
+    if is_database_url(target):
+        return None
+    path = Path(target)
+    return path if path.suffix in (".sqlite", ".db", ".sqlite3") else path / STORE_NAME
+
+
 def open_store(target: str | Path, study_id: str | None = None) -> ResultStore:
     """A store from a study directory (``DIR/results.sqlite``), a ``.sqlite``/``.db`` file or a
     ``postgresql://`` URL (schema ``untwine_<study id>`` unless the URL ends in ``#schema``)."""
@@ -489,9 +554,7 @@ def open_store(target: str | Path, study_id: str | None = None) -> ResultStore:
             target=url._replace(password=None).render_as_string(hide_password=False) + "#" + schema,
             schema=schema,
         )
-    path = Path(text)
-    if path.suffix not in (".sqlite", ".db", ".sqlite3"):
-        path = path / STORE_NAME
+    path = sqlite_path(text)
     path.parent.mkdir(parents=True, exist_ok=True)
     return ResultStore(sqlite_engine(path), location=str(path), target=str(path.resolve()))
 
