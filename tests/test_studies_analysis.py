@@ -16,7 +16,7 @@ from untwine.studies import analysis as A
 from untwine.studies.definitions import UNSUPERVISED_STUDY_V1
 from untwine.studies.grid import Selection, expand
 from untwine.studies.records import Evaluation, ModelResult
-from untwine.studies.runner import write_study_file
+from untwine.studies.runner import store_entry, write_study_file
 from untwine.studies.store import open_store
 
 try:  # the run report's Chromium helpers (tests/test_report.py)
@@ -117,7 +117,7 @@ def _fill_store(study_dir, seed=0):
     """A synthetic store for a scaled v1 study: MIG/DCI grow with the value, sampled TC falls, mean TC rises."""
     selection = Selection(datasets=("procedural_dsprites",), values=(0, 2, 5), seeds=(0, 1, 2), steps=1000)
     specs = expand(UNSUPERVISED_STUDY_V1, selection)
-    write_study_file(study_dir, UNSUPERVISED_STUDY_V1, selection, "synthetic")
+    write_study_file(study_dir, UNSUPERVISED_STUDY_V1, selection, store_entry(study_dir, study_dir))
     rng = np.random.default_rng(seed)
     with open_store(study_dir) as store:
         store.register_runs(specs)
