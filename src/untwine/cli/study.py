@@ -162,7 +162,10 @@ def register(subparsers) -> None:
         description="Train, postprocess (mean and sampled representations) and evaluate every "
         "model of STUDY, storing results in DIR/results.sqlite (or --store). Re-running the "
         "same command continues: finished models are skipped, interrupted ones resume from "
-        "their checkpoints. Without STUDY, continues the study saved in DIR.",
+        "their checkpoints. Without STUDY, continues the study saved in DIR.\n\n"
+        "One driver per directory: a second `study run` on DIR is refused while one runs, naming it "
+        "(status, export and report still work). A run that is refused (another study, another "
+        "--steps or --set for stored models, a damaged store) changes nothing in DIR.",
     )
     p.add_argument(
         "study", nargs="?", help="study name (see `untwine study list`); omit to continue DIR's study"
@@ -170,7 +173,8 @@ def register(subparsers) -> None:
     p.add_argument("--dir", type=Path, help="study directory (default studies/STUDY)")
     p.add_argument(
         "--store",
-        help="postgresql://user@host/db URL for a shared results database (default: DIR/results.sqlite)",
+        help="postgresql://user@host/db URL for a shared results database (default: DIR/results.sqlite; "
+        "a SQLite store always lives in DIR, so that a copy of DIR uses its own)",
     )
     p.add_argument("--dry-run", action="store_true", help="list the runs and exit")
     _selection_flags(p)
