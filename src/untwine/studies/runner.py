@@ -40,6 +40,7 @@ from untwine.studies.grid import RunSpec, Selection, expand
 from untwine.studies.progress import StudyProgress, format_duration
 from untwine.studies.records import Evaluation, ModelResult, ModelTask
 from untwine.studies.store import ResultStore, is_database_url, open_store, sqlite_path
+from untwine.utils.locks import directory_lock
 
 STUDY_FILE = "study.json"
 RUNS_DIR = "runs"
@@ -78,24 +79,6 @@ def make_task(
         metric_seed=int(study.metric_seed),
         fast=bool(study.fast),
     )
-
-
-@contextlib.contextmanager
-def _run_lock(run_dir: Path):
-    """Exclusive lock on a run directory: two processes never train or evaluate the same model at once
-    (an orphan of a killed driver, say, is still finishing when the re-run starts it again)."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: no lock
-        yield
-        return
-    with open(run_dir / LOCK_NAME, "a+") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def _train_or_resume(task: ModelTask, run_dir: Path) -> None:
@@ -212,7 +195,9 @@ def run_model(task: ModelTask) -> ModelResult:
 
             torch.set_num_threads(task.threads)
             limits = threadpool_limits(task.threads)
-        with _run_lock(run_dir), limits:
+        # Two processes never train or evaluate the same model at once (an orphan of a killed driver,
+        # say, is still finishing when the re-run starts it again): the second waits for the first.
+        with directory_lock(run_dir, LOCK_NAME, f"the run directory {run_dir}", wait=True), limits:
             _train_or_resume(task, run_dir)
             train_seconds = time.perf_counter() - started
             middle = time.perf_counter()
@@ -404,7 +389,6 @@ def run_study(
     """
     from untwine.studies.executors import LocalExecutor
     from untwine.studies.planning import plan_runs
-    from untwine.utils.locks import directory_lock
 
     selection = selection or Selection()
     study_dir = Path(study_dir)
