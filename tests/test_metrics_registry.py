@@ -32,6 +32,7 @@ def test_each_spec_owns_its_defaults_docs_and_place_in_the_run_order():
         "factor_vae_metric",
         "beta_vae_sklearn",
         "dci",
+        "unified_scores",
         "downstream_task_boosted_trees",
         "downstream_task_logistic_regression",
         "fairness",
@@ -41,6 +42,7 @@ def test_each_spec_owns_its_defaults_docs_and_place_in_the_run_order():
         "fairness",
         "downstream_task_boosted_trees",
         "downstream_task_logistic_regression",
+        "unified_scores",
     }
     assert {spec.name for spec in SPECS if not spec.shared_sample} == {
         "beta_vae_sklearn",

@@ -37,6 +37,7 @@ SMALL_PARAMS = {
     "beta_vae_sklearn": {"num_train": 300, "num_eval": 200},
     "factor_vae_metric": {"num_train": 300, "num_eval": 200, "num_variance_estimate": 500},
     "fairness": {"num_train": 600, "num_test_points_per_class": 20},
+    "unified_scores": {"num_train": 600, "num_test": 300},
 }
 
 
@@ -123,6 +124,13 @@ def test_runner_writes_results_shares_samples_and_fits(tmp_path):
     downstream = results["downstream_task_boosted_trees"]["values"]
     assert downstream["600:mean_test_accuracy"] == results["dci"]["values"]["informativeness_test"]
     assert downstream["600:mean_train_accuracy"] == results["dci"]["values"]["informativeness_train"]
+    # The unified scores aggregate DCI's importance matrix (the same fits) and MIG's MI matrix.
+    unified = results["unified_scores"]["values"]
+    assert unified["importance_gbt_matrix.dci_disentanglement"] == results["dci"]["values"]["disentanglement"]
+    assert unified["importance_gbt_matrix.dci_completeness"] == results["dci"]["values"]["completeness"]
+    assert unified["mutual_information_matrix.mig"] == pytest.approx(
+        results["mig"]["values"]["discrete_mig"], abs=1e-12
+    )
     # Every distinct image (here: factor combination, 4 x 5 x 6 = 120) was encoded exactly once: the
     # BetaVAE and FactorVAE scores draw far more than twice the grid, so it was encoded up front.
     assert len(representation.seen) == len(set(representation.seen)) == 120

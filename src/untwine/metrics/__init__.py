@@ -6,7 +6,7 @@ Two layers (docs/metrics.md lists every metric, its parameters, keys and differe
   arrays where the metric uses a split, returning dicts with dlib's result keys; ``return_matrices=True``
   also returns the matrices behind the score (MI matrix, DCI importance matrix, ...):
   :func:`mig`, :func:`dci`, :func:`sap`, :func:`modularity_explicitness`, :func:`irs`,
-  :func:`unsupervised_scores`, :func:`downstream_task`, :func:`udr`, :func:`mutual_info_matrix`.
+  :func:`unsupervised_scores`, :func:`downstream_task`, :func:`unified_scores`, :func:`udr`, :func:`mutual_info_matrix`.
 * **Dataset layer** -- ``metric(dataset, representation_fn, rng, **params)`` for the scores that sample
   or intervene on factors: :func:`beta_vae_score`, :func:`factor_vae_score`, :func:`fairness`,
   :func:`udr_score`; and the runner :func:`evaluate_representation`, which samples shared train/test
@@ -38,6 +38,7 @@ from untwine.metrics.runner import evaluate_representation
 from untwine.metrics.sap import sap
 from untwine.metrics.spec import MetricSpec
 from untwine.metrics.udr import udr, udr_score
+from untwine.metrics.unified_scores import unified_scores
 from untwine.metrics.unsupervised import (
     gaussian_total_correlation,
     gaussian_wasserstein_correlation,
@@ -73,5 +74,6 @@ __all__ = [
     "sap",
     "udr",
     "udr_score",
+    "unified_scores",
     "unsupervised_scores",
 ]

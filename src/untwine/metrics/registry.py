@@ -21,6 +21,7 @@ from untwine.metrics.mig import SPEC as MIG
 from untwine.metrics.modularity_explicitness import SPEC as MODULARITY_EXPLICITNESS
 from untwine.metrics.sap import SPEC as SAP
 from untwine.metrics.spec import MetricSpec
+from untwine.metrics.unified_scores import SPEC as UNIFIED_SCORES
 from untwine.metrics.unsupervised import SPEC as UNSUPERVISED
 
 SPECS: tuple[MetricSpec, ...] = (
@@ -35,6 +36,7 @@ SPECS: tuple[MetricSpec, ...] = (
     BOOSTED_TREES_SPEC,
     IRS,
     FAIRNESS,
+    UNIFIED_SCORES,
 )
 METRICS: dict[str, MetricSpec] = {spec.name: spec for spec in SPECS}
 
@@ -52,7 +54,7 @@ STUDY = (
 PRESETS: dict[str, tuple[str, ...]] = {
     "study": STUDY,  # disentanglement_lib's unsupervised_study_v1 metric configs
     "fairness_study": (*STUDY, "fairness"),  # fairness_study_v1 metric configs
-    "all": (*STUDY, "fairness", "irs"),
+    "all": (*STUDY, "fairness", "irs", "unified_scores"),
 }
 ALIASES: dict[str, str] = {alias: spec.name for spec in SPECS for alias in spec.aliases}
 
