@@ -36,6 +36,8 @@ def test_each_spec_owns_its_defaults_docs_and_place_in_the_run_order():
         "downstream_task_boosted_trees",
         "downstream_task_logistic_regression",
         "fairness",
+        "reduced_downstream_task",
+        "strong_downstream_task",
     ]
     assert {spec.name for spec in SPECS if spec.fits_classifiers} == {
         "dci",
@@ -47,6 +49,7 @@ def test_each_spec_owns_its_defaults_docs_and_place_in_the_run_order():
     assert {spec.name for spec in SPECS if not spec.shared_sample} == {
         "beta_vae_sklearn",
         "factor_vae_metric",
+        "strong_downstream_task",
     }
     assert (
         ALIASES["sap"] == "sap_score"

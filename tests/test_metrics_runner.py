@@ -38,6 +38,8 @@ SMALL_PARAMS = {
     "factor_vae_metric": {"num_train": 300, "num_eval": 200, "num_variance_estimate": 500},
     "fairness": {"num_train": 600, "num_test_points_per_class": 20},
     "unified_scores": {"num_train": 600, "num_test": 300},
+    "reduced_downstream_task": {"num_train": [100], "num_test": 100},
+    "strong_downstream_task": {"num_train": [100], "num_test": 100, "n_experiment": 1},
 }
 
 

@@ -439,10 +439,12 @@ def test_evaluation_choices_change_the_study():
     study = apply_evaluation(SMOKE_TEST, EvaluationChoice(metrics=("sap", "beta_vae")))
     assert study.metrics == ("sap_score", "beta_vae_sklearn") and study.metric_params == {}
     assert apply_evaluation(SMOKE_TEST, EvaluationChoice(metrics=("study",))).metrics == V1.metrics
-    assert apply_evaluation(SMOKE_TEST, EvaluationChoice(metrics=("all",))).metrics[-3:] == (
+    assert apply_evaluation(SMOKE_TEST, EvaluationChoice(metrics=("all",))).metrics[-5:] == (
         "fairness",
         "irs",
         "unified_scores",
+        "reduced_downstream_task",
+        "strong_downstream_task",
     )
     with pytest.raises(ValueError, match="METRIC.KEY=VALUE"):
         parse_metric_params(["num_train=3"])

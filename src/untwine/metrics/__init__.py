@@ -6,9 +6,9 @@ Two layers (docs/metrics.md lists every metric, its parameters, keys and differe
   arrays where the metric uses a split, returning dicts with dlib's result keys; ``return_matrices=True``
   also returns the matrices behind the score (MI matrix, DCI importance matrix, ...):
   :func:`mig`, :func:`dci`, :func:`sap`, :func:`modularity_explicitness`, :func:`irs`,
-  :func:`unsupervised_scores`, :func:`downstream_task`, :func:`unified_scores`, :func:`udr`, :func:`mutual_info_matrix`.
+  :func:`unsupervised_scores`, :func:`downstream_task`, :func:`unified_scores`, :func:`reduced_downstream_task`, :func:`udr`, :func:`mutual_info_matrix`.
 * **Dataset layer** -- ``metric(dataset, representation_fn, rng, **params)`` for the scores that sample
-  or intervene on factors: :func:`beta_vae_score`, :func:`factor_vae_score`, :func:`fairness`,
+  or intervene on factors: :func:`beta_vae_score`, :func:`factor_vae_score`, :func:`fairness`, :func:`strong_downstream_task`,
   :func:`udr_score`; and the runner :func:`evaluate_representation`, which samples shared train/test
   codes once (encoding each distinct image once) and writes one JSON per metric.
 
@@ -32,11 +32,13 @@ from untwine.metrics.irs import irs
 from untwine.metrics.mig import mig
 from untwine.metrics.modularity_explicitness import modularity_explicitness
 from untwine.metrics.output import ResultWriteError
+from untwine.metrics.reduced_downstream import reduced_downstream_task
 from untwine.metrics.registry import METRICS, PRESETS, resolve_metrics, resolve_parameters
 from untwine.metrics.representation import CodeCache, CodeSource
 from untwine.metrics.runner import evaluate_representation
 from untwine.metrics.sap import sap
 from untwine.metrics.spec import MetricSpec
+from untwine.metrics.strong_downstream import strong_downstream_task
 from untwine.metrics.udr import udr, udr_score
 from untwine.metrics.unified_scores import unified_scores
 from untwine.metrics.unsupervised import (
@@ -69,9 +71,11 @@ __all__ = [
     "mig",
     "modularity_explicitness",
     "mutual_info_matrix",
+    "reduced_downstream_task",
     "resolve_metrics",
     "resolve_parameters",
     "sap",
+    "strong_downstream_task",
     "udr",
     "udr_score",
     "unified_scores",

@@ -19,8 +19,10 @@ from untwine.metrics.fairness import SPEC as FAIRNESS
 from untwine.metrics.irs import SPEC as IRS
 from untwine.metrics.mig import SPEC as MIG
 from untwine.metrics.modularity_explicitness import SPEC as MODULARITY_EXPLICITNESS
+from untwine.metrics.reduced_downstream import SPEC as REDUCED_DOWNSTREAM
 from untwine.metrics.sap import SPEC as SAP
 from untwine.metrics.spec import MetricSpec
+from untwine.metrics.strong_downstream import SPEC as STRONG_DOWNSTREAM
 from untwine.metrics.unified_scores import SPEC as UNIFIED_SCORES
 from untwine.metrics.unsupervised import SPEC as UNSUPERVISED
 
@@ -37,6 +39,8 @@ SPECS: tuple[MetricSpec, ...] = (
     IRS,
     FAIRNESS,
     UNIFIED_SCORES,
+    REDUCED_DOWNSTREAM,
+    STRONG_DOWNSTREAM,
 )
 METRICS: dict[str, MetricSpec] = {spec.name: spec for spec in SPECS}
 
@@ -54,7 +58,7 @@ STUDY = (
 PRESETS: dict[str, tuple[str, ...]] = {
     "study": STUDY,  # disentanglement_lib's unsupervised_study_v1 metric configs
     "fairness_study": (*STUDY, "fairness"),  # fairness_study_v1 metric configs
-    "all": (*STUDY, "fairness", "irs", "unified_scores"),
+    "all": (*STUDY, "fairness", "irs", "unified_scores", "reduced_downstream_task", "strong_downstream_task"),
 }
 ALIASES: dict[str, str] = {alias: spec.name for spec in SPECS for alias in spec.aliases}
 

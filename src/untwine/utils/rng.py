@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import numpy as np
 
-RandomLike = int | np.random.Generator | None
+RandomLike = int | np.random.Generator | np.random.RandomState | None
 
 
 def as_generator(rng: RandomLike) -> np.random.Generator:
     """Return ``rng`` if it is a Generator, else a new PCG64 Generator seeded with it.
 
-    ``None`` is rejected on purpose: an unseeded draw would make results irreproducible.
+    A ``numpy.random.RandomState`` (what disentanglement_lib-style code passes) is accepted: the
+    Generator is seeded with one draw from it, so the caller's stream advances and the same
+    RandomState state always gives the same draws (they are not the draws the RandomState itself would
+    have made).  ``None`` is rejected on purpose: an unseeded draw would make results irreproducible.
     """
     if isinstance(rng, np.random.Generator):
         return rng
@@ -24,4 +27,8 @@ def as_generator(rng: RandomLike) -> np.random.Generator:
         )
     if isinstance(rng, int | np.integer):
         return np.random.default_rng(int(rng))
-    raise TypeError(f"rng must be an int seed or numpy.random.Generator, got {type(rng).__name__}")
+    if isinstance(rng, np.random.RandomState):
+        return np.random.default_rng(int(rng.randint(0, 2**63 - 1, dtype=np.int64)))
+    raise TypeError(
+        f"rng must be an int seed, numpy.random.Generator or numpy.random.RandomState, got {type(rng).__name__}"
+    )
