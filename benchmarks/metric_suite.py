@@ -68,7 +68,7 @@ def run(case: str, suite: str, fast: bool, n_jobs: int, seed: int) -> dict:
         seed=seed,
         fast=fast,
         n_jobs=n_jobs,
-        stochastic=toy.is_stochastic(family),
+        deterministic=not toy.is_stochastic(family),
     )
     wall = time.perf_counter() - start
     main_cpu = time.process_time() - cpu

@@ -205,7 +205,11 @@ def mean_over_seeds(function, case: str, keys, **kwargs) -> dict:
     dataset = toy.ToyDataset(space)
     runs = [
         function(
-            dataset, toy.family_fn(space, family, seed), seed, stochastic=toy.is_stochastic(family), **kwargs
+            dataset,
+            toy.family_fn(space, family, seed),
+            seed,
+            deterministic=not toy.is_stochastic(family),
+            **kwargs,
         )
         for seed in SEEDS
     ]
@@ -253,7 +257,7 @@ def test_fast_fairness_agrees_statistically(case):
         toy.ToyDataset(space),
         toy.family_fn(space, family, 0),
         0,
-        stochastic=toy.is_stochastic(family),
+        deterministic=not toy.is_stochastic(family),
         fast=True,
     )
     for key in FAIRNESS_KEYS:
@@ -269,7 +273,7 @@ def test_fairness_agrees_statistically(case):
         toy.ToyDataset(space),
         toy.family_fn(space, family, 0),
         0,
-        stochastic=toy.is_stochastic(family),
+        deterministic=not toy.is_stochastic(family),
         n_jobs=2,
     )
     for key in FAIRNESS_KEYS + ["max_fairness:mean_pred:mean_sens"]:

@@ -46,6 +46,8 @@ SMALL_PARAMS = {
 class Counting:
     """A deterministic representation that records every factor row (= toy image) it encodes."""
 
+    deterministic = True  # declared: no probe encodes, so every encoded image is a metric's
+
     def __init__(self, family="nonlinear"):
         self.fn = toy.family_fn("small", family)
         self.seen: list[tuple] = []
@@ -57,6 +59,8 @@ class Counting:
 
 class Gaussian:
     """A Gaussian encoder: mean = the nonlinear family's codes, fixed log-variances."""
+
+    deterministic = True
 
     def __init__(self):
         self.fn = toy.family_fn("small", "nonlinear")
@@ -264,7 +268,49 @@ def test_no_cache_for_random_images_or_stochastic_representations():
     source.codes(factors, 0)
     source.codes(factors, 0)
     assert not source.cached and source.stats()["images_encoded"] == 600 == len(representation.seen)
-    assert not CodeSource(toy.ToyDataset("small"), representation, stochastic=True).cached
+    assert not CodeSource(toy.ToyDataset("small"), representation, deterministic=False).cached
+
+
+class Noisy:
+    """An external encoder that samples internally: fresh noise at every call, from its own generator."""
+
+    def __init__(self, seed: int = 0):
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, images):
+        images = np.asarray(images, dtype=np.float64)
+        return images + 1.5 * self.rng.standard_normal(images.shape)
+
+
+def test_a_representation_that_samples_internally_is_never_cached():
+    dataset = toy.ToyDataset("small")
+    params = {"factor_vae_metric": {"num_train": 300, "num_eval": 200, "num_variance_estimate": 500}}
+    probed = evaluate_representation(dataset, Noisy(), ["factor_vae"], seed=1, params=params, n_jobs=1)
+    stats = probed["factor_vae_metric"]["code_cache"]
+    assert not stats["cached"]
+    assert stats["determinism"] == "probed: output differs between two encodings of the same images"
+    # The uncached reference: the same noise stream, advanced past the probe's two 8-image encodings.
+    reference_fn = Noisy()
+    reference_fn(np.zeros((8, 3)))
+    reference_fn(np.zeros((8, 3)))
+    reference = evaluate_representation(
+        dataset, reference_fn, ["factor_vae"], seed=1, params=params, n_jobs=1, deterministic=False
+    )
+    assert probed["factor_vae_metric"]["values"] == reference["factor_vae_metric"]["values"]
+    # Caching it anyway freezes one noise draw per image, some images' codes stay persistently off, and
+    # the score drops (the failure reported against the old cache: 0.836 instead of dlib's 0.956).
+    frozen = evaluate_representation(
+        dataset, Noisy(), ["factor_vae"], seed=1, params=params, n_jobs=1, deterministic=True
+    )
+    assert frozen["factor_vae_metric"]["code_cache"]["cached"]
+    frozen_accuracy = frozen["factor_vae_metric"]["values"]["eval_accuracy"]
+    assert frozen_accuracy < reference["factor_vae_metric"]["values"]["eval_accuracy"] - 0.05
+
+
+def test_an_undeclared_deterministic_callable_is_probed_and_cached():
+    source = CodeSource(toy.ToyDataset("small"), toy.family_fn("small", "nonlinear"))
+    assert source.cached and source.stats()["determinism"] == "probed: same output twice"
+    assert source.stats()["images_encoded"] == 0  # the probe is not counted as the metrics' encoding
 
 
 def test_runner_rejects_bad_arguments():

@@ -51,7 +51,7 @@ def beta_vae_score(
         rng: numpy Generator or int seed (all sampling draws from it).
         batch_size: pairs averaged per training point (study: 64).
         num_train, num_eval: training / evaluation points (study: 10,000 / 5,000).
-        **source_options: ``mode``, ``stochastic``, ``batch_size``... for a new CodeSource.
+        **source_options: ``mode``, ``deterministic``, ``batch_size``... for a new CodeSource.
 
     Returns:
         ``{"train_accuracy", "eval_accuracy"}``.

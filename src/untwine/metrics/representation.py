@@ -12,12 +12,18 @@ with ``encode_mean_logvar(images) -> (mean, logvar)``, or one of
   ``mean + exp(logvar / 2) * eps`` with fresh ``eps ~ N(0, I)`` from the metric's generator at every
   use, as disentanglement_lib's sampled representation draws fresh noise at every call.
 * When the dataset is deterministic (``dataset.deterministic``: an image is a pure function of its
-  factors) and the representation is deterministic (always, for ``encode_mean_logvar`` objects; for a
-  plain callable unless ``stochastic=True``), the codes -- or the (mean, logvar) pair -- of every
-  distinct factor combination are cached under ``dataset.factors_to_index``: each distinct image is
-  rendered and encoded at most once per evaluation, however many metrics and samples ask for it.
-* Otherwise (nuisance factors or noise in the images, or a stochastic callable) every request renders
-  and encodes afresh, in batches of ``batch_size``.
+  factors) and the function the source calls (the callable, or ``encode_mean_logvar``) is known to be
+  deterministic, the codes -- or the (mean, logvar) pair -- of every distinct factor combination are
+  cached under ``dataset.factors_to_index``: each distinct image is rendered and encoded at most once
+  per evaluation, however many metrics and samples ask for it.  Known deterministic means: declared by
+  the caller (``deterministic=True``) or by the representation itself (a ``deterministic = True``
+  attribute, as untwine's own mean/sampled/TorchScript representations have: their encoder runs in
+  eval mode), or -- when neither says -- checked: a probe batch of 8 images is encoded twice and the
+  cache is used only if both outputs are bit-identical.  A representation that samples internally
+  is therefore never cached (caching it would freeze its noise per image); ``deterministic=False``
+  turns the cache off without a probe.
+* Otherwise (nuisance factors or noise in the images, or a stochastic representation) every request
+  renders and encodes afresh, in batches of ``batch_size``.
 
 Codes keep the dtype the model returns (float32 for torch models): the histogram metrics depend on it.
 """
@@ -86,7 +92,9 @@ class CodeSource:
         representation_fn: callable images -> codes, or an object with ``encode_mean_logvar``.
         mode: ``"mean"`` or ``"sampled"`` (``"sampled"`` needs a Gaussian encoder); default: the
             representation's ``kind`` if it has one, else ``"mean"``.
-        stochastic: declare a plain callable random (disables the cache).
+        deterministic: True/False declares whether the representation gives the same output for the
+            same images (True enables the cache, False disables it); None (default): the
+            representation's own ``deterministic`` attribute, else a probe (see the module docstring).
         batch_size: images rendered and encoded per call of the model (does not change any value).
         cache: set False to encode every request afresh even when caching is valid.
         store: a :class:`CodeCache` to use (shared with other sources, see there); default: a new one.
@@ -99,7 +107,7 @@ class CodeSource:
         representation_fn,
         *,
         mode: str | None = None,
-        stochastic: bool = False,
+        deterministic: bool | None = None,
         batch_size: int = 256,
         cache: bool = True,
         store: CodeCache | None = None,
@@ -126,13 +134,35 @@ class CodeSource:
         self.representation_fn = representation_fn
         self.mode = mode
         self.batch_size = int(batch_size)
-        deterministic_codes = self.gaussian or not stochastic
-        self.cached = bool(cache and getattr(dataset, "deterministic", False) and deterministic_codes)
         self.num_encoded = 0  # images passed through the model
         self.num_requested = 0  # code rows handed out
+        self.determinism = "not checked"  # how the cache decision was made (reported in stats)
+        self.cached = False
+        if cache and getattr(dataset, "deterministic", False):
+            self.cached = self._is_deterministic(deterministic)
         self.store = store if store is not None else CodeCache()
         if self.cached:  # the store must hold what this source would compute, else it starts afresh
             self.store.claim((getattr(dataset, "name", type(dataset).__name__), self.gaussian, precision))
+
+    def _is_deterministic(self, declared: bool | None) -> bool:
+        if declared is None:
+            declared = getattr(self.representation_fn, "deterministic", None)
+        if declared is not None:
+            self.determinism = "declared deterministic" if declared else "declared random"
+            return bool(declared)
+        # The probe draws from its own fixed generator: the metrics' draws stay what they would be.
+        probe_rng = np.random.default_rng(0)
+        images = self.dataset.sample_observations_from_factors(
+            self.dataset.sample_factors(8, probe_rng), probe_rng
+        )
+        first, second = self._encode_images(images), self._encode_images(images)
+        same = first.shape == second.shape and np.array_equal(first, second)
+        self.determinism = (
+            "probed: same output twice"
+            if same
+            else "probed: output differs between two encodings of the same images"
+        )
+        return same
 
     # -- encoding -----------------------------------------------------------------------------------
     def _encode_images(self, images) -> np.ndarray:
@@ -234,6 +264,7 @@ class CodeSource:
     def stats(self) -> dict[str, Any]:
         return {
             "cached": self.cached,
+            "determinism": self.determinism,
             "mode": self.mode,
             "images_encoded": int(self.num_encoded),
             "codes_requested": int(self.num_requested),

@@ -74,7 +74,7 @@ def evaluate_representation(
     fast: bool = False,
     *,
     mode: str | None = None,
-    stochastic: bool = False,
+    deterministic: bool | None = None,
     params: dict[str, dict] | None = None,
     n_jobs: int = 2,
     encode_batch_size: int = 256,
@@ -103,7 +103,10 @@ def evaluate_representation(
             device runs it natively); results are marked ``"mode": "fast"`` and say
             ``"encoder_precision"``.
         mode: ``"mean"`` or ``"sampled"`` codes (default: the representation's ``kind``, else mean).
-        stochastic: declare a plain callable random, which disables the per-image code cache.
+        deterministic: declare whether the representation returns the same codes for the same images
+            (True: the per-image code cache is used; False: never); None (default): its own
+            ``deterministic`` attribute, else two encodings of a probe batch decide (see
+            :mod:`untwine.metrics.representation`).
         params: per-metric parameter overrides, e.g. ``{"dci": {"num_train": 2000}}``, checked by
             :func:`~untwine.metrics.registry.resolve_parameters` before any work.
         n_jobs: worker processes for classifier fits (default 2; -1: all cores; 1: in-process).
@@ -144,7 +147,7 @@ def evaluate_representation(
                 dataset,
                 representation_fn,
                 mode=mode,
-                stochastic=stochastic,
+                deterministic=deterministic,
                 batch_size=encode_batch_size,
                 store=code_cache,
                 precision=encoder_precision,

@@ -101,6 +101,7 @@ class MeanRepresentation:
     """Codes = the encoder mean (deterministic)."""
 
     kind = "mean"
+    deterministic = True  # the encoder runs in eval mode: same images, same codes (cacheable)
 
     def __init__(self, encoder: Encoder):
         self.encoder = encoder
@@ -117,6 +118,8 @@ class SampledRepresentation:
     """
 
     kind = "sampled"
+    # The metrics use encoder.mean_logvar (deterministic, cacheable) and add the noise themselves.
+    deterministic = True
 
     def __init__(self, encoder: Encoder, rng: RandomLike):
         self.encoder = encoder
