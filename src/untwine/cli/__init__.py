@@ -16,7 +16,7 @@ from untwine import __version__
 _COMMANDS = (
     ("untwine.cli.data", "datasets: list, info, download, verify, prepare, show"),
     ("untwine.cli.train", "train a model; export a trained encoder"),
-    ("untwine.cli.evaluate", "score a trained run with the metrics"),
+    ("untwine.cli.evaluate", "score a trained run or any encoder with the metrics"),
     ("untwine.cli.visualise", "draw a trained run and write its HTML report"),
     ("untwine.cli.study", "reproducible sweeps: run, status, reproduce, export, report"),
 )

@@ -185,5 +185,6 @@ SPEC = MetricSpec(
     # Its own draws (num_test_points_per_class images per value of each sensitive factor) are not
     # counted toward pre-encoding the grid: they are small next to BetaVAE's and FactorVAE's.
     shared_sample=True,
+    intervenes=True,
     plan_fits=_plan_fits,
 )

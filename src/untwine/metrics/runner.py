@@ -41,6 +41,7 @@ from untwine.metrics._estimators import FitEngine
 from untwine.metrics.context import EvaluationContext, metric_rng
 from untwine.metrics.fit_warnings import counting_fit_warnings
 from untwine.metrics.output import check_output_dir, write_result
+from untwine.metrics.precomputed import PrecomputedCodes, array_metrics
 from untwine.metrics.registry import METRICS, expected_requests, resolve_metrics, resolve_parameters
 from untwine.metrics.representation import CodeCache, CodeSource
 from untwine.utils.io import to_jsonable
@@ -86,7 +87,9 @@ def evaluate_representation(
 
     Args:
         dataset: a :class:`~untwine.data.base.GroundTruthDataset`.
-        representation_fn: float32 HWC image batch ``(n, 64, 64, C)`` -> codes ``(n, d)``: any callable,
+        representation_fn: a :class:`~untwine.metrics.precomputed.PrecomputedCodes` (then ``dataset`` may be
+            None, and only the metrics of :func:`~untwine.metrics.precomputed.array_metrics` run), or a
+            float32 HWC image batch ``(n, 64, 64, C)`` -> codes ``(n, d)``: any callable,
             a Gaussian encoder (``encode_mean_logvar(images) -> (mean, logvar)``), or a mean/sampled
             representation of :mod:`untwine.training.representation` (see
             :mod:`untwine.metrics.representation` for caching and the sampled representation).
@@ -135,6 +138,15 @@ def evaluate_representation(
         raise ValueError(f"seed must be an integer, got {seed!r}")
     # A folder that cannot be written is reported now, not after minutes of fits.
     out_dir = check_output_dir(out_dir) if out_dir is not None else None
+    precomputed = isinstance(representation_fn, PrecomputedCodes)
+    if precomputed:
+        dataset = representation_fn.dataset if dataset is None else dataset
+        needs_encoder = [spec.name for spec in specs if not spec.shared_sample or spec.intervenes]
+        if needs_encoder:
+            raise ValueError(
+                f"{', '.join(needs_encoder)} need an encoder (they render images of chosen factors); on "
+                f"precomputed codes these metrics run: {', '.join(array_metrics())}"
+            )
     engine = FitEngine(n_jobs)
     try:
         if any(spec.fits_classifiers for spec in specs):
@@ -143,14 +155,18 @@ def evaluate_representation(
 
         precision = _reduced_precision(representation_fn) if fast else contextlib.nullcontext(None)
         with precision as encoder_precision:
-            source = CodeSource(
-                dataset,
-                representation_fn,
-                mode=mode,
-                deterministic=deterministic,
-                batch_size=encode_batch_size,
-                store=code_cache,
-                precision=encoder_precision,
+            source = (
+                representation_fn
+                if precomputed
+                else CodeSource(
+                    dataset,
+                    representation_fn,
+                    mode=mode,
+                    deterministic=deterministic,
+                    batch_size=encode_batch_size,
+                    store=code_cache,
+                    precision=encoder_precision,
+                )
             )
             ctx = EvaluationContext(source=source, engine=engine, seed=int(seed), fast=bool(fast))
             encode_seconds = 0.0

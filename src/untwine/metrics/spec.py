@@ -79,7 +79,8 @@ class MetricSpec:
     the factor grid is encoded up front (None: none counted).  ``plan_fits(params, ctx)``: queue its
     classifier fits on ``ctx.engine`` before any metric computes (None: it fits none there).
     ``run_order``: metrics run in increasing order, cheap ones first, so that they run in the main
-    process while the workers fit the classifiers.
+    process while the workers fit the classifiers.  ``intervenes``: besides the shared sample, the metric
+    renders images of intervened factors (so it cannot run on precomputed codes).
     """
 
     name: str
@@ -91,6 +92,7 @@ class MetricSpec:
     shared_sample: bool = False
     image_requests: Callable[[dict], int] | None = None
     plan_fits: Callable[[dict, EvaluationContext], None] | None = None
+    intervenes: bool = False
 
     @property
     def defaults(self) -> dict:
