@@ -86,6 +86,13 @@ def test_torchscript_encoder_scores_as_the_same_module_from_python(
     sampled = read_results(out, "sampled")["mig"]
     assert sampled["representation"] == "sampled"
     assert sampled["values"]["discrete_mig"] != results["mig"]["values"]["discrete_mig"]
+    # The run report works on such a directory: metric sections, no model pictures or curves.
+    assert main(["visualise", str(out)]) == 0
+    report = (out / "report.html").read_text()
+    assert "torchscript encoder encoder.pt on procedural_dsprites" in report
+    assert "discrete_mig" in report and "<img" in report  # the scores and their heatmaps
+    manifest = json.loads((out / "visualisation" / "manifest.json").read_text())
+    assert manifest["metric_plots"] and "traversals" not in manifest
 
 
 def test_onnx_export_of_our_encoder_scores_like_its_torchscript(module, torchscript_file, tmp_path):

@@ -136,13 +136,18 @@ def run_report_page(run_dir: str | os.PathLike, out_dir: str | os.PathLike | Non
     values = manifest.get("traversal_values", [])
     animations = manifest.get("animations", {})
     kl = manifest.get("kl_per_latent")
+    encoder = manifest.get("encoder")
+    title = f"{config.get('model', 'model')} on {config.get('dataset', 'dataset')}"
+    if encoder:  # an outside encoder's evaluation: no config, curves or pictures of a model
+        title = f"{encoder['kind']} encoder {Path(encoder['source']).name} on {encoder['dataset']}"
+        config = {"encoder": encoder["source"], "outputs": encoder["outputs"], "layout": encoder["layout"]}
     return RunReportPage(
-        title=f"{config.get('model', 'model')} on {config.get('dataset', 'dataset')}",
+        title=title,
         run_name=run_dir.resolve().name,
         steps=config.get("steps", "?"),
         seed=config.get("seed", "?"),
         version=__version__,
-        config=_key_values(config) if run_info else None,
+        config=_key_values(config) if run_info or encoder else None,
         dataset=_key_values(dataset) if isinstance(dataset, dict) else None,
         environment=_key_values(environment) if environment else None,
         curves=[

@@ -97,6 +97,7 @@ def visualise_run(
     ``encode``/``decode``; a ground-truth dataset).  Returns the manifest, also written as ``manifest.json``.
     """
     from untwine.data import get_dataset
+    from untwine.encoders.record import read_encoder_record
     from untwine.training.loop import load_run_config
     from untwine.training.representation import load_trained_model
 
@@ -104,6 +105,9 @@ def visualise_run(
     settings.validate()
     run_dir = Path(run_dir)
     out_dir = Path(out_dir) if out_dir is not None else default_out_dir(run_dir)
+    record = read_encoder_record(run_dir)
+    if record is not None and model is None:
+        return _visualise_scores_only(run_dir, out_dir, settings, record)
     config = load_run_config(run_dir)
     if model is None:
         _, model = load_trained_model(run_dir, device)
@@ -165,6 +169,27 @@ def visualise_run(
     plots = write_metric_plots(run_dir, out_dir / "metrics", factor_names, num_latents=int(means.shape[1]))
     manifest["metric_plots"] = [{**entry, "path": _relative(entry["path"], out_dir)} for entry in plots]
 
+    atomic_write_json(out_dir / MANIFEST_NAME, manifest)
+    return manifest
+
+
+def _visualise_scores_only(run_dir: Path, out_dir: Path, settings, record) -> dict[str, Any]:
+    """The pictures of an outside encoder's evaluation (``untwine evaluate --torchscript ...``): only the
+    metric heatmaps -- there is no decoder to draw reconstructions or traversals, and no training."""
+    factor_names = None
+    try:
+        from untwine.data import get_spec
+
+        factor_names = list(get_spec(record.dataset).factor_names)
+    except (KeyError, ValueError):
+        pass  # codes without a named dataset: factors are shown by index
+    plots = write_metric_plots(run_dir, out_dir / "metrics", factor_names, num_latents=record.code_dim)
+    manifest: dict[str, Any] = {
+        "run_dir": str(run_dir),
+        "settings": asdict(settings),
+        "encoder": asdict(record),
+        "metric_plots": [{**entry, "path": _relative(entry["path"], out_dir)} for entry in plots],
+    }
     atomic_write_json(out_dir / MANIFEST_NAME, manifest)
     return manifest
 
