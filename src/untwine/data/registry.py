@@ -239,6 +239,19 @@ def list_datasets() -> list[str]:
 
 
 def get_spec(name: str) -> DatasetSpec:
+    """The spec of a named dataset, or of a user's file named ``file:PATH`` (see :mod:`untwine.data.user`)."""
+    from untwine.data.user import is_file_dataset, load_file_dataset
+
+    if is_file_dataset(name):
+        dataset = load_file_dataset(name)
+        return DatasetSpec(
+            name=name,
+            loader="untwine.data.user:load_file_dataset",
+            factor_names=tuple(dataset.factor_names),
+            factor_sizes=tuple(dataset.factor_sizes),
+            num_channels=dataset.num_channels,
+            description=f"a user's dataset file ({len(dataset._images)} images)",
+        )
     try:
         return SPECS[name]
     except KeyError:
@@ -253,7 +266,12 @@ def get_spec(name: str) -> DatasetSpec:
 def get_dataset(name: str, data_root: str | os.PathLike | None = None, **kwargs: Any) -> GroundTruthDataset:
     """Load a dataset by name.  Real datasets read their files from ``data_root/<folder>``
     (default ``$UNTWINE_DATA`` or ``~/.cache/untwine``); procedural ones need nothing on disk.
-    Extra keyword arguments go to the loader (documented on each loader function)."""
+    Extra keyword arguments go to the loader (documented on each loader function).  ``file:PATH`` names
+    a user's ``.npz``/``.h5`` file of images and factors (:mod:`untwine.data.user`)."""
+    from untwine.data.user import is_file_dataset, load_file_dataset
+
+    if is_file_dataset(name):
+        return load_file_dataset(name)
     spec = get_spec(name)
     module_name, function_name = spec.loader.split(":")
     loader = getattr(importlib.import_module(module_name), function_name)

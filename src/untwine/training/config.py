@@ -74,10 +74,19 @@ class TrainConfig:
 
     def validate(self) -> None:
         from untwine.data import list_datasets
+        from untwine.data.user import is_file_dataset
         from untwine.models import check_model_params
 
         check_model_params(self.model, self.model_params)
-        if self.dataset not in list_datasets():
+        if is_file_dataset(self.dataset):
+            from untwine.data.user import load_file_dataset
+
+            shape = load_file_dataset(self.dataset).observation_shape  # reads and checks the file now
+            if tuple(shape[:2]) != (64, 64):
+                raise ValueError(
+                    f"{self.dataset}: the study's networks take 64x64 images, the file holds {tuple(shape)}"
+                )
+        elif self.dataset not in list_datasets():
             raise ValueError(
                 f"unknown dataset {self.dataset!r}; valid datasets: {', '.join(list_datasets())}"
             )
