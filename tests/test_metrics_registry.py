@@ -25,14 +25,17 @@ def test_each_spec_owns_its_defaults_docs_and_place_in_the_run_order():
     # Cheap metrics first: they run in the main process while the workers fit the classifiers.
     assert [spec.name for spec in sorted(SPECS, key=lambda spec: spec.run_order)] == [
         "mig",
+        "mig_continuous",
         "unsupervised",
         "irs",
         "sap_score",
+        "sap_continuous",
         "modularity_explicitness",
         "factor_vae_metric",
         "beta_vae_sklearn",
         "dci",
         "unified_scores",
+        "dci_regression",
         "downstream_task_boosted_trees",
         "downstream_task_logistic_regression",
         "fairness",

@@ -40,6 +40,9 @@ SMALL_PARAMS = {
     "unified_scores": {"num_train": 600, "num_test": 300},
     "reduced_downstream_task": {"num_train": [100], "num_test": 100},
     "strong_downstream_task": {"num_train": [100], "num_test": 100, "n_experiment": 1},
+    "mig_continuous": {"num_train": 600},
+    "sap_continuous": {"num_train": 600},
+    "dci_regression": {"num_train": 600, "num_test": 300},
 }
 
 

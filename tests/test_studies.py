@@ -439,12 +439,15 @@ def test_evaluation_choices_change_the_study():
     study = apply_evaluation(SMOKE_TEST, EvaluationChoice(metrics=("sap", "beta_vae")))
     assert study.metrics == ("sap_score", "beta_vae_sklearn") and study.metric_params == {}
     assert apply_evaluation(SMOKE_TEST, EvaluationChoice(metrics=("study",))).metrics == V1.metrics
-    assert apply_evaluation(SMOKE_TEST, EvaluationChoice(metrics=("all",))).metrics[-5:] == (
+    assert apply_evaluation(SMOKE_TEST, EvaluationChoice(metrics=("all",))).metrics[-8:] == (
         "fairness",
         "irs",
         "unified_scores",
         "reduced_downstream_task",
         "strong_downstream_task",
+        "mig_continuous",
+        "sap_continuous",
+        "dci_regression",
     )
     with pytest.raises(ValueError, match="METRIC.KEY=VALUE"):
         parse_metric_params(["num_train=3"])

@@ -55,7 +55,7 @@ def add_arguments(parser) -> None:
     parser.add_argument(
         "--metrics",
         default="study",
-        help="presets (study, fairness_study, all), metric names or aliases, comma-separated; "
+        help="presets (study, fairness_study, continuous, all), metric names or aliases, comma-separated; "
         "e.g. 'study,irs' (default: study)",
     )
     parser.add_argument(

@@ -18,6 +18,7 @@ aliases, presets and parameters (:func:`resolve_metrics`, :func:`resolve_paramet
 """
 
 from untwine.metrics.beta_vae import beta_vae_score
+from untwine.metrics.continuous import dci_regression, mig_continuous
 from untwine.metrics.dci import completeness, dci, disentanglement
 from untwine.metrics.downstream import downstream_task
 from untwine.metrics.factor_vae import factor_vae_score
@@ -57,6 +58,7 @@ __all__ = [
     "beta_vae_score",
     "completeness",
     "dci",
+    "dci_regression",
     "disentanglement",
     "discrete_entropy",
     "discrete_mutual_info",
@@ -69,6 +71,7 @@ __all__ = [
     "histogram_discretize",
     "irs",
     "mig",
+    "mig_continuous",
     "modularity_explicitness",
     "mutual_info_matrix",
     "reduced_downstream_task",

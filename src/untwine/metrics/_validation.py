@@ -175,3 +175,24 @@ def check_sizes(sizes: Sequence[int], name: str, available: int) -> tuple[int, .
     if too_big:
         raise ValueError(f"{name} asks for {too_big[0]} training points but only {available} are available")
     return sizes
+
+
+def check_continuous_factors(factors, name: str, num_points: int, points_name: str) -> np.ndarray:
+    """``factors`` as a float64 ``(n, K)`` array of finite numbers with ``num_points`` rows, each varying."""
+    array = np.asarray(factors)
+    if array.ndim == 1:
+        array = array[:, np.newaxis]
+    if array.ndim != 2 or array.dtype.kind not in "biuf" or array.dtype.kind == "b":
+        raise ValueError(
+            f"{name} must be a numeric 2-D array (num_points, num_factors), got {array.shape} {array.dtype}"
+        )
+    if array.shape[0] != num_points:
+        raise ValueError(f"{name} has {array.shape[0]} points but {points_name} has {num_points}")
+    array = array.astype(np.float64)
+    if not np.isfinite(array).all():
+        row, col = map(int, np.argwhere(~np.isfinite(array))[0])
+        raise ValueError(f"{name} must be finite, but {name}[{row}, {col}] = {array[row, col]}")
+    constant = [j for j in range(array.shape[1]) if np.ptp(array[:, j]) == 0]
+    if constant:
+        raise ValueError(f"{name}[:, {constant[0]}] is constant; every factor must vary")
+    return array

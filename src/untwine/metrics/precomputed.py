@@ -3,7 +3,8 @@
 :class:`PrecomputedCodes` stands in for the :class:`~untwine.metrics.representation.CodeSource` of an
 evaluation: the runner's shared training and test samples are disjoint sets of the given rows, drawn in
 a random order from the evaluation's seed (dlib draws fresh points from the dataset instead, with
-replacement).  Only the metrics that work on such a sample can run (:func:`array_metrics`); those that
+replacement).  Only the metrics that work on such a sample can run
+(:func:`untwine.metrics.registry.array_metrics`); those that
 draw batches with a factor held fixed or intervene on factors (BetaVAE, FactorVAE, fairness, the strong
 downstream task) need an encoder.
 """
@@ -18,12 +19,6 @@ import numpy as np
 
 from untwine.metrics._validation import check_pair
 from untwine.utils.rng import as_generator
-
-
-def array_metrics() -> list[str]:
-    from untwine.metrics.registry import SPECS
-
-    return [spec.name for spec in SPECS if spec.shared_sample and not spec.intervenes]
 
 
 @dataclass(frozen=True)
@@ -102,7 +97,7 @@ class PrecomputedCodes:
     def codes(self, factors, rng) -> np.ndarray:
         raise ValueError(
             f"{self.source}: this metric renders new images, which precomputed codes cannot give; "
-            f"with codes only these metrics run: {', '.join(array_metrics())}"
+            "with codes only the metrics of untwine.metrics.registry.array_metrics() run"
         )
 
     def stats(self) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 # Each module's SPEC by module path: the package namespace binds several module names (mig, dci, ...)
 # to the metric functions.
 from untwine.metrics.beta_vae import SPEC as BETA_VAE
+from untwine.metrics.continuous import DCI_REGRESSION_SPEC, MIG_CONTINUOUS_SPEC, SAP_CONTINUOUS_SPEC
 from untwine.metrics.dci import SPEC as DCI
 from untwine.metrics.downstream import BOOSTED_TREES_SPEC, LOGISTIC_REGRESSION_SPEC
 from untwine.metrics.factor_vae import SPEC as FACTOR_VAE
@@ -41,6 +42,9 @@ SPECS: tuple[MetricSpec, ...] = (
     UNIFIED_SCORES,
     REDUCED_DOWNSTREAM,
     STRONG_DOWNSTREAM,
+    MIG_CONTINUOUS_SPEC,
+    SAP_CONTINUOUS_SPEC,
+    DCI_REGRESSION_SPEC,
 )
 METRICS: dict[str, MetricSpec] = {spec.name: spec for spec in SPECS}
 
@@ -58,7 +62,19 @@ STUDY = (
 PRESETS: dict[str, tuple[str, ...]] = {
     "study": STUDY,  # disentanglement_lib's unsupervised_study_v1 metric configs
     "fairness_study": (*STUDY, "fairness"),  # fairness_study_v1 metric configs
-    "all": (*STUDY, "fairness", "irs", "unified_scores", "reduced_downstream_task", "strong_downstream_task"),
+    "all": (
+        *STUDY,
+        "fairness",
+        "irs",
+        "unified_scores",
+        "reduced_downstream_task",
+        "strong_downstream_task",
+        "mig_continuous",
+        "sap_continuous",
+        "dci_regression",
+    ),
+    # the continuous-factor variants (factor indices read as numbers)
+    "continuous": ("mig_continuous", "sap_continuous", "dci_regression"),
 }
 ALIASES: dict[str, str] = {alias: spec.name for spec in SPECS for alias in spec.aliases}
 
@@ -121,6 +137,12 @@ def resolve_parameters(names: Sequence[str], params: dict | None) -> dict[str, d
     if params:
         raise ValueError(f"params names metrics that are not evaluated: {sorted(params)}")
     return out
+
+
+def array_metrics() -> list[str]:
+    """The metrics that run on a sample of codes alone (precomputed codes): they neither draw their own
+    batches of images nor intervene on factors."""
+    return [spec.name for spec in SPECS if spec.shared_sample and not spec.intervenes]
 
 
 def expected_requests(names: Sequence[str], parameters: dict[str, dict]) -> int:

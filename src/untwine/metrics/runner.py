@@ -41,8 +41,14 @@ from untwine.metrics._estimators import FitEngine
 from untwine.metrics.context import EvaluationContext, metric_rng
 from untwine.metrics.fit_warnings import counting_fit_warnings
 from untwine.metrics.output import check_output_dir, write_result
-from untwine.metrics.precomputed import PrecomputedCodes, array_metrics
-from untwine.metrics.registry import METRICS, expected_requests, resolve_metrics, resolve_parameters
+from untwine.metrics.precomputed import PrecomputedCodes
+from untwine.metrics.registry import (
+    METRICS,
+    array_metrics,
+    expected_requests,
+    resolve_metrics,
+    resolve_parameters,
+)
 from untwine.metrics.representation import CodeCache, CodeSource
 from untwine.utils.io import to_jsonable
 from untwine.utils.versions import git_commit, library_versions
@@ -88,7 +94,7 @@ def evaluate_representation(
     Args:
         dataset: a :class:`~untwine.data.base.GroundTruthDataset`.
         representation_fn: a :class:`~untwine.metrics.precomputed.PrecomputedCodes` (then ``dataset`` may be
-            None, and only the metrics of :func:`~untwine.metrics.precomputed.array_metrics` run), or a
+            None, and only the metrics of :func:`~untwine.metrics.registry.array_metrics` run), or a
             float32 HWC image batch ``(n, 64, 64, C)`` -> codes ``(n, d)``: any callable,
             a Gaussian encoder (``encode_mean_logvar(images) -> (mean, logvar)``), or a mean/sampled
             representation of :mod:`untwine.training.representation` (see
