@@ -294,3 +294,44 @@ def test_sigkill_of_a_worker_mid_training_resumes_from_its_checkpoint(tmp_path):
     steps = [int(__import__("json").loads(line)["step"]) for line in log.read_text().splitlines()]
     assert steps == list(range(5, 121, 5))  # resumed at its checkpoint: no step logged twice, none missing
     assert _rows(study_dir) == _rows(reference)
+
+
+def test_udr_compares_the_seeds_of_each_setting_and_is_stored(local_study, tmp_path, capsys):
+    import json
+    import shutil
+
+    from untwine.data import get_dataset
+    from untwine.metrics import udr_score
+    from untwine.training.representation import representation_function
+
+    study_dir = tmp_path / "copy"
+    shutil.copytree(local_study, study_dir)  # the module's study stays as the other tests expect it
+    assert cli_main(["study", "udr", str(study_dir), "--num-points", "200"]) == 0
+    assert "stored as metric 'udr'" in capsys.readouterr().out
+    with open_store(study_dir) as store:
+        runs = {r["model_num"]: r for r in store.runs()}
+        stored = {
+            (num, key): value for num, rep, metric, key, value in store.result_rows() if metric == "udr"
+        }
+    for model in ("beta_vae", "factor_vae"):
+        nums = sorted(n for n, r in runs.items() if r["model"] == model)
+        assert len(nums) == 2  # seeds 0 and 1 of the one value
+        # The same computation from Python: two models, so each score is their one pairwise score.
+        direct = udr_score(
+            get_dataset(runs[nums[0]]["dataset"]),
+            [representation_function(run_dir_for(study_dir, n), "mean") for n in nums],
+            0,
+            num_points=200,
+        )
+        for i, num in enumerate(nums):
+            assert stored[(num, "model_score")] == direct["model_scores"][i]
+            saved = json.loads((run_dir_for(study_dir, num) / "metrics" / "mean" / "udr.json").read_text())
+            assert (
+                saved["compared_with"] == nums and saved["values"]["model_score"] == direct["model_scores"][i]
+            )
+    # The other results are untouched.
+    assert len(_rows(study_dir)) == len(_rows(local_study)) + 4
+    # The report uses it as an unsupervised model-selection score.
+    assert cli_main(["study", "report", str(study_dir), "--out", str(tmp_path / "report")]) == 0
+    selection = pd.read_csv(tmp_path / "report" / "model_selection.csv")
+    assert "UDR" in set(selection["selector"])

@@ -145,7 +145,7 @@ def _executor_flags(parser: argparse.ArgumentParser) -> None:
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "study",
-        help="reproducible sweeps: run, status, reproduce, export, report",
+        help="reproducible sweeps: run, status, reproduce, export, report, udr",
         description=__doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -215,6 +215,39 @@ def register(subparsers) -> None:
     p.add_argument("dir", type=Path)
     p.add_argument("--out", type=Path, help="output folder (default DIR/report)")
     p.set_defaults(func=cmd_report)
+
+    p = actions.add_parser(
+        "udr",
+        help="UDR of each model against the other seeds of its hyperparameter setting",
+        description="Unsupervised Disentanglement Ranking (Duan et al. 2020) across the study in DIR: the "
+        "finished models of each setting (dataset, model, value; different seeds, at least two) encode "
+        "the same --num-points images and are compared pairwise; each model's score (the median of "
+        "its pairwise scores) is stored as metric 'udr' (key model_score) of its mean representation, "
+        "in RUN_DIR/metrics/mean/udr.json and in the study store, where `study report` and `study "
+        "export` find it. Run it again after more models finish.",
+    )
+    p.add_argument("dir", type=Path)
+    p.add_argument("--num-points", type=int, default=1000, help="images every model encodes (default 1000)")
+    p.add_argument("--correlation", choices=("lasso", "spearman"), default="lasso", help="default lasso")
+    p.add_argument("--seed", type=int, default=0, help="seed of the image draw (default 0)")
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_udr)
+
+
+def cmd_udr(args) -> int:
+    from untwine.studies.udr import study_udr
+
+    groups = study_udr(
+        args.dir, num_points=args.num_points, correlation=args.correlation, seed=args.seed, device=args.device
+    )
+    if not groups:
+        print("no setting has two finished models yet: UDR compares the seeds of one setting")
+        return 0
+    for group in groups:
+        scores = ", ".join(f"#{n}: {s:.3f}" for n, s in zip(group.model_nums, group.scores, strict=True))
+        print(f"{group.dataset} {group.model} {group.parameter}={group.value:g}: {scores}")
+    print(f"stored as metric 'udr' in the store of {args.dir}")
+    return 0
 
 
 def _help(parser) -> int:

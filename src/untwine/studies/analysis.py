@@ -79,6 +79,8 @@ UNSUPERVISED_SCORES = (
         higher_is_better=False,
     ),
     Score("Mutual info. mean (lower)", "mean", "unsupervised", "mutual_info_score", higher_is_better=False),
+    # Duan et al.'s unsupervised model selection, present once `untwine study udr` has run.
+    Score("UDR", "mean", "udr", "model_score"),
 )
 
 TC_KEY = ("unsupervised", "gaussian_total_correlation")

@@ -58,7 +58,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 
-from untwine.studies.records import ModelResult
+from untwine.studies.records import Evaluation, ModelResult
 
 STORE_NAME = "results.sqlite"
 STATUSES = ("pending", "running", "done", "failed")
@@ -402,6 +402,40 @@ class ResultStore:
                     error=None,
                     traceback=None,
                 )
+            )
+
+    def record_evaluation(self, model_num: int, evaluation: Evaluation) -> None:
+        """Add or replace one (representation, metric) result of a finished run, leaving its other
+        results alone (a study-wide step such as UDR adds its score after the runs are done)."""
+        cell = {
+            "model_num": model_num,
+            "representation": evaluation.representation,
+            "metric": evaluation.metric,
+        }
+        values = (evaluation.result or {}).get("values", {})
+        rows = [{**cell, "key": key, "value": value} for key, value in flatten_values(values)]
+        with self._writing() as connection:
+            for table in (RESULTS, EVALUATIONS):
+                connection.execute(
+                    sa.delete(table).where(
+                        table.c.model_num == model_num,
+                        table.c.representation == evaluation.representation,
+                        table.c.metric == evaluation.metric,
+                    )
+                )
+            if rows:
+                connection.execute(sa.insert(RESULTS), rows)
+            connection.execute(
+                sa.insert(EVALUATIONS),
+                [
+                    {
+                        **cell,
+                        "seconds": evaluation.seconds,
+                        "result_json": json.dumps(
+                            _jsonable(dict(evaluation.result)), sort_keys=True, allow_nan=True
+                        ),
+                    }
+                ],
             )
 
     def evaluated(self, model_num: int) -> set[tuple[str, str]]:
