@@ -391,3 +391,47 @@ def test_win_rates_match_the_definition_counted_pair_by_pair():
         assert seed["pools"] == len(pools) > 0
         assert seed["win_rate"] == pytest.approx(np.mean([by_definition(g) for g in pools]), rel=1e-12)
         assert rates.loc[(dataset, "dataset"), "win_rate"] == pytest.approx(by_definition(group), rel=1e-12)
+
+
+def test_fairness_section_correlates_unfairness_with_the_scores(tmp_path):
+    """fairness_study_v1's analysis on a synthetic store: unfairness falls as the value (and MIG, DCI) rises."""
+    study_dir = tmp_path / "study"
+    specs = _fill_store(study_dir)
+    rng = np.random.default_rng(5)
+    with open_store(study_dir) as store:
+        for spec in specs[1:]:  # the first run failed
+            unfairness = 0.5 - 0.08 * spec.value_index + 0.02 * rng.normal()
+            store.record_evaluation(
+                spec.model_num,
+                Evaluation(
+                    "mean", "fairness", None, {"values": {"mean_fairness:mean_pred:mean_sens": unfairness}}
+                ),
+            )
+        table = A.load_table(store)
+    assert cli_main(["study", "report", str(study_dir)]) == 0
+    text = (study_dir / "report" / "index.html").read_text()
+    assert "7. Fairness of downstream predictions" in text and 'data-file="fairness.png"' in text
+    saved = pd.read_csv(study_dir / "report" / "fairness_correlation.csv", index_col="dataset")
+    unfair = table[A.UNFAIRNESS.column].astype(float)
+    for label, column in (
+        ("MIG", "mean/mig/discrete_mig"),
+        ("DCI Disentanglement", "mean/dci/disentanglement"),
+    ):
+        expected = scipy.stats.spearmanr(unfair, table[column].astype(float)).statistic
+        assert saved.loc["procedural_dsprites", label] == pytest.approx(expected)
+        assert expected < -0.5  # built in: fairer with more disentanglement
+    lr = table["mean/downstream_task_logistic_regression/100:mean_test_accuracy"].astype(float)
+    assert saved.loc["procedural_dsprites", "LR accuracy @100"] == pytest.approx(
+        scipy.stats.spearmanr(unfair, lr).statistic
+    )
+
+
+def test_fairness_study_v1_is_v1s_grid_with_fairness():
+    from untwine.studies.definitions import FAIRNESS_STUDY_V1, get_study
+    from untwine.studies.grid import model_num
+
+    assert get_study("fairness_study_v1") is FAIRNESS_STUDY_V1
+    assert FAIRNESS_STUDY_V1.metrics == (*UNSUPERVISED_STUDY_V1.metrics, "fairness")
+    assert FAIRNESS_STUDY_V1.size == 12600 and FAIRNESS_STUDY_V1.train == UNSUPERVISED_STUDY_V1.train
+    # dlib's numbering: h.product(datasets, models (6 x 6 values), 50 seeds).
+    assert model_num(FAIRNESS_STUDY_V1, "cars3d", "dip_vae_ii", 3, 7) == 5 * 1800 + 3 * 300 + 3 * 50 + 7

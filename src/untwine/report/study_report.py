@@ -83,6 +83,7 @@ class Analyses:
     downstream: list[Picture]
     missing_downstream: Literal["scores", "tasks"] | None
     selection: list[PoolPicture] | None  # None: no unsupervised or no disentanglement scores
+    fairness: list[Picture] | None = None  # None: no fairness metric in the study
 
 
 @dataclass(frozen=True)
@@ -406,6 +407,23 @@ def _section_selection(
     return items
 
 
+def _section_fairness(figures: _Figures, table: pd.DataFrame, scores, out_dir: Path) -> list[Picture] | None:
+    matrix = A.fairness_correlation(table, scores)
+    if matrix is None:
+        return None
+    matrix.to_csv(out_dir / "fairness_correlation.csv", index_label="dataset")
+    return [
+        _heatmap(
+            figures,
+            matrix,
+            "fairness.png",
+            "Spearman rank correlation of unfairness with each score, per dataset (negative: the better "
+            "the score, the fairer the representation's downstream predictions)",
+            "unfairness vs scores: Spearman ρ",
+        )
+    ]
+
+
 def _section_overview(
     table: pd.DataFrame, runs: pd.DataFrame, study: Study | None, selection: Selection | None
 ) -> Overview:
@@ -441,8 +459,9 @@ def _analyses(figures: _Figures, table: pd.DataFrame, study, out_dir: Path) -> A
     variance, variance_table = _section_variance(figures, table, scores, out_dir)
     downstream, missing_downstream = _section_downstream(figures, table, scores)
     selection = _section_selection(figures, table, scores, out_dir)
+    fairness = _section_fairness(figures, table, scores, out_dir)
     return Analyses(
-        tc, rank, distributions, variance, variance_table, downstream, missing_downstream, selection
+        tc, rank, distributions, variance, variance_table, downstream, missing_downstream, selection, fairness
     )
 
 

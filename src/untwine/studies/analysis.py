@@ -262,6 +262,37 @@ def downstream_correlation(table: pd.DataFrame, scores: Sequence[Score]) -> dict
     return out
 
 
+# -- 7. fairness (Locatello et al. 2019, "On the Fairness of Disentangled Representations") ------------
+# The paper's unfairness score: the fairness metric's mean over predicted and sensitive factors of the
+# total variation between the prediction's distributions under interventions on the sensitive factor.
+UNFAIRNESS = Score(
+    "Unfairness", "mean", "fairness", "mean_fairness:mean_pred:mean_sens", higher_is_better=False
+)
+
+
+def fairness_correlation(table: pd.DataFrame, scores: Sequence[Score]) -> pd.DataFrame | None:
+    """Per dataset (rows): Spearman correlation of unfairness with each disentanglement score and each
+    downstream accuracy (columns) over that dataset's runs; None when no run has a fairness result."""
+    if (
+        UNFAIRNESS.column not in table
+        or pd.to_numeric(table[UNFAIRNESS.column], errors="coerce").isna().all()
+    ):
+        return None
+    rows = {}
+    for dataset, group in table.groupby("dataset", sort=False):
+        targets = {s.label: pd.to_numeric(group[s.column], errors="coerce") for s in scores}
+        targets.update(downstream_targets(group))
+        columns = pd.concat(
+            [
+                pd.to_numeric(group[UNFAIRNESS.column], errors="coerce").rename(UNFAIRNESS.label),
+                pd.DataFrame(targets),
+            ],
+            axis=1,
+        )
+        rows[dataset] = _spearman_matrix(columns).iloc[0, 1:]
+    return pd.DataFrame(rows).T
+
+
 # -- 6. unsupervised model selection ------------------------------------------------------------------
 def _win_rate(selector: np.ndarray, target: np.ndarray) -> float:
     """P(target of the run with the best selector > target of a different run drawn at random); ties 1/2.

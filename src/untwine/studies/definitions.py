@@ -279,6 +279,18 @@ UNSUPERVISED_STUDY_V1 = Study(
     reference=REFERENCE_V1,
 )
 
+# disentanglement_lib's config/fairness_study_v1: the sweep (datasets, the six models in the same order,
+# values, 50 seeds, shared.gin) is unsupervised_study_v1's, so the model numbers coincide; the metric
+# configs are the nine of v1 plus fairness (num_train 10000, 100 test points per class, boosted trees).
+FAIRNESS_STUDY_V1 = UNSUPERVISED_STUDY_V1.replace(
+    name="fairness_study_v1",
+    description="Locatello et al. (2019), On the Fairness of Disentangled Representations: the 12,600 "
+    "models of unsupervised_study_v1 scored with its metrics and fairness.",
+    metrics=PRESETS["fairness_study"],
+    reference="Locatello, Abbati, Rainforth, Bauer, Schölkopf, Bachem. On the Fairness of Disentangled "
+    "Representations. NeurIPS 2019. disentanglement_lib config/fairness_study_v1.",
+)
+
 # A seconds-per-model smoke test of the whole machinery (the test suite runs it through both executors):
 # two cheap metrics with reduced sample sizes, tiny training.
 SMOKE_METRICS = ("mig", "unsupervised")
@@ -308,7 +320,9 @@ SMOKE_TEST = Study(
     representations=("mean", "sampled"),
 )
 
-STUDIES: dict[str, Study] = {study.name: study for study in (UNSUPERVISED_STUDY_V1, SMOKE_TEST)}
+STUDIES: dict[str, Study] = {
+    study.name: study for study in (UNSUPERVISED_STUDY_V1, FAIRNESS_STUDY_V1, SMOKE_TEST)
+}
 
 
 def get_study(name: str) -> Study:
