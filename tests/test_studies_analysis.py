@@ -435,3 +435,36 @@ def test_fairness_study_v1_is_v1s_grid_with_fairness():
     assert FAIRNESS_STUDY_V1.size == 12600 and FAIRNESS_STUDY_V1.train == UNSUPERVISED_STUDY_V1.train
     # dlib's numbering: h.product(datasets, models (6 x 6 values), 50 seeds).
     assert model_num(FAIRNESS_STUDY_V1, "cars3d", "dip_vae_ii", 3, 7) == 5 * 1800 + 3 * 300 + 3 * 50 + 7
+
+
+def test_repeat_summary_and_ranking_stability_by_hand():
+    rows = []
+    # Three models; seeds 0 and 1 rank them alike at n=100 (values shift by the seed), reversed at n=10.
+    for model, base in ((0, 0.1), (1, 0.2), (2, 0.3)):
+        for seed in (0, 1):
+            rows.append((model, seed, 100, base + 0.01 * seed))
+            rows.append((model, seed, 10, base if seed == 0 else 0.4 - base))
+    repeats = pd.DataFrame(
+        [
+            {
+                "model_num": m,
+                "representation": "mean",
+                "metric": "mig",
+                "eval_seed": s,
+                "num_train": n,
+                "key": "discrete_mig",
+                "value": v,
+                "dataset": "d",
+            }
+            for m, s, n, v in rows
+        ]
+    )
+    scores = A.repeat_scores(repeats)
+    assert set(scores["score"]) == {"MIG"}
+    stability = A.ranking_stability(scores).set_index("num_train")
+    assert stability.loc[100, "spearman_between_seeds"] == pytest.approx(1.0)
+    assert stability.loc[10, "spearman_between_seeds"] == pytest.approx(-1.0)
+    summary = A.repeat_summary(scores).set_index("num_train")
+    assert summary.loc[100, "seed_std"] == pytest.approx(0.01 / np.sqrt(2))  # two values 0.01 apart, ddof 1
+    assert summary.loc[100, "mean"] == pytest.approx(0.205)
+    assert summary.loc[10, "seed_std"] == pytest.approx(np.mean([0.2, 0.0, 0.2]) / np.sqrt(2))

@@ -335,3 +335,89 @@ def test_udr_compares_the_seeds_of_each_setting_and_is_stored(local_study, tmp_p
     assert cli_main(["study", "report", str(study_dir), "--out", str(tmp_path / "report")]) == 0
     selection = pd.read_csv(tmp_path / "report" / "model_selection.csv")
     assert "UDR" in set(selection["selector"])
+
+
+def test_reevaluation_is_keyed_resumable_and_reported(local_study, tmp_path, capsys):
+    import json
+    import shutil
+
+    from untwine.data import get_dataset
+    from untwine.metrics import evaluate_representation
+    from untwine.training.representation import representation_function
+
+    study_dir = tmp_path / "copy"
+    shutil.copytree(local_study, study_dir)
+    own = {
+        n: (run_dir_for(study_dir, n) / "metrics" / "mean" / "mig.json").read_bytes()
+        for n in range(4)
+        if (run_dir_for(study_dir, n) / "metrics" / "mean" / "mig.json").exists()
+    }
+    args = [
+        "study",
+        "reevaluate",
+        str(study_dir),
+        "--metrics",
+        "mig",
+        "--seeds",
+        "0-2",
+        "--num-train",
+        "100,300",
+    ]
+    assert cli_main(args) == 0
+    assert f"{NUM_MODELS * 6} repeated evaluations computed" in capsys.readouterr().out
+    with open_store(study_dir) as store:
+        repeats = store.repeats_frame()
+    mig = repeats[repeats["key"] == "discrete_mig"]
+    assert len(mig) == NUM_MODELS * 3 * 2 and set(mig["num_train"]) == {100, 300}
+    # One stored repeat against the same evaluation from Python.
+    row = mig[(mig["eval_seed"] == 1) & (mig["num_train"] == 300)].iloc[0]
+    run_dir = run_dir_for(study_dir, int(row["model_num"]))
+    direct = evaluate_representation(
+        get_dataset(row["dataset"]),
+        representation_function(run_dir, "mean", seed=1),
+        ["mig"],
+        seed=1,
+        params={"mig": {"num_train": 300}},
+        n_jobs=1,
+    )
+    assert row["value"] == direct["mig"]["values"]["discrete_mig"]
+    saved = json.loads(
+        (run_dir / "metrics" / "mean" / "repeats" / "mig" / "seed=1,num_train=300.json").read_text()
+    )
+    assert saved["parameters"]["num_train"] == 300 and saved["seed"] == 1
+    # The study's own evaluations are untouched, and a second call computes nothing.
+    for n, content in own.items():
+        assert (run_dir_for(study_dir, n) / "metrics" / "mean" / "mig.json").read_bytes() == content
+    assert len(_rows(study_dir)) == len(_rows(local_study))
+    assert cli_main(args) == 0
+    assert "0 repeated evaluations computed" in capsys.readouterr().out
+    # The report's section 8.
+    assert cli_main(["study", "report", str(study_dir), "--out", str(tmp_path / "report")]) == 0
+    assert (
+        "8. Repeated evaluation: seeds and sample sizes" in (tmp_path / "report" / "index.html").read_text()
+    )
+    summary = pd.read_csv(tmp_path / "report" / "repeated_evaluation.csv")
+    assert set(summary["num_train"]) == {100, 300} and (summary["seeds"] == 3).all()
+    # A metric without a sample size, and a single run through `untwine evaluate`.
+    assert (
+        cli_main(
+            [
+                "study",
+                "reevaluate",
+                str(study_dir),
+                "--metrics",
+                "udr_missing",
+                "--seeds",
+                "0",
+                "--num-train",
+                "10",
+            ]
+        )
+        == 1
+    )
+    assert (
+        cli_main(["evaluate", str(run_dir), "--metrics", "mig", "--seeds", "5-6", "--num-train", "200"]) == 0
+    )
+    assert sorted(p.name for p in (run_dir / "metrics" / "mean" / "repeats" / "mig").glob("seed=5*")) == [
+        "seed=5,num_train=200.json"
+    ]

@@ -18,7 +18,7 @@ _COMMANDS = (
     ("untwine.cli.train", "train a model; export a trained encoder"),
     ("untwine.cli.evaluate", "score a trained run or any encoder with the metrics"),
     ("untwine.cli.visualise", "draw a trained run and write its HTML report"),
-    ("untwine.cli.study", "reproducible sweeps: run, status, reproduce, export, report, udr"),
+    ("untwine.cli.study", "reproducible sweeps: run, status, reproduce, export, report, reevaluate, udr"),
 )
 
 

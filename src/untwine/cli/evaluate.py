@@ -79,6 +79,32 @@ def add_arguments(parser) -> None:
         "--faithful", action="store_true", help="disentanglement_lib's estimators (the default)"
     )
     parser.add_argument("--device", default="auto", help="device for encoding (auto, cpu, cuda)")
+    parser.add_argument(
+        "--seeds",
+        help="repeated evaluation of RUN_DIR: evaluation seeds, e.g. 0-4 (with --num-train); results go to "
+        "RUN_DIR/metrics/<rep>/repeats/<metric>/seed=S,num_train=N.json, beside the run's own evaluation",
+    )
+    parser.add_argument("--num-train", help="repeated evaluation: training-sample sizes, e.g. 100,1000,10000")
+
+
+def _repeats(args, metrics, params) -> int:
+    from untwine.studies.grid import parse_int_list
+    from untwine.studies.repeats import evaluate_repeats
+
+    done = evaluate_repeats(
+        args.run_dir,
+        metrics,
+        parse_int_list(args.seeds),
+        parse_int_list(args.num_train),
+        representations=(args.representation,),
+        params=params or None,
+        fast=args.fast,
+        device=args.device,
+    )
+    print(
+        f"{len(done)} repeated evaluations written under {args.run_dir / 'metrics' / args.representation / 'repeats'}"
+    )
+    return 0
 
 
 class _Terminated(KeyboardInterrupt):
@@ -113,6 +139,10 @@ def _evaluate(args) -> int:
         raise ValueError(
             "--dataset and --out are for outside encoders; a run knows its dataset and directory"
         )
+    if args.seeds or args.num_train:
+        if outside is not None or not (args.seeds and args.num_train):
+            raise ValueError("repeated evaluation takes a RUN_DIR with both --seeds and --num-train")
+        return _repeats(args, metrics, params)
 
     if outside is None:
         from untwine.studies.pipeline import evaluate_run, metrics_dir

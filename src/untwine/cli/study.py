@@ -145,7 +145,7 @@ def _executor_flags(parser: argparse.ArgumentParser) -> None:
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "study",
-        help="reproducible sweeps: run, status, reproduce, export, report, udr",
+        help="reproducible sweeps: run, status, reproduce, export, report, reevaluate, udr",
         description=__doc__.split("\n\n", 1)[1],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -217,6 +217,32 @@ def register(subparsers) -> None:
     p.set_defaults(func=cmd_report)
 
     p = actions.add_parser(
+        "reevaluate",
+        help="score the finished models again with other seeds and sample sizes (JMLR study)",
+        description="Repeated evaluation, as disentanglement_lib's dlib_reproduce_jmlr: every finished "
+        "model of the study in DIR is scored with --metrics for each evaluation seed in --seeds and each "
+        "training-sample size in --num-train (bound to each metric's num_train; a list-valued num_train "
+        "becomes [N]). Results are keyed by (representation, metric, seed, num_train) and stored beside the "
+        "study's own evaluation -- RUN_DIR/metrics/<rep>/repeats/<metric>/seed=S,num_train=N.json and the "
+        "store's repeats table -- never over it. Resumable: keys already computed are skipped. `study "
+        "report` then adds a section on the spread across seeds, the drift with the sample size and the "
+        "ranking stability (Spearman between seeds).",
+    )
+    p.add_argument("dir", type=Path)
+    p.add_argument(
+        "--metrics", required=True, help="metric names or aliases, comma-separated (e.g. mig,dci,sap)"
+    )
+    p.add_argument("--seeds", required=True, help="evaluation seeds, e.g. 0-9 or 0,3,7")
+    p.add_argument("--num-train", required=True, help="training-sample sizes, e.g. 100,1000,10000")
+    p.add_argument("--representations", default="mean", help="mean, sampled or both (default mean)")
+    p.add_argument("--fast", action="store_true", help="opt-in metric approximations")
+    p.add_argument(
+        "--metric-param", dest="metric_params", action="append", default=[], metavar="METRIC.KEY=VALUE"
+    )
+    p.add_argument("--device", default="cpu")
+    p.set_defaults(func=cmd_reevaluate)
+
+    p = actions.add_parser(
         "udr",
         help="UDR of each model against the other seeds of its hyperparameter setting",
         description="Unsupervised Disentanglement Ranking (Duan et al. 2020) across the study in DIR: the "
@@ -232,6 +258,26 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the image draw (default 0)")
     p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_udr)
+
+
+def cmd_reevaluate(args) -> int:
+    from untwine.studies.grid import parse_int_list
+    from untwine.studies.planning import parse_metric_params
+    from untwine.studies.repeats import study_reevaluate
+
+    computed = study_reevaluate(
+        args.dir,
+        _csv(args.metrics),
+        parse_int_list(args.seeds),
+        parse_int_list(args.num_train),
+        representations=_csv(args.representations),
+        params=parse_metric_params(args.metric_params) or None,
+        fast=args.fast,
+        device=args.device,
+        progress=lambda done, total: print(f"  {done}/{total} models", flush=True),
+    )
+    print(f"{computed} repeated evaluations computed (the rest were already stored) in {args.dir}")
+    return 0
 
 
 def cmd_udr(args) -> int:

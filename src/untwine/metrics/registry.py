@@ -139,6 +139,21 @@ def resolve_parameters(names: Sequence[str], params: dict | None) -> dict[str, d
     return out
 
 
+def with_num_train(name: str, parameters: dict, num_train: int) -> dict:
+    """``parameters`` of metric ``name`` with its training-sample size set to ``num_train`` (a list-valued
+    ``num_train`` -- the downstream tasks' sizes -- becomes ``[num_train]``), as disentanglement_lib's
+    ``dlib_reproduce_jmlr`` binds ``<metric>.num_train``; a metric without one is an error."""
+    spec = METRICS[ALIASES.get(name, name)]
+    if "num_train" not in spec.parameters:
+        with_size = [s.name for s in SPECS if "num_train" in s.parameters]
+        raise ValueError(
+            f"{spec.name} has no training-sample size to vary (num_train); metrics that have one: "
+            f"{', '.join(with_size)}"
+        )
+    value = [int(num_train)] if isinstance(spec.parameters["num_train"].default, list) else int(num_train)
+    return spec.check_parameters({**parameters, "num_train": value})
+
+
 def array_metrics() -> list[str]:
     """The metrics that run on a sample of codes alone (precomputed codes): they neither draw their own
     batches of images nor intervene on factors."""

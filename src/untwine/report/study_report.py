@@ -84,6 +84,8 @@ class Analyses:
     missing_downstream: Literal["scores", "tasks"] | None
     selection: list[PoolPicture] | None  # None: no unsupervised or no disentanglement scores
     fairness: list[Picture] | None = None  # None: no fairness metric in the study
+    repeats: list[Picture] | None = None  # None: no repeated evaluation (`untwine study reevaluate`)
+    repeats_table: Table | None = None
 
 
 @dataclass(frozen=True)
@@ -424,6 +426,48 @@ def _section_fairness(figures: _Figures, table: pd.DataFrame, scores, out_dir: P
     ]
 
 
+def _section_repeats(figures: _Figures, repeats: pd.DataFrame | None, out_dir: Path):
+    """Section 8: spread across evaluation seeds, drift with the sample size, ranking stability."""
+    scores = A.repeat_scores(repeats) if repeats is not None else None
+    if scores is None or scores.empty:
+        return None, None
+    summary = A.repeat_summary(scores)
+    stability = A.ranking_stability(scores)
+    merged = summary.merge(stability, on=["dataset", "score", "num_train"])
+    merged.to_csv(out_dir / "repeated_evaluation.csv", index=False)
+    pictures = []
+    for dataset, group in merged.groupby("dataset", sort=False):
+        fig = new_figure(9.0, 3.6, layout=None)
+        left, right = fig.subplots(1, 2)
+        for score, rows in group.groupby("score", sort=False):
+            rows = rows.sort_values("num_train")
+            left.errorbar(
+                rows["num_train"], rows["mean"], yerr=rows["seed_std"], marker="o", capsize=3, label=score
+            )
+            right.plot(rows["num_train"], rows["spearman_between_seeds"], marker="o", label=score)
+        for ax, ylabel in (
+            (left, "score (mean over models; bars: seed std)"),
+            (right, "Spearman between seeds"),
+        ):
+            ax.set_xscale("log")
+            ax.set_xlabel("num_train")
+            ax.set_ylabel(ylabel, fontsize=8)
+        right.set_ylim(-1.05, 1.05)
+        left.legend(fontsize=7)
+        left.set_title(f"{dataset}: drift with the sample size", fontsize=9)
+        right.set_title(f"{dataset}: do evaluation seeds rank models alike?", fontsize=9)
+        pictures.append(
+            figures.save(
+                fig,
+                f"repeats_{_slug(dataset)}.png",
+                f"{dataset}: each score's mean over models against the training-sample size, with the spread "
+                "across evaluation seeds as bars (left), and the mean Spearman correlation of the models' "
+                "scores between every pair of evaluation seeds (right; 1: the seed does not change the ranking)",
+            )
+        )
+    return pictures, frame_table(merged)
+
+
 def _section_overview(
     table: pd.DataFrame, runs: pd.DataFrame, study: Study | None, selection: Selection | None
 ) -> Overview:
@@ -450,7 +494,9 @@ def _section_overview(
     )
 
 
-def _analyses(figures: _Figures, table: pd.DataFrame, study, out_dir: Path) -> Analyses:
+def _analyses(
+    figures: _Figures, table: pd.DataFrame, study, out_dir: Path, repeats: pd.DataFrame | None = None
+) -> Analyses:
     """Sections 1-6, drawn in the order the page shows them."""
     scores = A.disentanglement_scores(table)
     tc = _section_tc(figures, table, study)
@@ -460,8 +506,19 @@ def _analyses(figures: _Figures, table: pd.DataFrame, study, out_dir: Path) -> A
     downstream, missing_downstream = _section_downstream(figures, table, scores)
     selection = _section_selection(figures, table, scores, out_dir)
     fairness = _section_fairness(figures, table, scores, out_dir)
+    repeat_pictures, repeat_table = _section_repeats(figures, repeats, out_dir)
     return Analyses(
-        tc, rank, distributions, variance, variance_table, downstream, missing_downstream, selection, fairness
+        tc,
+        rank,
+        distributions,
+        variance,
+        variance_table,
+        downstream,
+        missing_downstream,
+        selection,
+        fairness,
+        repeat_pictures,
+        repeat_table,
     )
 
 
@@ -472,6 +529,7 @@ def render_study_report(
     study: Study | None = None,
     selection: Selection | None = None,
     title: str = "study",
+    repeats: pd.DataFrame | None = None,
 ) -> str:
     """HTML of the report for the wide results ``table`` and the ``runs`` table; figures go to ``out_dir``."""
     out_dir = Path(out_dir)
@@ -481,7 +539,7 @@ def render_study_report(
     overview = _section_overview(table, runs, study, selection)
     analyses = None
     if not table.empty:
-        analyses = _analyses(_Figures(out_dir), table, study, out_dir)
+        analyses = _analyses(_Figures(out_dir), table, study, out_dir, repeats)
         table.to_csv(out_dir / "results_wide.csv", index=False)
     page = StudyReportPage(title=title, version=__version__, overview=overview, analyses=analyses)
     return render("study_report.html", page=page)
@@ -497,11 +555,14 @@ def write_study_report(study_dir: str | Path, out_dir: str | Path | None = None,
     try:
         table = store.results_frame(wide=True)
         runs = store.runs_frame()
+        repeats = store.repeats_frame()
     finally:
         if owns:
             store.close()
     out = Path(out_dir) if out_dir is not None else study_dir / REPORT_DIR
-    text = render_study_report(table, runs, out, study=study, selection=selection, title=study.name)
+    text = render_study_report(
+        table, runs, out, study=study, selection=selection, title=study.name, repeats=repeats
+    )
     path = out / REPORT_NAME
     atomic_write_text(path, text)
     return path

@@ -293,6 +293,72 @@ def fairness_correlation(table: pd.DataFrame, scores: Sequence[Score]) -> pd.Dat
     return pd.DataFrame(rows).T
 
 
+# -- 8. repeated evaluation (the JMLR extension) --------------------------------------------------------
+def repeat_scores(repeats: pd.DataFrame) -> pd.DataFrame:
+    """The repeats of the paper's disentanglement scores (mean representation), labelled: columns dataset,
+    model_num, score, eval_seed, num_train, number."""
+    columns = ["dataset", "model_num", "score", "eval_seed", "num_train", "number"]
+    if repeats.empty:
+        return pd.DataFrame(columns=columns)
+    parts = []
+    for score in DISENTANGLEMENT_SCORES:
+        mask = (
+            (repeats["representation"] == score.representation)
+            & (repeats["metric"] == score.metric)
+            & (repeats["key"] == score.key)
+        )
+        if mask.any():
+            part = repeats[mask].assign(score=score.label, number=pd.to_numeric(repeats[mask]["value"]))
+            parts.append(part[columns])
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+
+
+def repeat_summary(scores: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset, score and sample size: the mean score over models and seeds, the spread across
+    evaluation seeds (each model's standard deviation over seeds, ddof 1, averaged over models), the
+    models and the seeds."""
+    rows = []
+    for (dataset, score, n), group in scores.groupby(["dataset", "score", "num_train"], sort=True):
+        per_model = group.groupby("model_num")["number"]
+        rows.append(
+            {
+                "dataset": dataset,
+                "score": score,
+                "num_train": int(n),
+                "mean": float(group["number"].mean()),
+                "seed_std": float(per_model.std(ddof=1).mean()),
+                "models": int(per_model.ngroups),
+                "seeds": int(group["eval_seed"].nunique()),
+            }
+        )
+    return pd.DataFrame(
+        rows, columns=["dataset", "score", "num_train", "mean", "seed_std", "models", "seeds"]
+    )
+
+
+def ranking_stability(scores: pd.DataFrame) -> pd.DataFrame:
+    """Per dataset, score and sample size: the mean Spearman correlation between the models' scores
+    under each pair of evaluation seeds (1: every seed ranks the models alike), and the pairs averaged."""
+    rows = []
+    for (dataset, score, n), group in scores.groupby(["dataset", "score", "num_train"], sort=True):
+        wide = group.pivot_table(index="model_num", columns="eval_seed", values="number")
+        matrix = _spearman_matrix(wide).to_numpy()
+        pairs = matrix[np.triu_indices(matrix.shape[0], k=1)] if matrix.shape[0] > 1 else np.array([])
+        pairs = pairs[np.isfinite(pairs)]
+        rows.append(
+            {
+                "dataset": dataset,
+                "score": score,
+                "num_train": int(n),
+                "spearman_between_seeds": float(pairs.mean()) if pairs.size else float("nan"),
+                "seed_pairs": int(pairs.size),
+            }
+        )
+    return pd.DataFrame(
+        rows, columns=["dataset", "score", "num_train", "spearman_between_seeds", "seed_pairs"]
+    )
+
+
 # -- 6. unsupervised model selection ------------------------------------------------------------------
 def _win_rate(selector: np.ndarray, target: np.ndarray) -> float:
     """P(target of the run with the best selector > target of a different run drawn at random); ties 1/2.

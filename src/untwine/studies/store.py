@@ -122,6 +122,21 @@ EVALUATIONS = sa.Table(
     sa.Column("result_json", sa.TEXT),
 )
 
+# Repeated evaluations (the JMLR extension of the study): one row per number, keyed by the evaluation
+# seed and the training-sample size besides (model, representation, metric, key); they never overwrite
+# the study's own evaluation, which stays in RESULTS.  Added to existing stores by create_all.
+REPEATS = sa.Table(
+    "repeats",
+    METADATA,
+    sa.Column("model_num", sa.BIGINT, sa.ForeignKey("runs.model_num"), primary_key=True, autoincrement=False),
+    sa.Column("representation", sa.TEXT, primary_key=True),
+    sa.Column("metric", sa.TEXT, primary_key=True),
+    sa.Column("eval_seed", sa.BIGINT, primary_key=True, autoincrement=False),
+    sa.Column("num_train", sa.BIGINT, primary_key=True, autoincrement=False),
+    sa.Column("key", sa.TEXT, primary_key=True),
+    sa.Column("value", _DOUBLE),
+)
+
 _RUN_COLUMNS = tuple(RUNS.columns.keys())
 _RESULT_COLUMNS = (
     RESULTS.c.model_num,
@@ -437,6 +452,45 @@ class ResultStore:
                     }
                 ],
             )
+
+    def record_repeat(
+        self, model_num: int, representation: str, metric: str, eval_seed: int, num_train: int, values
+    ) -> None:
+        """Store one repeated evaluation (replacing the same key's earlier numbers, if any)."""
+        cell = {
+            "model_num": model_num,
+            "representation": representation,
+            "metric": metric,
+            "eval_seed": int(eval_seed),
+            "num_train": int(num_train),
+        }
+        rows = [{**cell, "key": key, "value": value} for key, value in flatten_values(values)]
+        with self._writing() as connection:
+            connection.execute(
+                sa.delete(REPEATS).where(*(REPEATS.c[name] == value for name, value in cell.items()))
+            )
+            if rows:
+                connection.execute(sa.insert(REPEATS), rows)
+
+    def repeated(self) -> set[tuple[int, str, str, int, int]]:
+        """The (model_num, representation, metric, eval_seed, num_train) keys stored."""
+        columns = [REPEATS.c[c] for c in ("model_num", "representation", "metric", "eval_seed", "num_train")]
+        return {tuple(row) for row in self._read(sa.select(*columns).distinct())}
+
+    def repeats_frame(self):
+        """A pandas DataFrame of the repeated evaluations with the runs' grid coordinates."""
+        import pandas as pd
+
+        statement = sa.select(
+            REPEATS,
+            RUNS.c.dataset,
+            RUNS.c.model,
+            RUNS.c.parameter,
+            RUNS.c.value.label("hyperparameter_value"),
+            RUNS.c.seed,
+        ).join(RUNS, RUNS.c.model_num == REPEATS.c.model_num)
+        columns = [*REPEATS.columns.keys(), "dataset", "model", "parameter", "hyperparameter_value", "seed"]
+        return pd.DataFrame(self._read(statement), columns=columns)
 
     def evaluated(self, model_num: int) -> set[tuple[str, str]]:
         """(representation, metric) pairs stored for a run."""
