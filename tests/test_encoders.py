@@ -91,6 +91,7 @@ def test_torchscript_encoder_scores_as_the_same_module_from_python(
     report = (out / "report.html").read_text()
     assert "torchscript encoder encoder.pt on procedural_dsprites" in report
     assert "discrete_mig" in report and "<img" in report  # the scores and their heatmaps
+    assert 'id="traversals"' not in report and 'id="curves"' not in report  # no model: left out
     manifest = json.loads((out / "visualisation" / "manifest.json").read_text())
     assert manifest["metric_plots"] and "traversals" not in manifest
 

@@ -5,6 +5,7 @@ import base64
 import html
 import io
 import json
+import re
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -268,3 +269,52 @@ def test_report_notes_what_is_missing_instead_of_breaking(tmp_path):
 def test_cli_errors_for_a_directory_without_a_run(tmp_path, capsys):
     assert cli_main(["visualise", str(tmp_path)]) == 1
     assert "is not a run directory" in capsys.readouterr().err
+
+
+def test_metrics_come_first_with_the_headline_and_factor_names(tmp_path):
+    """A run directory with metric results only: the headline table (mean and sampled side by side, each
+    linking to its metric), per-factor keys under the dataset's factor names, long lists folded."""
+    (tmp_path / "config.json").write_text(
+        json.dumps(
+            {
+                "config": {"model": "beta_vae", "dataset": "toy"},
+                "dataset": {"factor_names": ["shape", "scale"], "factor_sizes": [3, 6]},
+            }
+        )
+    )
+    for rep, mig in (("mean", 0.25), ("sampled", 0.125)):
+        folder = tmp_path / "metrics" / rep
+        folder.mkdir(parents=True)
+        (folder / "mig.json").write_text(json.dumps({"metric": "mig", "values": {"discrete_mig": mig}}))
+        values = {f"10000:test_accuracy_factor_{j}": 0.5 + j / 10 for j in range(2)}
+        values.update({f"{n}:mean_test_accuracy": 0.7 for n in (10, 100, 1000, 10000)})
+        values.update({f"{n}:min_test_accuracy": 0.6 for n in (10, 100, 1000, 10000)})
+        values.update({f"{n}:train_accuracy_factor_0": 0.9 for n in (10, 100, 1000)})
+        (folder / "downstream_task_boosted_trees.json").write_text(
+            json.dumps({"metric": "downstream_task_boosted_trees", "values": values})
+        )
+    out = tmp_path / "pictures"
+    out.mkdir()
+    (out / "manifest.json").write_text(json.dumps({"curves": {}, "animations": {}}))
+    text = render_run_report(tmp_path, out)
+    sections = re.findall(r'<section id="([^"]+)">', text)
+    assert sections[0] == "metrics"
+    headline = text[text.index("<table>") : text.index("</table>")]
+    assert re.search(
+        r'<a href="#metric-mig">MIG</a></td><td>[^<]+</td><td class="num">0.25</td><td class="num">0.125</td>',
+        headline,
+    )
+    assert "Downstream accuracy (GBT)" in headline and "BetaVAE score" not in headline  # not evaluated
+    assert 'id="metric-mig"' in text and 'id="metric-downstream_task_boosted_trees"' in text
+    assert "10000:test_accuracy_scale" in text and "test_accuracy_factor_1" not in text
+    assert re.search(r"<details><summary>\d+ keys \(factor names", text)  # the long downstream list
+
+
+def test_factor_names_replace_indices_in_keys():
+    from untwine.report.run_report import with_factor_names
+
+    names = ["shape", "scale", "posX"]
+    assert with_factor_names("100:train_accuracy_factor_2", names) == "100:train_accuracy_posX"
+    assert with_factor_names("mean_fairness:pred0:sens2", names) == "mean_fairness:pred:shape:sens:posX"
+    assert with_factor_names("discrete_mig", names) == "discrete_mig"
+    assert with_factor_names("x_factor_7", names) == "x_factor_7"  # no such factor: left alone

@@ -51,6 +51,7 @@ class Picture:
 class Cell:
     text: str
     numeric: bool = False  # right-aligned, tabular figures
+    link: str | None = None  # an anchor on the page ("#metric-mig")
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from untwine.report.page import render
 from untwine.report.records import Cell, Picture, Table
 from untwine.utils.io import atomic_write_text
 from untwine.visualisation.animations import CYCLES
-from untwine.visualisation.metric_plots import load_metric_results, metric_table
+from untwine.visualisation.metric_plots import load_metric_results, metric_scalars, metric_table
 from untwine.visualisation.run_visuals import (
     VisualisationSettings,
     default_out_dir,
@@ -46,6 +47,149 @@ CURVE_CAPTIONS = {
     "kl_per_latent": "KL per latent against the step",
     "capacity": "AnnealedVAE: capacity target C(t) and total KL",
 }
+
+
+# The study's scores, first in the report: (label, metric, key, one-line meaning).
+HEADLINE = (
+    (
+        "BetaVAE score",
+        "beta_vae_sklearn",
+        "eval_accuracy",
+        "accuracy of predicting which factor was fixed from code differences",
+    ),
+    (
+        "FactorVAE score",
+        "factor_vae_metric",
+        "eval_accuracy",
+        "majority vote: the least-varying latent names the fixed factor",
+    ),
+    (
+        "MIG",
+        "mig",
+        "discrete_mig",
+        "gap in mutual information between a factor's best and second-best latent",
+    ),
+    (
+        "DCI disentanglement",
+        "dci",
+        "disentanglement",
+        "each latent predicts one factor (boosted-tree importances)",
+    ),
+    ("DCI completeness", "dci", "completeness", "each factor is predicted by one latent"),
+    (
+        "DCI informativeness",
+        "dci",
+        "informativeness_test",
+        "test accuracy of boosted trees predicting the factors",
+    ),
+    ("SAP", "sap_score", "SAP_score", "gap in single-latent predictability between the best two latents"),
+    (
+        "Modularity",
+        "modularity_explicitness",
+        "modularity_score",
+        "each latent depends on at most one factor",
+    ),
+    (
+        "Explicitness",
+        "modularity_explicitness",
+        "explicitness_score_test",
+        "factors are linearly decodable (AUC)",
+    ),
+    (
+        "Gaussian total correlation",
+        "unsupervised",
+        "gaussian_total_correlation",
+        "dependence between latents (lower: more factorised)",
+    ),
+    (
+        "Downstream accuracy (LR)",
+        "downstream_task_logistic_regression",
+        "10000:mean_test_accuracy",
+        "logistic regression on 10,000 codes, mean over factors",
+    ),
+    (
+        "Downstream accuracy (GBT)",
+        "downstream_task_boosted_trees",
+        "10000:mean_test_accuracy",
+        "boosted trees on 10,000 codes, mean over factors",
+    ),
+    (
+        "Sample efficiency (LR)",
+        "downstream_task_logistic_regression",
+        "sample_efficiency",
+        "accuracy with 100 codes / with 10,000",
+    ),
+)
+# Sections that show a trained model; an outside encoder's evaluation has none of them.
+MODEL_SECTIONS = ("config", "curves", "final-eval", "traversals", "animations", "reconstructions", "samples")
+_FACTOR_INDEX = re.compile(r"(factor_|pred|sens)(\d+)")
+
+
+def with_factor_names(key: str, names: list[str] | None) -> str:
+    """``"10000:test_accuracy_factor_3"`` -> ``"10000:test_accuracy_posX"`` (also fairness' pred/sens)."""
+    if not names:
+        return key
+
+    def name(match: re.Match) -> str:
+        j = int(match.group(2))
+        prefix = "" if match.group(1) == "factor_" else match.group(1) + ":"
+        return prefix + names[j] if j < len(names) else match.group(0)
+
+    return _FACTOR_INDEX.sub(name, key)
+
+
+@dataclass(frozen=True)
+class MetricDetail:
+    """One metric's keys, factor names in place of indices, mean and sampled side by side."""
+
+    metric: str
+    anchor: str
+    table: Table
+    folded: bool  # long lists start folded away
+
+
+def headline_table(results: dict[str, dict[str, dict[str, Any]]]) -> Table | None:
+    rows = []
+    for label, metric, key, meaning in HEADLINE:
+        values = [
+            metric_scalars(results.get(rep, {}).get(metric, {"values": {}})).get(key)
+            for rep in ("mean", "sampled")
+        ]
+        if all(v is None for v in values):
+            continue
+        rows.append(
+            (
+                Cell(label, link=f"#metric-{metric}"),
+                Cell(meaning),
+                *(Cell(_score(v), numeric=True) for v in values),
+            )
+        )
+    return Table(("score", "what it measures", "mean", "sampled"), rows) if rows else None
+
+
+def metric_details(
+    results: dict[str, dict[str, dict[str, Any]]], names: list[str] | None
+) -> list[MetricDetail]:
+    out = []
+    metrics = sorted({m for reps in results.values() for m in reps})
+    for metric in metrics:
+        per_rep = {
+            rep: metric_scalars(results[rep][metric])
+            for rep in ("mean", "sampled")
+            if metric in results.get(rep, {})
+        }
+        keys = sorted({k for values in per_rep.values() for k in values})
+        rows = [
+            (
+                Cell(with_factor_names(k, names)),
+                *(Cell(_score(per_rep.get(rep, {}).get(k)), numeric=True) for rep in ("mean", "sampled")),
+            )
+            for k in keys
+        ]
+        out.append(
+            MetricDetail(metric, f"metric-{metric}", Table(("key", "mean", "sampled"), rows), len(rows) > 12)
+        )
+    return out
 
 
 @dataclass(frozen=True)
@@ -72,6 +216,9 @@ class RunReportPage:
     final_eval: Table | None
     metric_scores: Table | None
     metric_plots: list[Picture]
+    headline: Table | None
+    metric_details: list[MetricDetail]
+    sections: tuple[str, ...]  # the ids of the sections shown
     traversal_interval: str
     num_images: Any
     traversals: list[Picture]
@@ -82,6 +229,11 @@ class RunReportPage:
     reconstructions: Picture | None
     samples: Picture | None
     sample_seed: Any
+
+
+def _score(value: Any) -> str:
+    """A score cell: the number, or a dash where the representation was not evaluated."""
+    return "\u2013" if value is None else _format(value)
 
 
 def _format(value: Any) -> str:
@@ -131,12 +283,21 @@ def run_report_page(run_dir: str | os.PathLike, out_dir: str | os.PathLike | Non
     dataset = run_info.get("dataset")
     environment = {k: run_info[k] for k in ("device", "git_commit", "seeds", "versions") if k in run_info}
     terms = (final_eval or {}).get("terms", {})
-    scores = metric_table(load_metric_results(run_dir))
+    results = load_metric_results(run_dir)
+    scores = metric_table(results)
     curves = manifest.get("curves", {})
     values = manifest.get("traversal_values", [])
     animations = manifest.get("animations", {})
     kl = manifest.get("kl_per_latent")
     encoder = manifest.get("encoder")
+    factor_names = list((dataset or {}).get("factor_names", [])) if isinstance(dataset, dict) else []
+    if encoder and not factor_names:
+        try:
+            from untwine.data import get_spec
+
+            factor_names = list(get_spec(encoder["dataset"]).factor_names)
+        except (KeyError, ValueError, FileNotFoundError):
+            factor_names = []  # codes without a named dataset: indices stay
     title = f"{config.get('model', 'model')} on {config.get('dataset', 'dataset')}"
     if encoder:  # an outside encoder's evaluation: no config, curves or pictures of a model
         title = f"{encoder['kind']} encoder {Path(encoder['source']).name} on {encoder['dataset']}"
@@ -172,6 +333,22 @@ def run_report_page(run_dir: str | os.PathLike, out_dir: str | os.PathLike | Non
             Picture.from_file(out_dir, p["path"], f"{p['metric']}: {p['name']} ({p['representation']})")
             for p in manifest.get("metric_plots", [])
         ],
+        headline=headline_table(results),
+        metric_details=metric_details(results, factor_names or None),
+        sections=tuple(
+            s
+            for s in (
+                "config",
+                "curves",
+                "final-eval",
+                "metrics",
+                "traversals",
+                "animations",
+                "reconstructions",
+                "samples",
+            )
+            if not (encoder and s in MODEL_SECTIONS)
+        ),
         traversal_interval=f"[{values[0]:g}, {values[-1]:g}] in {len(values)} steps" if values else "",
         num_images=settings.get("num_images", ""),
         traversals=[
