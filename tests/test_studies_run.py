@@ -297,6 +297,7 @@ def test_sigkill_of_a_worker_mid_training_resumes_from_its_checkpoint(tmp_path):
 
 
 def test_udr_compares_the_seeds_of_each_setting_and_is_stored(local_study, tmp_path, capsys):
+    import html
     import json
     import shutil
 
@@ -335,6 +336,20 @@ def test_udr_compares_the_seeds_of_each_setting_and_is_stored(local_study, tmp_p
     assert cli_main(["study", "report", str(study_dir), "--out", str(tmp_path / "report")]) == 0
     selection = pd.read_csv(tmp_path / "report" / "model_selection.csv")
     assert "UDR" in set(selection["selector"])
+    # The gallery: one traversal strip per trained model.
+    text = (tmp_path / "report" / "index.html").read_text()
+    assert "Gallery: what the models learned" in text
+    strips = sorted(p.name for p in (tmp_path / "report" / "gallery").glob("*.png"))
+    assert strips == sorted(f"model{n}.png" for n in runs)
+    from test_report import _PROBE, CHROMIUM, _chromium
+
+    if CHROMIUM.exists():  # every picture, the gallery's included, decodes in a browser
+        probed = tmp_path / "report" / "probed.html"
+        probed.write_text(text.replace("<head>", "<head>" + _PROBE, 1))
+        result = _chromium(tmp_path, "--virtual-time-budget=5000", "--dump-dom", probed.as_uri())
+        start = result.stdout.index('<pre id="untwine-probe">') + len('<pre id="untwine-probe">')
+        probe = json.loads(html.unescape(result.stdout[start : result.stdout.index("</pre>", start)]))
+        assert probe["broken"] == [] and probe["images"] >= len(runs) and all(w > 0 for w in probe["widths"])
 
 
 def test_reevaluation_is_keyed_resumable_and_reported(local_study, tmp_path, capsys):

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -96,6 +96,8 @@ class StudyReportPage:
     version: str
     overview: Overview
     analyses: Analyses | None
+    gallery: list = field(default_factory=list)  # GalleryItems (report.study_gallery)
+    gallery_left_out: int = 0
 
 
 def _num(value: Any, digits: int = 3) -> str:
@@ -530,6 +532,7 @@ def render_study_report(
     selection: Selection | None = None,
     title: str = "study",
     repeats: pd.DataFrame | None = None,
+    gallery: tuple[list, int] = ([], 0),
 ) -> str:
     """HTML of the report for the wide results ``table`` and the ``runs`` table; figures go to ``out_dir``."""
     out_dir = Path(out_dir)
@@ -541,7 +544,14 @@ def render_study_report(
     if not table.empty:
         analyses = _analyses(_Figures(out_dir), table, study, out_dir, repeats)
         table.to_csv(out_dir / "results_wide.csv", index=False)
-    page = StudyReportPage(title=title, version=__version__, overview=overview, analyses=analyses)
+    page = StudyReportPage(
+        title=title,
+        version=__version__,
+        overview=overview,
+        analyses=analyses,
+        gallery=gallery[0],
+        gallery_left_out=gallery[1],
+    )
     return render("study_report.html", page=page)
 
 
@@ -560,8 +570,18 @@ def write_study_report(study_dir: str | Path, out_dir: str | Path | None = None,
         if owns:
             store.close()
     out = Path(out_dir) if out_dir is not None else study_dir / REPORT_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    from untwine.report.study_gallery import gallery
+
     text = render_study_report(
-        table, runs, out, study=study, selection=selection, title=study.name, repeats=repeats
+        table,
+        runs,
+        out,
+        study=study,
+        selection=selection,
+        title=study.name,
+        repeats=repeats,
+        gallery=gallery(study_dir, runs, out),
     )
     path = out / REPORT_NAME
     atomic_write_text(path, text)
