@@ -285,7 +285,15 @@ def test_metrics_come_first_with_the_headline_and_factor_names(tmp_path):
     for rep, mig in (("mean", 0.25), ("sampled", 0.125)):
         folder = tmp_path / "metrics" / rep
         folder.mkdir(parents=True)
-        (folder / "mig.json").write_text(json.dumps({"metric": "mig", "values": {"discrete_mig": mig}}))
+        (folder / "mig.json").write_text(
+            json.dumps(
+                {
+                    "metric": "mig",
+                    "values": {"discrete_mig": mig},
+                    "parameters": {"num_train": 500, "num_bins": 20},
+                }
+            )
+        )
         values = {f"10000:test_accuracy_factor_{j}": 0.5 + j / 10 for j in range(2)}
         values.update({f"{n}:mean_test_accuracy": 0.7 for n in (10, 100, 1000, 10000)})
         values.update({f"{n}:min_test_accuracy": 0.6 for n in (10, 100, 1000, 10000)})
@@ -308,6 +316,7 @@ def test_metrics_come_first_with_the_headline_and_factor_names(tmp_path):
     assert 'id="metric-mig"' in text and 'id="metric-downstream_task_boosted_trees"' in text
     assert "10000:test_accuracy_scale" in text and "test_accuracy_factor_1" not in text
     assert re.search(r"<details><summary>\d+ keys \(factor names", text)  # the long downstream list
+    assert "<code>mig: num_train=500 (study: 10000)</code>" in text  # a smaller sample is stated
 
 
 def test_factor_names_replace_indices_in_keys():

@@ -148,6 +148,30 @@ class MetricDetail:
     folded: bool  # long lists start folded away
 
 
+def non_default_parameters(results: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
+    """``"beta_vae_sklearn: num_train=500 (study: 10000)"`` for every metric parameter that differs from
+    disentanglement_lib's study default, and the metrics computed in fast mode."""
+    from untwine.metrics.registry import METRICS
+
+    notes = []
+    for metric in sorted({m for reps in results.values() for m in reps}):
+        spec = METRICS.get(metric)
+        result = next(reps[metric] for reps in results.values() if metric in reps)
+        given = result.get("parameters") or {}
+        if spec is None or not isinstance(given, dict):
+            continue
+        changed = [
+            f"{key}={given[key]} (study: {default})"
+            for key, default in spec.defaults.items()
+            if key in given and given[key] != default
+        ]
+        if result.get("mode") == "fast":
+            changed.append("fast mode")
+        if changed:
+            notes.append(f"{metric}: {', '.join(changed)}")
+    return notes
+
+
 def headline_table(results: dict[str, dict[str, dict[str, Any]]]) -> Table | None:
     rows = []
     for label, metric, key, meaning in HEADLINE:
@@ -218,6 +242,7 @@ class RunReportPage:
     metric_plots: list[Picture]
     headline: Table | None
     metric_details: list[MetricDetail]
+    evaluation_notes: list[str]  # metric settings that differ from the study's
     sections: tuple[str, ...]  # the ids of the sections shown
     traversal_interval: str
     num_images: Any
@@ -334,6 +359,7 @@ def run_report_page(run_dir: str | os.PathLike, out_dir: str | os.PathLike | Non
             for p in manifest.get("metric_plots", [])
         ],
         headline=headline_table(results),
+        evaluation_notes=non_default_parameters(results),
         metric_details=metric_details(results, factor_names or None),
         sections=tuple(
             s
