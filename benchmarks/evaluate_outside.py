@@ -59,6 +59,7 @@ def main() -> int:
         rows = []
         copy = tmp / "run"
         subprocess.run(["cp", "-r", str(args.run_dir), str(copy)], check=True)
+        subprocess.run(["rm", "-rf", str(copy / "metrics")], check=True)  # only this evaluation's files
         for label, command, out in (
             ("run directory", [*python, "evaluate", str(copy), "--metrics", args.metrics, *mode], copy),
             (
