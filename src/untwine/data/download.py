@@ -146,6 +146,33 @@ SMALLNORB = (
     _norb("testing", "01235", "info", "a9454f3864d7fd4bb3ea7fc3eb84924e"),
 )
 
+_TORCHVISION = "torchvision.datasets.{} resources (the MD5 of the published .gz)"
+MNIST_FILES = tuple(
+    RemoteFile(
+        f"https://ossci-datasets.s3.amazonaws.com/mnist/{name}", name, md5, _TORCHVISION.format("MNIST")
+    )
+    for name, md5 in (
+        ("train-images-idx3-ubyte.gz", "f68b3c2dcbeaaa9fbdd348bbdeb94873"),
+        ("train-labels-idx1-ubyte.gz", "d53e105ee54ea40749a09fcbcd1e9432"),
+        ("t10k-images-idx3-ubyte.gz", "9fb629c4189551a2d022fa330f9573f3"),
+        ("t10k-labels-idx1-ubyte.gz", "ec29112dd5afa0611ce80d1b7f02629c"),
+    )
+)
+FASHION_MNIST_FILES = tuple(
+    RemoteFile(
+        f"https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/{name}",
+        name,
+        md5,
+        _TORCHVISION.format("FashionMNIST"),
+    )
+    for name, md5 in (
+        ("train-images-idx3-ubyte.gz", "8d4fb7e6c68d591d4c3dfef9ec88bf0d"),
+        ("train-labels-idx1-ubyte.gz", "25c81989df183df01b3e8a0aad5dffbe"),
+        ("t10k-images-idx3-ubyte.gz", "bef4ecab320f06d8554ea6380940ec79"),
+        ("t10k-labels-idx1-ubyte.gz", "bb300cfdad3c16e7a12a480ee83cd310"),
+    )
+)
+
 # What `untwine data download NAME` fetches, per dataset name.
 DOWNLOADS: dict[str, tuple[RemoteFile, ...]] = {
     "dsprites_full": (DSPRITES_NPZ,),
@@ -159,6 +186,8 @@ DOWNLOADS: dict[str, tuple[RemoteFile, ...]] = {
     "mpi3d_real": (MPI3D["real"],),
     "cars3d": (CARS3D,),
     "smallnorb": SMALLNORB,
+    "mnist": MNIST_FILES,
+    "fashion_mnist": FASHION_MNIST_FILES,
 }
 # Published files a dataset can also read (checked by `untwine data verify` when present).
 ALTERNATIVES: dict[str, tuple[RemoteFile, ...]] = {

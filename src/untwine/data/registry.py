@@ -64,6 +64,13 @@ class DatasetSpec:
 
 
 _DSPRITES_NPZ = "dsprites_ndarray_co1sh3sc6or40x32y32_64x64.npz"
+
+
+def _idx_files(split: str) -> tuple[str, str]:
+    prefix = {"train": "train", "test": "t10k"}[split]
+    return f"{prefix}-images-idx3-ubyte.gz", f"{prefix}-labels-idx1-ubyte.gz"
+
+
 _SCREAM = "scream.jpg"
 
 
@@ -185,6 +192,30 @@ SPECS: dict[str, DatasetSpec] = {
                 for kind in ("dat", "cat", "info")
             ),
             nuisance=("instance",),
+        ),
+        DatasetSpec(
+            "mnist",
+            "untwine.data.idx:load_idx_dataset",
+            ("label",),
+            (10,),
+            1,
+            "MNIST (LeCun et al. 1998): 28x28 handwritten digits, label as the factor (train split; "
+            "split='test' for the test set).",
+            folder="mnist",
+            files=tuple(name for split in ("train", "test") for name in _idx_files(split)),
+            loader_kwargs={"dataset": "mnist"},
+        ),
+        DatasetSpec(
+            "fashion_mnist",
+            "untwine.data.idx:load_idx_dataset",
+            ("label",),
+            (10,),
+            1,
+            "Fashion-MNIST (Xiao et al. 2017): 28x28 clothing images, label as the factor; read from "
+            "Debian's dataset-fashion-mnist when installed.",
+            folder="fashion_mnist",
+            files=tuple(name for split in ("train", "test") for name in _idx_files(split)),
+            loader_kwargs={"dataset": "fashion_mnist"},
         ),
         _procedural(
             "procedural_dsprites",
