@@ -28,8 +28,8 @@ from untwine.metrics.dci import (
     disentanglement,
     disentanglement_per_code,
 )
-from untwine.metrics.information import discrete_entropy, discrete_mutual_info_matrix, histogram_discretize
-from untwine.metrics.mig import top_two_gap
+from untwine.metrics.information import histogram_discretize
+from untwine.metrics.mig import gaps
 from untwine.metrics.sap import sap
 from untwine.metrics.spec import POSITIVE_INT, MetricOutput, MetricSpec, Parameter, int_at_least
 
@@ -49,10 +49,9 @@ def mig_continuous(codes, factors, *, num_bins: int = 20, return_matrices: bool 
     codes = check_codes(codes, "codes", min_points=2)
     factors = check_continuous_factors(factors, "factors", codes.shape[0], "codes")
     num_bins = check_positive_int(num_bins, "num_bins", 2)
-    discrete_factors = histogram_discretize(factors, num_bins)
-    mutual_info = discrete_mutual_info_matrix(histogram_discretize(codes, num_bins), discrete_factors)
-    entropy = discrete_entropy(discrete_factors)
-    per_factor = top_two_gap(mutual_info) / entropy
+    mutual_info, entropy, per_factor = gaps(
+        histogram_discretize(codes, num_bins), histogram_discretize(factors, num_bins)
+    )
     scores = {"continuous_mig": float(np.mean(per_factor))}
     if return_matrices:
         return scores, {"mutual_info": mutual_info, "factor_entropy": entropy, "mig_per_factor": per_factor}

@@ -101,6 +101,36 @@ def boosted_tree_tasks(
     ]
 
 
+def fit_boosted_trees(
+    codes_train,
+    factors_train,
+    codes_test,
+    factors_test,
+    *,
+    fast: bool,
+    random_state: int,
+    n_jobs: int,
+    metric="dci",
+) -> list:
+    """The per-factor boosted trees of validated arrays, fitted on a new engine (warnings raised once)."""
+    engine = FitEngine(n_jobs)
+    tasks = boosted_tree_tasks(
+        codes_train,
+        factors_train,
+        codes_test,
+        factors_test,
+        fast=fast,
+        random_state=int(random_state),
+        data_key=object(),
+        metric=metric,
+    )
+    for key, task in tasks:
+        engine.add(key, task)
+    results = engine.results([key for key, _ in tasks])
+    warn_about_fits(results)
+    return results
+
+
 def dci_from_results(results) -> tuple[dict, dict]:
     importance = np.stack([r.importances for r in results], axis=1)
     train = np.array([r.train_accuracy for r in results])
@@ -150,21 +180,15 @@ def dci(
     codes_train, factors_train, codes_test, factors_test = check_train_test(
         codes_train, factors_train, codes_test, factors_test
     )
-    engine = FitEngine(n_jobs)
-    tasks = boosted_tree_tasks(
+    results = fit_boosted_trees(
         codes_train,
         factors_train,
         codes_test,
         factors_test,
         fast=fast,
-        random_state=int(random_state),
-        data_key=object(),
-        metric="dci",
+        random_state=random_state,
+        n_jobs=n_jobs,
     )
-    for key, task in tasks:
-        engine.add(key, task)
-    results = engine.results([key for key, _ in tasks])
-    warn_about_fits(results)
     scores, details = dci_from_results(results)
     if return_matrices:
         return scores, details

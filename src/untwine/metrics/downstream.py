@@ -28,12 +28,18 @@ import numpy as np
 from untwine.metrics._estimators import FAST_CV_POINTS, FitEngine, FitTask, PrefixFit, gbt_random_states
 from untwine.metrics._validation import check_magnitude, check_sizes, check_train_test
 from untwine.metrics.fit_warnings import warn_about_fits
-from untwine.metrics.spec import POSITIVE_INT, POSITIVE_INTS, MetricOutput, MetricSpec, Parameter
+from untwine.metrics.spec import POSITIVE_INT, POSITIVE_INTS, Allowed, MetricOutput, MetricSpec, Parameter
 
 PREDICTORS = ("logistic_regression", "boosted_trees")
 STUDY_SIZES = (10, 100, 1000, 10000)
 FAST_MIN_POINTS = 1000  # below this size fast mode keeps the exact boosted trees
 EFFICIENCY_SIZES = (100, 10000)
+
+
+# The classifier parameter of the downstream-task variants (reduced, strong).
+PREDICTOR_PARAMETER = Parameter(
+    "boosted_trees", Allowed(f"one of {list(PREDICTORS)}", lambda v: v in PREDICTORS), "classifier"
+)
 
 
 def estimator_kind(predictor: str, num_points: int, fast: bool) -> str:

@@ -22,6 +22,15 @@ def top_two_gap(matrix: np.ndarray) -> np.ndarray:
     return ordered[0] - second
 
 
+def gaps(
+    discrete_codes: np.ndarray, discrete_factors: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The MI matrix of discrete codes and factors, the factors' entropies, and each factor's normalised gap."""
+    mutual_info = discrete_mutual_info_matrix(discrete_codes, discrete_factors)
+    entropy = discrete_entropy(discrete_factors)
+    return mutual_info, entropy, top_two_gap(mutual_info) / entropy
+
+
 def mig(codes, factors, *, num_bins: int = 20, return_matrices: bool = False):
     """Mutual Information Gap of ``codes`` (N x d float) with respect to ``factors`` (N x K integers).
 
@@ -37,9 +46,7 @@ def mig(codes, factors, *, num_bins: int = 20, return_matrices: bool = False):
     """
     codes, factors = check_pair(codes, factors, "codes", "factors", min_points=2)
     num_bins = check_positive_int(num_bins, "num_bins")
-    mutual_info = discrete_mutual_info_matrix(histogram_discretize(codes, num_bins), factors)
-    entropy = discrete_entropy(factors)
-    per_factor = top_two_gap(mutual_info) / entropy
+    mutual_info, entropy, per_factor = gaps(histogram_discretize(codes, num_bins), factors)
     scores = {"discrete_mig": float(np.mean(per_factor))}
     if return_matrices:
         return scores, {"mutual_info": mutual_info, "factor_entropy": entropy, "mig_per_factor": per_factor}

@@ -29,9 +29,9 @@ import numpy as np
 
 from untwine.metrics._estimators import FitEngine, FitTask
 from untwine.metrics._validation import check_magnitude, check_positive_int, check_sizes, check_train_test
-from untwine.metrics.downstream import PREDICTORS, estimator_kind
+from untwine.metrics.downstream import PREDICTOR_PARAMETER, PREDICTORS, estimator_kind
 from untwine.metrics.fit_warnings import warn_about_fits
-from untwine.metrics.spec import POSITIVE_INT, POSITIVE_INTS, Allowed, MetricOutput, MetricSpec, Parameter
+from untwine.metrics.spec import POSITIVE_INT, POSITIVE_INTS, MetricOutput, MetricSpec, Parameter
 
 SPEC_NAME = "reduced_downstream_task"
 
@@ -192,9 +192,7 @@ SPEC = MetricSpec(
         "num_train": Parameter([1000], POSITIVE_INTS, "training-set sizes (prefixes of the shared sample)"),
         "num_test": Parameter(1000, POSITIVE_INT, "points of the shared test sample used"),
         "num_factors_to_remove": Parameter(1, POSITIVE_INT, "code dimensions removed per factor"),
-        "predictor": Parameter(
-            "boosted_trees", Allowed(f"one of {list(PREDICTORS)}", lambda v: v in PREDICTORS), "classifier"
-        ),
+        "predictor": PREDICTOR_PARAMETER,
     },
     compute=_compute,
     run_order=115,

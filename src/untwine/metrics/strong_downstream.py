@@ -29,10 +29,10 @@ import numpy as np
 
 from untwine.metrics._estimators import FitEngine, FitTask
 from untwine.metrics._validation import check_magnitude, check_positive_int
-from untwine.metrics.downstream import PREDICTORS, estimator_kind
+from untwine.metrics.downstream import PREDICTOR_PARAMETER, PREDICTORS, estimator_kind
 from untwine.metrics.fit_warnings import warn_about_fits
 from untwine.metrics.representation import as_code_source
-from untwine.metrics.spec import POSITIVE_INT, POSITIVE_INTS, Allowed, MetricOutput, MetricSpec, Parameter
+from untwine.metrics.spec import POSITIVE_INT, POSITIVE_INTS, MetricOutput, MetricSpec, Parameter
 from untwine.utils.rng import as_generator
 
 SPEC_NAME = "strong_downstream_task"
@@ -180,9 +180,7 @@ SPEC = MetricSpec(
         "num_train": Parameter([1000], POSITIVE_INTS, "training-set sizes, each drawn afresh"),
         "num_test": Parameter(1000, POSITIVE_INT, "test points"),
         "n_experiment": Parameter(10, POSITIVE_INT, "interventions per target factor"),
-        "predictor": Parameter(
-            "boosted_trees", Allowed(f"one of {list(PREDICTORS)}", lambda v: v in PREDICTORS), "classifier"
-        ),
+        "predictor": PREDICTOR_PARAMETER,
     },
     compute=_compute,
     run_order=120,

@@ -39,17 +39,15 @@ import numpy as np
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
-from untwine.metrics._estimators import FitEngine
 from untwine.metrics._validation import check_positive_int, check_train_test
 from untwine.metrics.dci import (
-    boosted_tree_tasks,
     completeness,
     completeness_per_factor,
     disentanglement,
     disentanglement_per_code,
+    fit_boosted_trees,
     plan_shared_boosted_trees,
 )
-from untwine.metrics.fit_warnings import warn_about_fits
 from untwine.metrics.information import discrete_entropy, discrete_mutual_info_matrix, histogram_discretize
 from untwine.metrics.mig import top_two_gap
 from untwine.metrics.modularity_explicitness import modularity_from_mutual_info
@@ -164,21 +162,16 @@ def unified_scores(
     num_bins = check_positive_int(num_bins, "num_bins", minimum=2)
     computed = {}
     if "importance_gbt_matrix" in names:
-        engine = FitEngine(n_jobs)
-        tasks = boosted_tree_tasks(
+        results = fit_boosted_trees(
             codes_train,
             factors_train,
             codes_test,
             factors_test,
             fast=fast,
-            random_state=int(random_state),
-            data_key=object(),
+            random_state=random_state,
+            n_jobs=n_jobs,
             metric="unified_scores",
         )
-        for key, task in tasks:
-            engine.add(key, task)
-        results = engine.results([key for key, _ in tasks])
-        warn_about_fits(results)
         computed["importance_gbt_matrix"] = np.stack([r.importances for r in results], axis=1)
     others = _array_matrices(codes_train, factors_train, codes_test, factors_test, num_bins)
     for name in names:
