@@ -217,6 +217,7 @@ def test_bad_inputs_are_refused_with_the_file_and_the_problem(tmp_path, capsys, 
     message = error("--callable", f"{tmp_path / 'bad.py'}:flat", *base)
     assert "bad.py:flat: the encoder's codes for 4 images have shape (4,); expected (4, d)" in message
     assert "contain NaN or infinity" in error("--callable", f"{tmp_path / 'bad.py'}:nan", *base)
+    assert not (tmp_path / "o").exists()  # refused sources leave no output folder
     assert "needs --dataset" in error("--torchscript", str(torchscript_file), "--out", str(tmp_path / "o"))
     assert "needs --out" in error("--torchscript", str(torchscript_file), "--dataset", "procedural_dsprites")
     assert "returns codes only" in error(

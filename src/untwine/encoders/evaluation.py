@@ -33,7 +33,8 @@ def evaluate_outside(
     """Score a ``kind`` source (torchscript, onnx, callable, codes) with ``metrics``.
 
     Everything that can be checked is checked before the first metric runs: metric names and
-    parameters, the output folder, the dataset name, the file, and the encoder's output on a probe batch.
+    parameters, the dataset name, the file, the encoder's output on a probe batch, and then the output
+    folder (created only for a source that passed).
     """
     from untwine.data import get_dataset
     from untwine.metrics import resolve_metrics, resolve_parameters
@@ -43,7 +44,6 @@ def evaluate_outside(
     resolve_parameters(names, params)
     if representation not in ("mean", "sampled"):
         raise ValueError(f"representation must be mean or sampled, got {representation!r}")
-    target_dir = check_output_dir(metrics_dir(out_dir, representation))
     dataset = get_dataset(dataset_name) if dataset_name else None
     if kind == "codes":
         from untwine.metrics.precomputed import load_codes_file
@@ -69,6 +69,8 @@ def evaluate_outside(
                 f"{target} returns codes only; --representation sampled needs an encoder returning "
                 "(mean, log-variance)"
             )
+    # The folder is made only once the source has passed its checks: a bad file leaves nothing behind.
+    target_dir = check_output_dir(metrics_dir(out_dir, representation))
     write_encoder_record(out_dir, record)
     results = evaluate_representation(
         dataset,
