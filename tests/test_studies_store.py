@@ -34,6 +34,18 @@ FIRST_SCHEMA = (
     "CREATE INDEX IF NOT EXISTS results_metric ON results (metric, key)",
 )
 
+# The one table added since the first schema (repeated evaluations, issue 12); opening an older store
+# creates it and touches nothing else.
+REPEATS_COLUMNS = [
+    ("model_num", "BIGINT"),
+    ("representation", "TEXT"),
+    ("metric", "TEXT"),
+    ("eval_seed", "BIGINT"),
+    ("num_train", "BIGINT"),
+    ("key", "TEXT"),
+    ("value", "DOUBLE PRECISION"),
+]
+
 
 def _result(model_num, value):
     return ModelResult(
@@ -88,7 +100,7 @@ def test_a_store_written_by_the_first_schema_opens_and_keeps_its_rows(tmp_path):
         assert store.runs()[0]["attempts"] == 2 and store.reset_interrupted() == 1
         store.record(_result(7, 0.25))
         assert store.result_rows()[0] == (7, "mean", "mig", "discrete_mig", 0.25) and store.num_results() == 3
-    assert _columns(path) == first  # opening added nothing and changed nothing
+    assert _columns(path) == {**first, "repeats": REPEATS_COLUMNS}  # only the repeats table was added
 
 
 def test_a_new_store_has_the_first_schemas_column_names_and_types(tmp_path):
@@ -98,7 +110,7 @@ def test_a_new_store_has_the_first_schemas_column_names_and_types(tmp_path):
             db.execute(statement)
     with open_store(tmp_path / "new.sqlite") as store:
         store.register_runs(expand(SMOKE_TEST, Selection(models=("beta_vae",), seeds=(0,))))
-    assert _columns(tmp_path / "new.sqlite") == _columns(reference)
+    assert _columns(tmp_path / "new.sqlite") == {**_columns(reference), "repeats": REPEATS_COLUMNS}
     with sqlite3.connect(tmp_path / "new.sqlite") as db:
         assert db.execute(
             "SELECT name FROM sqlite_master WHERE type = 'index' AND name = 'results_metric'"

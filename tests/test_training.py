@@ -56,8 +56,8 @@ def test_config_overrides_and_validation():
         ValueError, match=r"unknown parameter\(s\) model.gamma for model 'beta_vae'; valid: model.beta"
     ):
         TrainConfig.from_overrides(["model.gamma=3"])
-    with pytest.raises(ValueError, match="unknown dataset 'mnist'"):
-        TrainConfig.from_overrides(["dataset=mnist"])
+    with pytest.raises(ValueError, match="unknown dataset 'svhn'"):
+        TrainConfig.from_overrides(["dataset=svhn"])
     with pytest.raises(ValueError, match="'steps' needs a int"):
         TrainConfig.from_overrides(["steps=many"])
     with pytest.raises(ValueError, match="key=value"):
