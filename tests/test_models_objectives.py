@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from untwine.data import Batch
-from untwine.models import MODEL_DEFAULTS, build_model
+from untwine.models import MODEL_DEFAULTS, MODELS, build_model
 from untwine.models import losses as L
 from untwine.models.networks import Discriminator
 from untwine.training import training_step
@@ -375,13 +375,17 @@ def test_factor_vae_optimizers_and_training_step():
 def test_every_model_trains_deterministically(name):
     params = {"dataset_size": 10_000, "tc_estimator": "mss"} if name == "beta_tc_vae" else {}
     x = _images(8, 3)
+    # the pair models get pairs: the same images in another order, the changed factor of each pair known
+    batch = Batch(x)
+    if MODELS[name].cls.needs_pairs:
+        batch = Batch(x, second_images=x.flip(0), changed_factor=np.arange(8) % 5)
 
     def run(seed):
         model = build_model(name, 3, init_generator=_gen(0), **params)
         optimizers = model.make_optimizers()
         g = _gen(seed)
         state = torch.get_rng_state()
-        outs = [training_step(model, Batch(x), step, g, optimizers) for step in range(3)]
+        outs = [training_step(model, batch, step, g, optimizers) for step in range(3)]
         assert torch.equal(torch.get_rng_state(), state)  # no global randomness
         return outs
 

@@ -110,7 +110,17 @@ def _extend_run(run_dir, steps):
 
 
 @pytest.mark.parametrize(
-    "model", ["beta_vae", "annealed_vae", "factor_vae", "dip_vae_i", "dip_vae_ii", "beta_tc_vae"]
+    "model",
+    [
+        "beta_vae",
+        "annealed_vae",
+        "factor_vae",
+        "dip_vae_i",
+        "dip_vae_ii",
+        "beta_tc_vae",
+        "group_vae",
+        "ml_vae",
+    ],
 )
 def test_each_model_trains_and_resumes_in_process(tmp_path, model):
     """Stopping after a checkpoint and resuming gives the uninterrupted run's parameters exactly."""

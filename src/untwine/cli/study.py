@@ -305,7 +305,7 @@ def cmd_list(args) -> int:
     from untwine.studies.definitions import STUDIES
 
     for study in STUDIES.values():
-        models = ", ".join(f"{m.model}({len(m.values)})" for m in study.models)
+        models = ", ".join(f"{m.key}({len(m.values)})" for m in study.models)
         print(f"{study.name}: {study.size} models, {study.steps} steps each")
         print(f"  {study.description}")
         print(f"  datasets: {', '.join(study.datasets)}")

@@ -4,7 +4,7 @@ from untwine.data.base import FactorSpace, GroundTruthDataset, ImageGridDataset
 from untwine.data.labels import LABELLERS, LabelledSet, Labelling, apply_labeller, check_labels
 from untwine.data.paths import DatasetFileNotFoundError, data_root
 from untwine.data.registry import SPECS, DatasetSpec, get_dataset, get_spec, list_datasets
-from untwine.data.stream import Batch, BatchStream
+from untwine.data.stream import Batch, BatchStream, PairStream
 
 __all__ = [
     "LABELLERS",
@@ -17,6 +17,7 @@ __all__ = [
     "GroundTruthDataset",
     "ImageGridDataset",
     "LabelledSet",
+    "PairStream",
     "Labelling",
     "apply_labeller",
     "check_labels",

@@ -1,9 +1,11 @@
-"""The training stream: an infinite i.i.d. sequence of batches, factors drawn uniformly as in the study.
+"""The training streams: infinite i.i.d. sequences of batches, factors drawn uniformly as in the study.
 
 Each batch is a :class:`Batch` -- images as a float32 torch tensor (B, C, H, W) (NCHW for PyTorch) and
-their factors, int64 numpy (B, K) -- the one record every model's ``compute_loss`` takes.  The stream's
-whole state is the state of its numpy Generator, so ``state_dict``/``load_state_dict`` resume it exactly
-(bit-identical batches after a restart).
+their factors, int64 numpy (B, K) -- the one record every model's ``compute_loss`` takes.
+:class:`BatchStream` hands out single images; :class:`PairStream` hands out pairs that differ in a few
+factors (:mod:`untwine.data.pairs`), the second image of each pair in ``Batch.second_images``, for the
+weakly-supervised models.  A stream's whole state is the state of its numpy Generator, so
+``state_dict``/``load_state_dict`` resume it exactly (bit-identical batches after a restart).
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import numpy as np
 import torch
 
 from untwine.data.base import GroundTruthDataset
+from untwine.data.pairs import check_k, sample_pairs
 
-__all__ = ["Batch", "BatchStream", "to_torch_images"]
+__all__ = ["Batch", "BatchStream", "PairStream", "to_torch_images"]
 
 
 @dataclass(frozen=True)
@@ -27,10 +30,17 @@ class Batch:
     ``images``: float32 tensor (B, C, H, W) in [0, 1].  ``factors``: the ground-truth factor indices,
     int64 (B, K), or None where they are unknown (the unsupervised models never read them; ``ss_vae``
     reads its label column only to log the accuracy of q(y|x)).
+
+    Pairs (weakly-supervised models): ``second_images`` (B, C, H, W), the other image of each pair;
+    ``second_factors`` its factors; ``changed_factor`` int64 (B,), the index of the last factor
+    resampled for each pair (what the ``labels`` aggregation reads).  None for single-image batches.
     """
 
     images: torch.Tensor
     factors: np.ndarray | None = None
+    second_images: torch.Tensor | None = None
+    second_factors: np.ndarray | None = None
+    changed_factor: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.images, torch.Tensor) or self.images.dim() != 4:
@@ -41,6 +51,22 @@ class Batch:
                 f"factors has {np.shape(self.factors)[0] if np.ndim(self.factors) else 0} rows but images "
                 f"has {self.images.shape[0]}; give one row of factors per image (or factors=None)"
             )
+        if self.second_images is not None and (
+            not isinstance(self.second_images, torch.Tensor) or self.second_images.shape != self.images.shape
+        ):
+            shape = tuple(getattr(self.second_images, "shape", ()))
+            raise ValueError(
+                f"Batch.second_images must be a tensor of the images' shape {tuple(self.images.shape)}, got {shape}"
+            )
+        if self.changed_factor is not None and np.shape(self.changed_factor) != (self.images.shape[0],):
+            raise ValueError(
+                f"Batch.changed_factor must hold one factor index per pair, shape ({self.images.shape[0]},), "
+                f"got {np.shape(self.changed_factor)}"
+            )
+
+    @property
+    def is_pairs(self) -> bool:
+        return self.second_images is not None
 
     @classmethod
     def from_numpy(cls, factors: np.ndarray | None, images: np.ndarray) -> Batch:
@@ -59,10 +85,20 @@ class Batch:
 
     def to(self, device: torch.device | str, memory_format: torch.memory_format | None = None) -> Batch:
         """The same batch with its images on ``device`` (and in ``memory_format`` when given)."""
-        images = self.images.to(device, non_blocking=True)
-        if memory_format is not None:
-            images = images.contiguous(memory_format=memory_format)
-        return Batch(images, self.factors)
+
+        def move(images: torch.Tensor | None) -> torch.Tensor | None:
+            if images is None:
+                return None
+            images = images.to(device, non_blocking=True)
+            return images if memory_format is None else images.contiguous(memory_format=memory_format)
+
+        return Batch(
+            move(self.images),
+            self.factors,
+            move(self.second_images),
+            self.second_factors,
+            self.changed_factor,
+        )
 
 
 class BatchStream:
@@ -95,6 +131,27 @@ class BatchStream:
             )
         self.rng.bit_generator.state = state["rng"]
         self.batches_drawn = int(state["batches_drawn"])
+
+
+class PairStream(BatchStream):
+    """Infinite i.i.d. batches of ``batch_size`` *pairs* from ``dataset``: the second image of each pair
+    keeps the first one's factors except 1 or ``k`` resampled ones (``k=-1``: "rnd"), by
+    disentanglement_lib's rule (:mod:`untwine.data.pairs`), every draw from ``default_rng(seed)``."""
+
+    def __init__(self, dataset: GroundTruthDataset, batch_size: int, seed: int, k: int):
+        super().__init__(dataset, batch_size, seed)
+        self.k = check_k(k, dataset.num_factors)
+
+    def __next__(self) -> Batch:
+        pairs, first, second = sample_pairs(self.dataset, self.batch_size, self.k, self.rng)
+        self.batches_drawn += 1
+        return Batch(
+            to_torch_images(first),
+            pairs.first,
+            second_images=to_torch_images(second),
+            second_factors=pairs.second,
+            changed_factor=pairs.changed,
+        )
 
 
 def to_torch_images(images: np.ndarray) -> torch.Tensor:

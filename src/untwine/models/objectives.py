@@ -94,6 +94,8 @@ class VAEModel(nn.Module):
     """
 
     name = "vae"
+    #: trained on pairs of images (the weakly-supervised models of :mod:`untwine.models.weak`)
+    needs_pairs = False
     #: the objective's hyper-parameters (``model.<name>``), typed and ranged; ``defaults`` derives from them.
     param_specs: tuple[Param, ...] = ()
     defaults: dict[str, Any] = {}

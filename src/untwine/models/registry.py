@@ -27,6 +27,7 @@ from untwine.models.objectives import (
 )
 from untwine.models.parameters import Param, check_values
 from untwine.models.ss_vae import SemiSupervisedVAE
+from untwine.models.weak import MLVAE, GroupVAE
 
 __all__ = ["MODELS", "MODEL_DEFAULTS", "ModelEntry", "build_model", "check_model_params", "instantiate"]
 
@@ -73,6 +74,16 @@ MODELS: dict[str, ModelEntry] = {
         ModelEntry(S2DIPVAEI, "S^2-DIP-VAE-I (Locatello et al. 2020): DIP-VAE-I + supervised loss"),
         ModelEntry(S2DIPVAEII, "S^2-DIP-VAE-II (Locatello et al. 2020): DIP-VAE-II + supervised loss"),
         ModelEntry(S2BetaTCVAE, "S^2-beta-TC-VAE (Locatello et al. 2020): beta-TC-VAE + supervised loss"),
+        ModelEntry(
+            GroupVAE,
+            "GVAE / Ada-GVAE (Hosoya 2019; Locatello et al. 2020): pairs, shared latents averaged "
+            "(aggregation=labels or argmax)",
+        ),
+        ModelEntry(
+            MLVAE,
+            "ML-VAE / Ada-ML-VAE (Bouchacourt et al. 2018; Locatello et al. 2020): pairs, shared latents "
+            "as a product of experts (aggregation=labels or argmax)",
+        ),
     )
 }
 #: name -> default parameters (what ``model.<param>`` may override); a view of :data:`MODELS`.

@@ -401,7 +401,20 @@ def run_report_page(run_dir: str | os.PathLike, out_dir: str | os.PathLike | Non
             )
             for kind in CYCLES
             if animations.get(kind)
-        ],
+        ]
+        + (
+            [
+                AnimationGroup(
+                    "training pairs",
+                    "What this weakly-supervised model trained on: chains in which each frame resamples 1 or "
+                    "k factors of the previous one (one training pair per step); the caption names the "
+                    "factors that changed ('=' when the new values equal the old).",
+                    [Picture.from_file(out_dir, manifest["pair_animation"], "training pairs", pixels=True)],
+                )
+            ]
+            if manifest.get("pair_animation")
+            else []
+        ),
         reconstructions=_picture(
             out_dir, manifest.get("reconstructions"), alt="reconstructions", pixels=True
         ),

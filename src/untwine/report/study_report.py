@@ -128,8 +128,8 @@ def _labels(study) -> tuple[dict[str, str], dict[str, str]]:
     models, params = {}, {}
     if study is not None:
         for sweep in study.models:
-            models[sweep.model] = sweep.display
-            params[sweep.model] = sweep.parameter_display
+            models[sweep.key] = sweep.display
+            params[sweep.key] = sweep.parameter_display
     return models, params
 
 
@@ -137,7 +137,7 @@ def _model_order(table: pd.DataFrame, study) -> list[str]:
     present = list(dict.fromkeys(table["model"]))
     if study is None:
         return present
-    order = [m.model for m in study.models]
+    order = [m.key for m in study.models]
     return [m for m in order if m in present] + [m for m in present if m not in order]
 
 

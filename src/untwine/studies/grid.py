@@ -31,7 +31,7 @@ class RunSpec:
 
     model_num: int
     dataset: str
-    model: str
+    model: str  # the sweep's key in the study (the model's name unless the study names its sweeps)
     parameter: str
     value: float
     value_index: int
@@ -53,7 +53,7 @@ class RunSpec:
         from untwine.training import TrainConfig
 
         default = TrainConfig().to_dict()
-        out = [f"model={self.model}", f"dataset={self.dataset}", f"seed={self.seed}"]
+        out = [f"model={self.config['model']}", f"dataset={self.dataset}", f"seed={self.seed}"]
         for key, value in self.config.items():
             if key in ("model", "dataset", "seed", "model_params") or value == default.get(key):
                 continue
@@ -173,7 +173,7 @@ def strides(study: Study) -> tuple[int, int, int]:
 
 def model_num(study: Study, dataset: str, model: str, value_index: int, seed: int) -> int:
     d_stride, m_stride, v_stride = strides(study)
-    model_index = [m.model for m in study.models].index(study.model(model).model)
+    model_index = [m.key for m in study.models].index(study.model(model).key)
     if seed not in study.seeds:
         raise ValueError(f"seed {seed} is not in study {study.name!r} (seeds {_ranges(study.seeds)})")
     return (
@@ -207,9 +207,9 @@ def decode_model_num(study: Study, number: int) -> tuple[str, str, int, int]:
     if v >= len(sweep.values):
         raise ValueError(
             f"model_num {number} falls in a gap of study {study.name!r} "
-            f"({sweep.model} has {len(sweep.values)} values)"
+            f"({sweep.key} has {len(sweep.values)} values)"
         )
-    return dataset, sweep.model, v, study.seeds[s]
+    return dataset, sweep.key, v, study.seeds[s]
 
 
 def _ranges(seeds: Sequence[int]) -> str:
@@ -243,7 +243,7 @@ def run_spec(
         **study.train,
         **(train or {}),
         "steps": steps,
-        "model": model,
+        "model": sweep.model,
         "dataset": dataset,
         "seed": seed,
         "progress": False,
@@ -309,7 +309,7 @@ def expand(study: Study, selection: Selection | None = None) -> list[RunSpec]:
     datasets = sel.datasets if sel.datasets is not None else study.datasets
     for name in datasets:
         dataset_index(study, name)  # validates
-    models = sel.models if sel.models is not None else tuple(m.model for m in study.models)
+    models = sel.models if sel.models is not None else tuple(m.key for m in study.models)
     for name in (*models, *sel.model_values):
         study.model(name)
     seeds = sel.seeds if sel.seeds is not None else study.seeds

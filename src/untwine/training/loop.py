@@ -28,8 +28,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from untwine.data import Batch, BatchStream, get_dataset
-from untwine.models import build_model
+from untwine.data import BatchStream, PairStream, get_dataset
+from untwine.models import VAEModel, build_model
 from untwine.training.checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from untwine.training.config import TrainConfig
 from untwine.training.interrupt import TrainingInterrupted, deferred_sigint
@@ -94,6 +94,13 @@ def build_run_model(config: TrainConfig, num_channels: int, device: torch.device
     if config.channels_last and config.architecture == "conv":
         model = model.to(memory_format=torch.channels_last)
     return model
+
+
+def make_stream(model: VAEModel, dataset, batch_size: int, seed: int) -> BatchStream:
+    """The model's training stream: pairs for the weakly-supervised models, single images otherwise."""
+    if model.needs_pairs:
+        return PairStream(dataset, batch_size, seed, k=model.pair_k)
+    return BatchStream(dataset, batch_size, seed)
 
 
 def _scalar_terms(terms: dict[str, torch.Tensor]) -> dict[str, Any]:
@@ -228,7 +235,7 @@ def _run(
     model.attach_dataset(dataset, seeds.data)
     optimizers = model.make_optimizers(learning_rate=config.learning_rate)
     generator = torch.Generator(device=device).manual_seed(seeds.noise)
-    stream = BatchStream(dataset, config.batch_size, seeds.data)
+    stream = make_stream(model, dataset, config.batch_size, seeds.data)
     step = 0
     if state is not None:
         model.load_state_dict(state["model"])
@@ -349,11 +356,11 @@ def _run(
 def evaluate_held_out(model, dataset, config: TrainConfig, seed: int, device: torch.device) -> dict[str, Any]:
     """Loss terms averaged over ``config.eval_batches`` batches drawn from a separate seed."""
     model.eval()
-    rng = np.random.default_rng(seed)
+    stream = make_stream(model, dataset, config.batch_size, seed)
     generator = torch.Generator(device=device).manual_seed(seed)
     totals: dict[str, Any] = {}
     for _ in range(config.eval_batches):
-        batch = Batch.from_numpy(*dataset.sample(config.batch_size, rng)).to(device)
+        batch = next(stream).to(device)
         out = model.compute_loss(batch, config.steps, generator)
         terms = {"loss": float(out.loss), **_scalar_terms(out.terms)}
         for key, value in terms.items():

@@ -6,6 +6,7 @@
     samples.png                    decoded codes drawn from the prior N(0, I)
     traversals/traversal<i>.png    one row per latent, labelled with its KL
     animations/<kind>_cycle<i>.gif the five latent cycles of disentanglement_lib
+    animations/pairs.gif           pair models only: chains of training pairs, changed factors named
     curves/*.png                   training curves from log.jsonl
     metrics/*.png                  latent x factor matrices of the metric results, when present
     manifest.json                  what was written (paths relative to the folder) and the settings
@@ -29,6 +30,7 @@ from untwine.visualisation.animations import CYCLES, write_latent_cycles
 from untwine.visualisation.curves import write_training_curves
 from untwine.visualisation.images import save_png
 from untwine.visualisation.metric_plots import write_metric_plots
+from untwine.visualisation.pair_animation import write_pair_animation
 from untwine.visualisation.traversals import (
     DEFAULT_INTERVAL,
     DEFAULT_STEPS,
@@ -161,6 +163,12 @@ def visualise_run(
     manifest["animations"] = {
         kind: [_relative(p, out_dir) for p in animations.get(kind, [])] for kind in CYCLES
     }
+
+    if getattr(model, "needs_pairs", False):  # what the model trained on, next to what it learned
+        path = write_pair_animation(
+            dataset, model.pair_k, out_dir / "animations" / "pairs.gif", seed=settings.seed
+        )
+        manifest["pair_animation"] = _relative(path, out_dir)
 
     curves = write_training_curves(run_dir, out_dir / "curves")
     manifest["curves"] = {name: _relative(path, out_dir) for name, path in curves.items()}
