@@ -10,8 +10,9 @@ Cases:
 * ``dsprites_array``: an :class:`ImageGridDataset` over a random uint8 array of dSprites' real shape
   (737280 x 64 x 64, 3 GB) -- what the downloaded dataset costs once loaded into memory.
 
-Two rates per case: ``dataset.sample(64, rng)`` (numpy HWC float32, factors drawn uniformly) and the
-training stream (``BatchStream``: the same plus the NCHW torch tensor).  Each rate is measured in
+Three rates per case: ``dataset.sample(64, rng)`` (numpy HWC float32, factors drawn uniformly), the
+training stream (``BatchStream``: the same plus the NCHW torch tensor) and the pair stream of the
+weakly-supervised models (``PairStream``, k=1: 64 pairs per batch, counted as 128 images).  Each rate is measured in
 ``--trials`` windows of ``--seconds``; the table shows the median window and the best one, because
 other processes on the machine slow some windows down.
 
@@ -63,7 +64,7 @@ def _build(case: str):
     return get_dataset(case)
 
 
-def _rate(step, seconds: float, trials: int) -> list[float]:
+def _rate(step, seconds: float, trials: int, images_per_batch: int = BATCH) -> list[float]:
     """Images/s of ``step`` (one batch) in ``trials`` windows of at least ``seconds`` each."""
     for _ in range(3):  # warm-up: first-touch page faults, lazy imports
         step()
@@ -77,7 +78,7 @@ def _rate(step, seconds: float, trials: int) -> list[float]:
             elapsed = time.perf_counter() - start
             if elapsed >= seconds:
                 break
-        rates.append(batches * BATCH / elapsed)
+        rates.append(batches * images_per_batch / elapsed)
     return rates
 
 
@@ -91,12 +92,14 @@ def run_case(case: str, seconds: float, trials: int) -> dict:
     dataset = _build(case)
     result: dict = {"case": case, "import_s": imported - start, "setup_s": time.perf_counter() - imported}
     if dataset is not None:
-        from untwine.data import BatchStream
+        from untwine.data import BatchStream, PairStream
 
         rng = np.random.default_rng(0)
         stream = BatchStream(dataset, batch_size=BATCH, seed=0)
+        pairs = PairStream(dataset, batch_size=BATCH, seed=0, k=1)
         result["sample"] = _rate(lambda: dataset.sample(BATCH, rng), seconds, trials)
         result["stream"] = _rate(lambda: next(stream), seconds, trials)
+        result["pairs"] = _rate(lambda: next(pairs), seconds, trials, images_per_batch=2 * BATCH)
         result["channels"] = dataset.num_channels
     # ru_maxrss is in KiB on Linux (bytes on macOS).
     scale = 1 if sys.platform == "darwin" else 1024
@@ -113,13 +116,13 @@ def _fmt_rate(rates: list[float] | None) -> str:
 def markdown(results: list[dict]) -> str:
     lines = [
         "| case | import s | setup s | sample() img/s, median (best) | BatchStream img/s, median (best) "
-        "| peak RSS MiB |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| PairStream img/s, median (best) | peak RSS MiB |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         lines.append(
             f"| {r['case']} | {r['import_s']:.2f} | {r['setup_s']:.2f} | {_fmt_rate(r.get('sample'))} | "
-            f"{_fmt_rate(r.get('stream'))} | {r['peak_rss_mib']:,.0f} |"
+            f"{_fmt_rate(r.get('stream'))} | {_fmt_rate(r.get('pairs'))} | {r['peak_rss_mib']:,.0f} |"
         )
     return "\n".join(lines)
 

@@ -5,7 +5,8 @@ For each model and channel count it measures
             batch (no data, no logging, no checkpoints), in the memory format / precision the loop uses;
   * full:   ``untwine.training.train`` (data stream, model, logging, checkpoint cadence), images/s from the
             run's own log, excluding the first logging interval (warm-up);
-and prints a markdown table with the ratio full/bound.  Variants of the bound (NCHW vs channels_last,
+and prints a markdown table with the ratio full/bound.  The pair models (``group_vae``, ``ml_vae``)
+train on batches of 64 *pairs*; their rates count both images of a pair.  Variants of the bound (NCHW vs channels_last,
 fp32 vs bf16) are measured once to justify the defaults.
 
     python benchmarks/train_throughput.py [--steps 200] [--threads 1] [--models beta_vae,factor_vae]
@@ -35,7 +36,13 @@ def bare_loop(
     optimizers = model.make_optimizers()
     generator = torch.Generator().manual_seed(0)
     images = torch.rand(batch, channels, 64, 64, generator=generator).round()
-    batch_images = Batch(images).to("cpu", torch.channels_last if channels_last else None)
+    batch_images = Batch(images)
+    if model.needs_pairs:  # the other image of each pair: another batch; latent 0 "changed"
+        second = torch.rand(batch, channels, 64, 64, generator=generator).round()
+        batch_images = Batch(
+            images, second_images=second, changed_factor=torch.zeros(batch, dtype=torch.long).numpy()
+        )
+    batch_images = batch_images.to("cpu", torch.channels_last if channels_last else None)
 
     def one_step(step: int) -> None:
         training_step(model, batch_images, step, generator, optimizers, bf16=bf16)
@@ -45,7 +52,7 @@ def bare_loop(
     start = time.perf_counter()
     for step in range(steps):
         one_step(step)
-    return steps * batch / (time.perf_counter() - start)
+    return steps * batch * (2 if model.needs_pairs else 1) / (time.perf_counter() - start)
 
 
 def full_step(
@@ -80,7 +87,7 @@ def main() -> None:
     )
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--models", default="beta_vae,factor_vae,beta_tc_vae")
+    parser.add_argument("--models", default="beta_vae,factor_vae,beta_tc_vae,group_vae")
     parser.add_argument("--skip-variants", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

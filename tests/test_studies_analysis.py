@@ -20,7 +20,7 @@ from untwine.studies.runner import store_entry, write_study_file
 from untwine.studies.store import open_store
 
 try:  # the run report's Chromium helpers (tests/test_report.py)
-    from test_report import _PROBE, CHROMIUM, _chromium
+    from test_report import _PROBE, ARTIFACTS, CHROMIUM, _chromium
 except ImportError:  # pragma: no cover
     CHROMIUM = None
 
@@ -239,6 +239,18 @@ def test_report_is_self_contained_with_every_section(report):
             assert image.size[0] > 200 and image.size[1] > 100
     shares = pd.read_csv(report.parent / "variance_shares.csv")
     assert np.allclose(shares[["model", "hyperparameter", "seed"]].sum(axis=1), 1.0)
+    # every figure says what to read from it and links the numbers it shows, as CSV beside it
+    figures = re.findall(r'data-file="([^"]+)"[^>]*><figcaption>(.*?)</figcaption></figure>', text, re.S)
+    assert len(figures) == len(images)
+    for name, caption in figures:
+        csv_name = name.replace(".png", ".csv")
+        assert "Read" in caption or "read" in caption, caption
+        assert f'<a class="numbers" href="{csv_name}">Numbers (CSV)</a>' in caption
+        numbers = pd.read_csv(report.parent / csv_name)
+        assert len(numbers) > 0 and numbers.select_dtypes("number").notna().any().any(), csv_name
+    # the heatmap's CSV is the matrix drawn: the rank correlation of a score with itself is 1
+    ranks = pd.read_csv(report.parent / "rank_correlation_procedural_dsprites.csv", index_col=0)
+    assert list(ranks.index) == list(ranks.columns) and np.allclose(np.diag(ranks.to_numpy(float)), 1.0)
 
 
 def test_report_notes_missing_analyses(tmp_path):
@@ -282,7 +294,8 @@ def test_report_renders_in_headless_chromium(report, tmp_path):
     assert probe["broken"] == [] and all(width > 0 for width in probe["widths"]) and probe["errors"] == []
     console = [line for line in result.stderr.splitlines() if "CONSOLE" in line]
     assert not [line for line in console if "Uncaught" in line or "Refused" in line], console
-    screenshot = tmp_path / "study_report.png"
+    ARTIFACTS.mkdir(exist_ok=True)
+    screenshot = ARTIFACTS / "study_report_screenshot.png"
     result = _chromium(
         tmp_path,
         "--hide-scrollbars",

@@ -362,3 +362,27 @@ def test_metric_results_table_and_matrices(tmp_path):
         ("unsupervised", "covariance"),
     ]
     assert metric_plots.load_metric_results(tmp_path / "nowhere") == {}
+
+
+def test_metric_heatmaps_label_latents_with_their_kl_and_grey_collapsed_ones():
+    matrix = np.array([[0.9, 0.0], [0.0, 0.0], [0.1, 0.8]])
+    figure = metric_plots.plot_matrix(
+        matrix, "mig: matrix", ["shape", "scale"], row_names=["z0", "z1", "z2"], row_kl=[2.5, 0.004, 1.25]
+    )
+    axis = figure.axes[0]
+    labels = [tick.get_text() for tick in axis.get_yticklabels()]
+    assert labels == ["z0  KL 2.50", "z1  KL 0.00", "z2  KL 1.25"]
+    colours = [tick.get_color() for tick in axis.get_yticklabels()]
+    assert colours[1] == "#999999" and colours[0] != "#999999" and colours[2] != "#999999"
+    assert [t.get_text() for t in axis.get_xticklabels()] == ["shape", "scale"]
+    # the collapsed row is veiled: one white band over row 1 only
+    bands = [p for p in axis.patches if p.get_alpha() == 0.7]
+    assert len(bands) == 1 and bands[0].get_y() == 0.5
+
+
+def test_visualize_is_an_alias_of_visualise(capsys):
+    from untwine.cli import main as cli_main
+
+    with pytest.raises(SystemExit) as stopped:
+        cli_main(["visualize", "--help"])
+    assert stopped.value.code == 0 and "RUN_DIR/report.html" in capsys.readouterr().out

@@ -8,6 +8,7 @@ from pathlib import Path
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "visualise",
+        aliases=["visualize"],  # both spellings: the issue tracker and half the field write it with a z
         help="draw a trained run; write RUN_DIR/report.html",
         description=(
             "Write reconstructions, prior samples, latent traversals labelled by KL, the five animated latent "

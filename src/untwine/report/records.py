@@ -33,6 +33,7 @@ class Picture:
     alt: str
     caption: str = ""
     pixels: bool = False  # scale without smoothing (decoded images, not plots)
+    numbers: str | None = None  # the CSV of the numbers a plot shows, relative to the report
 
     @classmethod
     def from_file(
@@ -43,8 +44,8 @@ class Picture:
         return cls(relative, uri, alt or caption or relative, caption, pixels)
 
     @classmethod
-    def from_png(cls, name: str, data: bytes, caption: str) -> Picture:
-        return cls(name, _encode("image/png", data), caption, caption)
+    def from_png(cls, name: str, data: bytes, caption: str, numbers: str | None = None) -> Picture:
+        return cls(name, _encode("image/png", data), caption, caption, numbers=numbers)
 
 
 @dataclass(frozen=True)

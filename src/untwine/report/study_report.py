@@ -109,15 +109,19 @@ def _num(value: Any, digits: int = 3) -> str:
 
 
 class _Figures:
-    """Renders matplotlib figures to PNG files in ``out_dir`` and to :class:`Picture` records embedding them."""
+    """Renders matplotlib figures to PNG files in ``out_dir`` and to :class:`Picture` records embedding
+    them; the numbers each figure shows go beside it as CSV (``name.png`` -> ``name.csv``), linked from
+    its caption."""
 
     def __init__(self, out_dir: Path):
         self.out_dir = out_dir
 
-    def save(self, fig, name: str, caption: str) -> Picture:
+    def save(self, fig, name: str, caption: str, numbers: pd.DataFrame, index: bool = False) -> Picture:
         data = figure_png(fig, tight=True)
         atomic_write_bytes(self.out_dir / name, data)
-        return Picture.from_png(name, data, caption)
+        csv_name = str(Path(name).with_suffix(".csv"))
+        atomic_write_bytes(self.out_dir / csv_name, numbers.to_csv(index=index).encode())
+        return Picture.from_png(name, data, caption, numbers=csv_name)
 
 
 def _slug(text: str) -> str:
@@ -190,7 +194,7 @@ def _heatmap(
             )
     ax.set_title(title, fontsize=9)
     fig.colorbar(image, ax=ax, fraction=0.046, pad=0.04)
-    return figures.save(fig, name, caption)
+    return figures.save(fig, name, caption, matrix, index=True)
 
 
 # -- sections: each returns the records its part of templates/study_report.html shows -------------
@@ -232,7 +236,11 @@ def _section_tc(figures: _Figures, table: pd.DataFrame, study) -> list[Picture] 
             figures.save(
                 fig,
                 f"tc_{_slug(dataset)}.png",
-                f"{dataset}: total correlation vs regularisation strength, per model",
+                f"{dataset}: total correlation of the Gaussian fitted to each run's codes against the "
+                "regularisation strength (points: seeds; lines: medians). Read: where the sampled "
+                "representation's TC (orange) falls as the regularisation grows while the mean's (blue) "
+                "stays or rises, the penalty acts on the sampled codes only -- the paper's first finding.",
+                group,
             )
         )
     return pictures
@@ -246,7 +254,9 @@ def _section_rank(figures: _Figures, table: pd.DataFrame, scores) -> list[Pictur
             figures,
             matrix,
             f"rank_correlation_{_slug(dataset)}.png",
-            f"{dataset}: rank correlation between metrics",
+            f"{dataset}: Spearman rank correlation between every two scores across the study's runs. "
+            "Read: a dark red block is a group of metrics that order the models alike; pale or blue "
+            "cells are metrics that disagree about which model is more disentangled.",
             f"{dataset}: Spearman ρ",
         )
         for dataset, matrix in A.rank_correlation(table, scores).items()
@@ -286,7 +296,14 @@ def _section_distributions(
             ax.axis("off")
         fig.tight_layout()
         pictures.append(
-            figures.save(fig, f"violins_{_slug(dataset)}.png", f"{dataset}: score distributions per model")
+            figures.save(
+                fig,
+                f"violins_{_slug(dataset)}.png",
+                f"{dataset}: each score's distribution per model over all its hyperparameter values and "
+                "seeds (points: runs). Read: overlapping violins mean the model alone does not decide the "
+                "score -- the paper's finding that no model is consistently better.",
+                group,
+            )
         )
         for label in labels:
             part = group[group["score"] == label]
@@ -319,7 +336,10 @@ def _section_distributions(
                 figures.save(
                     fig,
                     f"vs_hyperparameter_{_slug(dataset)}_{_slug(label)}.png",
-                    f"{dataset}: {label} against the hyperparameter (seeds as points)",
+                    f"{dataset}: {label} against each model's hyperparameter (points: seeds; orange: "
+                    "medians). Read: the spread of the points at one value is what the random seed alone "
+                    "does; compare it with the change of the median across values.",
+                    part,
                 )
             )
         groups.append(DatasetPictures(str(dataset), pictures))
@@ -354,7 +374,10 @@ def _section_variance(
             figures.save(
                 fig,
                 f"variance_shares_{_slug(dataset)}.png",
-                f"{dataset}: shares of each score's variance due to model, hyperparameter, seed",
+                f"{dataset}: the share of each score's variance explained by the model, then by its "
+                "hyperparameter within the model, the rest by the seed. Read: a long grey bar means the "
+                "random seed matters more than the choice of model and hyperparameter.",
+                group,
             )
         )
     return pictures, frame_table(shares)
@@ -373,7 +396,9 @@ def _section_downstream(
             figures,
             matrix,
             f"downstream_{_slug(dataset)}.png",
-            f"{dataset}: rank correlation of scores with downstream accuracy and efficiency",
+            f"{dataset}: Spearman rank correlation of each disentanglement score with downstream accuracy "
+            "and sample efficiency. Read: a positive column means runs that score higher also predict "
+            "the factors better from few labels; the paper found this only for some scores and datasets.",
             f"{dataset}: Spearman ρ",
         )
         for dataset, matrix in matrices.items()
@@ -401,7 +426,9 @@ def _section_selection(
             figures,
             matrix,
             f"selection_{_slug(dataset)}_{pool}.png",
-            f"{dataset}: P(chosen run beats a random one), {pool} pools ({pools} averaged)",
+            f"{dataset}: how often the run an unsupervised score (rows) picks from a pool of {pool} runs "
+            f"beats a random run of the pool on each target score (columns), over {pools} pools. Read: 0.5 "
+            "is chance; the paper found unsupervised selection close to chance.",
             f"{dataset}: win rate vs random, {pool} pools",
             vmin=0.0,
             vmax=1.0,
@@ -465,6 +492,7 @@ def _section_repeats(figures: _Figures, repeats: pd.DataFrame | None, out_dir: P
                 f"{dataset}: each score's mean over models against the training-sample size, with the spread "
                 "across evaluation seeds as bars (left), and the mean Spearman correlation of the models' "
                 "scores between every pair of evaluation seeds (right; 1: the seed does not change the ranking)",
+                group,
             )
         )
     return pictures, frame_table(merged)

@@ -300,6 +300,7 @@ def _run(
             dynamic_ncols=True,
             disable=None,
         )
+    images_per_step = config.batch_size * (2 if model.needs_pairs else 1)
     interval_start, interval_steps = time.perf_counter(), 0
     model.train()
     try:
@@ -319,7 +320,8 @@ def _run(
                         "step": step,
                         "loss": float(out.loss.detach()),
                         **_scalar_terms(out.terms),
-                        "images_per_second": interval_steps * config.batch_size / max(elapsed, 1e-9),
+                        # a pair model's step encodes and decodes both images of each pair
+                        "images_per_second": interval_steps * images_per_step / max(elapsed, 1e-9),
                     }
                     log.write(record)
                     if tensorboard is not None:

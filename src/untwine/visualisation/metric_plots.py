@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from untwine.visualisation.figures import new_figure, save_figure
+from untwine.visualisation.traversals import INACTIVE_KL
 
 METRICS_DIR = "metrics"
 
@@ -140,11 +141,13 @@ def plot_matrix(
     annotate: bool | None = None,
     row_names: Sequence[str] | None = None,
     column_label: str = "factor",
+    row_kl: Sequence[float] | None = None,
 ):
     """Heatmap of a latents x factors matrix (``matrix[i, k]`` = latent ``i``, factor ``k``).
 
     ``factor_names`` label the columns (when there are as many), ``row_names`` the rows (default
-    ``z0, z1, ...``); ``column_label`` names the column axis.
+    ``z0, z1, ...``); ``column_label`` names the column axis.  ``row_kl``: each row's latent KL, added
+    to its label; rows of collapsed latents (KL below ``INACTIVE_KL``) are greyed out.
     """
     matrix = np.asarray(matrix, dtype=np.float64)
     rows, columns = matrix.shape
@@ -156,7 +159,17 @@ def plot_matrix(
     image = axis.imshow(matrix, cmap="viridis", vmin=vmin, vmax=vmax, aspect="auto", interpolation="nearest")
     figure.colorbar(image, ax=axis, shrink=0.9)
     rows_named = list(row_names) if row_names is not None and len(row_names) == rows else None
-    axis.set_yticks(range(rows), rows_named or [f"z{i}" for i in range(rows)], fontsize=8)
+    labels = rows_named or [f"z{i}" for i in range(rows)]
+    collapsed = [False] * rows
+    if row_kl is not None and len(row_kl) == rows:
+        collapsed = [float(kl) < INACTIVE_KL for kl in row_kl]
+        labels = [f"{label}  KL {float(kl):.2f}" for label, kl in zip(labels, row_kl, strict=True)]
+    axis.set_yticks(range(rows), labels, fontsize=8)
+    for tick, grey in zip(axis.get_yticklabels(), collapsed, strict=True):
+        if grey:
+            tick.set_color("#999999")
+    for i in (i for i, grey in enumerate(collapsed) if grey):  # a collapsed latent: its row veiled
+        axis.axhspan(i - 0.5, i + 0.5, color="white", alpha=0.7, linewidth=0)
     names = list(factor_names) if factor_names is not None and len(factor_names) == columns else None
     axis.set_xticks(
         range(columns),
@@ -202,8 +215,12 @@ def write_metric_plots(
     factor_names: Sequence[str] | None = None,
     results: dict[str, dict[str, dict[str, Any]]] | None = None,
     num_latents: int | None = None,
+    kl_per_latent: Sequence[float] | None = None,
 ) -> list[dict[str, Any]]:
-    """Write one heatmap PNG per matrix found; return ``[{representation, metric, name, path}]``."""
+    """Write one heatmap PNG per matrix found; return ``[{representation, metric, name, path}]``.
+
+    ``kl_per_latent`` (the run's KL of each latent) labels the rows of latents x factors matrices and
+    greys out the collapsed latents."""
     results = load_metric_results(run_dir) if results is None else results
     out_dir = Path(out_dir)
     written = []
@@ -212,6 +229,11 @@ def write_metric_plots(
             for name, matrix in metric_matrices(result).items():
                 matrix, column_label, columns = matrix_axes(matrix, factor_names, num_latents)
                 rows = _active_rows(result, matrix.shape[0], num_latents)
+                row_kl = None
+                if kl_per_latent is not None and column_label == "factor":
+                    indices = [int(r[1:]) for r in rows]
+                    if all(i < len(kl_per_latent) for i in indices):
+                        row_kl = [float(kl_per_latent[i]) for i in indices]
                 safe = "".join(
                     ch if ch.isalnum() or ch in "-_" else "_" for ch in f"{representation}_{metric}_{name}"
                 )
@@ -221,6 +243,7 @@ def write_metric_plots(
                     columns,
                     row_names=rows,
                     column_label=column_label,
+                    row_kl=row_kl,
                 )
                 path = save_figure(figure, out_dir / f"{safe}.png")
                 written.append(

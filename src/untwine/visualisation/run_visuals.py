@@ -174,7 +174,9 @@ def visualise_run(
     manifest["curves"] = {name: _relative(path, out_dir) for name, path in curves.items()}
 
     factor_names = list(getattr(dataset, "factor_names", []) or []) or None
-    plots = write_metric_plots(run_dir, out_dir / "metrics", factor_names, num_latents=int(means.shape[1]))
+    plots = write_metric_plots(
+        run_dir, out_dir / "metrics", factor_names, num_latents=int(means.shape[1]), kl_per_latent=kl
+    )
     manifest["metric_plots"] = [{**entry, "path": _relative(entry["path"], out_dir)} for entry in plots]
 
     atomic_write_json(out_dir / MANIFEST_NAME, manifest)
