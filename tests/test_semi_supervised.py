@@ -598,3 +598,61 @@ def test_s2_models_train_and_resume_through_the_loop(tmp_path, model, extra):
         get_dataset("procedural_dsprites").sample_observations(3, 0)
     )
     assert codes.shape == (3, 10)
+
+
+def test_labelled_split_follows_dlibs_train_test_split():
+    labelled = LabelledSet.from_arrays(np.zeros((10, 4, 4, 1)), np.arange(20).reshape(10, 2) % 3, (3, 3))
+    train, validation = labelled.split(0.75)  # ceil(7.5) = 8 train, 2 validation, in order
+    assert len(train) == 8 and len(validation) == 2
+    assert np.array_equal(train.labels, labelled.labels[:8]) and np.array_equal(
+        validation.labels, labelled.labels[8:]
+    )
+    assert labelled.split(1.0) == (labelled, None)
+    assert labelled.split(0.95)[1] is None  # ceil(9.5) = 10: nothing left to validate on
+    with pytest.raises(ValueError, match=r"train_percentage must be in \(0, 1\]"):
+        labelled.split(0.0)
+
+
+def test_few_label_run_scores_its_validation_split(tmp_path):
+    from untwine.data import get_dataset
+    from untwine.metrics.dci import dci
+    from untwine.metrics.mig import mig
+    from untwine.training import TrainConfig, train
+    from untwine.training.loop import RunSeeds
+    from untwine.training.representation import load_trained_model
+
+    args = ["model=s2_beta_vae", "dataset=procedural_dsprites", "batch_size=8", "threads=1", "progress=false"]
+    args += ["eval_batches=1", "steps=3", "model.num_labels=60", "model.train_percentage=0.5"]
+    run = train(TrainConfig.from_overrides(args), tmp_path / "run")
+    stored = json.loads((run / "validation.json").read_text())
+    assert (stored["num_points"], stored["num_train_points"]) == (30, 15)
+    assert stored["label_sizes"] == list(get_dataset("procedural_dsprites").factor_sizes)
+    # the same numbers from the trained model, its own split and the metric functions, by hand
+    config, model = load_trained_model(run, "cpu")
+    data_seed = RunSeeds.from_seed(config.seed).data
+    model.attach_dataset(get_dataset("procedural_dsprites"), data_seed)
+    assert len(model.labelled_set) == 30 and len(model.validation_set) == 30
+    full = LabelledSet.from_dataset_factors(get_dataset("procedural_dsprites"), data_seed, 60)
+    assert np.array_equal(model.validation_set.indices, full.indices[30:])  # the held-out half, in order
+    images = model.validation_set.images_of(np.arange(30))
+    with torch.no_grad():
+        codes = model.encode(torch.from_numpy(images.transpose(0, 3, 1, 2)).contiguous())[0].double().numpy()
+    labels = model.validation_set.labels
+    if "mig" in stored["values"]:
+        assert stored["values"]["mig"]["discrete_mig"] == pytest.approx(
+            mig(codes, labels)["discrete_mig"], abs=1e-9
+        )
+    else:
+        with pytest.raises(ValueError):
+            mig(codes, labels)
+    if "dci" in stored["values"]:
+        expected = dci(codes[:15], labels[:15], codes[15:], labels[15:])
+        assert stored["values"]["dci"]["disentanglement"] == pytest.approx(
+            expected["disentanglement"], abs=1e-9
+        )
+    assert set(stored["values"]) | set(stored["errors"]) == {"mig", "sap_score", "dci", "unified_scores"}
+    assert not (tmp_path / "run2").exists()
+    no_split = train(
+        TrainConfig.from_overrides([*args[:-1], "model.train_percentage=1.0"]), tmp_path / "run2"
+    )
+    assert not (no_split / "validation.json").exists()

@@ -13,6 +13,7 @@ The models that consume these live in :mod:`untwine.models.ss_vae` and :mod:`unt
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -286,6 +287,30 @@ class LabelledSet:
         labelled = cls(labelling.labels, labelling.sizes, factors=factors, dataset=dataset, indices=indices)
         labelled.observed_factors = labelling.observed_factors
         return labelled
+
+    def subset(self, rows) -> LabelledSet:
+        """The labelled examples at ``rows`` (same label sizes, same source)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        part = LabelledSet(
+            self.labels[rows],
+            self.num_classes,
+            images=None if self.images is None else self.images[rows],
+            factors=None if self.factors is None else self.factors[rows],
+            dataset=self.dataset,
+            indices=None if self.indices is None else self.indices[rows],
+        )
+        part.observed_factors = self.observed_factors
+        return part
+
+    def split(self, train_percentage: float) -> tuple[LabelledSet, LabelledSet | None]:
+        """(training part, validation part) as disentanglement_lib's ``train_test_split``: the first
+        ``ceil(n * train_percentage)`` examples train, the rest validate (None when there are none)."""
+        if not 0 < train_percentage <= 1:
+            raise ValueError(f"train_percentage must be in (0, 1], got {train_percentage!r}")
+        num_train = math.ceil(len(self) * train_percentage)
+        if num_train >= len(self):
+            return self, None
+        return self.subset(np.arange(num_train)), self.subset(np.arange(num_train, len(self)))
 
     def images_of(self, rows: np.ndarray, rng: np.random.Generator | None = None) -> np.ndarray:
         """float32 (n, H, W, C) images of the given rows."""

@@ -197,6 +197,8 @@ class _FewLabelMixin:
         Param("l2_learn_scale", True, bool),
         Param("embed_sigma", "learn", float, low=0, low_open=True, choices=("learn",)),
         Param("embed_use_order", False, bool),
+        # the share of the labelled examples used for training; the rest is the validation split
+        Param("train_percentage", 1.0, float, low=0, low_open=True, high=1),
     )
 
     def __init__(
@@ -216,6 +218,7 @@ class _FewLabelMixin:
         l2_learn_scale: bool = True,
         embed_sigma: float | str = "learn",
         embed_use_order: bool = False,
+        train_percentage: float = 1.0,
         **kwargs: Any,
     ):
         super().__init__(*args, **kwargs)
@@ -262,13 +265,17 @@ class _FewLabelMixin:
                 "l2_learn_scale": self.l2_learn_scale,
                 "embed_sigma": embed_sigma,
                 "embed_use_order": self.embed_use_order,
+                "train_percentage": float(train_percentage),
             }
         )
+        self.train_percentage = float(train_percentage)
         self.l2_scale = (
             nn.Parameter(torch.ones(())) if supervised_loss == "l2" and self.l2_learn_scale else None
         )
         self.embed_head: EmbedHead | None = None
         self.labelled_set: LabelledSet | None = None
+        #: the labelled examples held out of training (``train_percentage`` < 1), for validation scores
+        self.validation_set: LabelledSet | None = None
 
     # -- labels -------------------------------------------------------------------------------------
     def _set_labelled(self, labelled: LabelledSet) -> None:
@@ -297,8 +304,9 @@ class _FewLabelMixin:
                 self.embed_head = head.to(device)
 
     def attach_dataset(self, dataset, seed: int):
-        """Label a fixed subset of ``dataset``'s grid (chosen from ``seed``) with all factors, through the labeller."""
-        self._set_labelled(
+        """Label a fixed subset of ``dataset``'s grid (chosen from ``seed``) with all factors, through the
+        labeller; the first ``train_percentage`` of it trains, the rest is the validation split."""
+        self._attach(
             LabelledSet.from_dataset_factors(
                 dataset, seed, self.num_labels, self.labelled_fraction, self.labeller, **self.labeller_kwargs
             )
@@ -306,9 +314,15 @@ class _FewLabelMixin:
         return self
 
     def attach_labels(self, images, labels, sizes: Sequence[int]):
-        """Use the given labelled images (n, H, W, C) and label vectors (n, F) with value counts ``sizes``."""
-        self._set_labelled(LabelledSet.from_arrays(images, labels, tuple(sizes)))
+        """Use the given labelled images (n, H, W, C) and label vectors (n, F) with value counts ``sizes``
+        (split by ``train_percentage`` like :meth:`attach_dataset`)."""
+        self._attach(LabelledSet.from_arrays(images, labels, tuple(sizes)))
         return self
+
+    def _attach(self, labelled: LabelledSet) -> None:
+        train, validation = labelled.split(self.train_percentage)
+        self._set_labelled(train)
+        self.validation_set = validation
 
     # -- parameters ---------------------------------------------------------------------------------
     _init_generator: torch.Generator | None = None

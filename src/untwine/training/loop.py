@@ -6,6 +6,8 @@
     RUN_DIR/checkpoint.pt     latest checkpoint (atomic), every ``checkpoint_every`` steps and at the end
     RUN_DIR/log.jsonl         one JSON line every ``log_every`` steps: loss terms, KL per latent, images/s
     RUN_DIR/final_eval.json   loss terms averaged over held-out batches after the last step
+    RUN_DIR/validation.json   few-label models with model.train_percentage < 1: scores on the labelled
+                              validation split (untwine.training.validation)
     RUN_DIR/tensorboard/      TensorBoard events, when the ``tensorboard`` package is installed
 
 ``train(config=None, run_dir, resume=True)`` continues from the last checkpoint and ends with parameters
@@ -46,6 +48,7 @@ from untwine.training.run_files import (
     remove_stale_temporaries,
 )
 from untwine.training.step import TrainingDivergedError, training_step
+from untwine.training.validation import VALIDATION_NAME, validation_scores
 from untwine.utils.io import atomic_write_json, atomic_write_text
 from untwine.utils.locks import directory_lock
 from untwine.utils.versions import git_commit, library_versions
@@ -351,6 +354,9 @@ def _run(
     atomic_write_json(
         run_dir / FINAL_EVAL_NAME, evaluate_held_out(model, dataset, config, seeds.eval, device)
     )
+    validation = validation_scores(model, device, seeds.eval)  # few-label models with a validation split
+    if validation is not None:
+        atomic_write_json(run_dir / VALIDATION_NAME, validation)
     return run_dir
 
 

@@ -1,0 +1,81 @@
+"""Scores of a few-label run on its labelled validation split (Locatello et al. 2020, "Disentangling
+Factors of Variation Using Few Labels"): the question of that paper -- can a few labels pick the better
+model? -- is answered by comparing these with the scores on fresh ground truth across a study's models.
+
+A few-label model with ``model.train_percentage < 1`` trains on the first part of its labelled examples
+and keeps the rest as its validation split (:meth:`untwine.data.labels.LabelledSet.split`).  After
+training, the validation images are encoded (mean representation) and scored against their labels --
+the labeller's output, imprecise when the labeller is, exactly what a practitioner would have:
+
+* MIG on all validation points;
+* SAP, DCI and the unified scores on its first half (training points of their predictors) and second
+  half (test points), in order.
+
+Each metric that cannot run on so few points (a factor with one value among them, say) is recorded with
+its error instead of a number; the others go on.  ``RUN_DIR/validation.json`` holds the result.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from untwine.data.stream import to_torch_images
+from untwine.metrics.dci import dci
+from untwine.metrics.mig import mig
+from untwine.metrics.sap import sap
+from untwine.metrics.unified_scores import unified_scores
+
+__all__ = ["VALIDATION_NAME", "validation_scores"]
+
+VALIDATION_NAME = "validation.json"
+
+
+@torch.no_grad()
+def _encode_means(model, images: np.ndarray, device: torch.device, batch_size: int = 256) -> np.ndarray:
+    was_training = model.training
+    model.eval()
+    means = []
+    for start in range(0, len(images), batch_size):
+        batch = to_torch_images(images[start : start + batch_size]).to(device)
+        means.append(model.encode(batch)[0].float().cpu().numpy())
+    model.train(was_training)
+    return np.concatenate(means).astype(np.float64)
+
+
+def validation_scores(model, device: torch.device, seed: int) -> dict[str, Any] | None:
+    """The validation split's scores (see the module docstring), or None when the model has no split.
+
+    ``seed`` draws the nuisance factors of rendered validation images (none for deterministic datasets).
+    """
+    validation = getattr(model, "validation_set", None)
+    if validation is None:
+        return None
+    images = validation.images_of(np.arange(len(validation)), np.random.default_rng(seed))
+    codes = _encode_means(model, images, device)
+    labels = np.asarray(validation.labels, dtype=np.int64)
+    half = len(labels) // 2
+    halves = (codes[:half], labels[:half], codes[half:], labels[half:])
+    calls = {
+        "mig": lambda: mig(codes, labels),
+        "sap_score": lambda: sap(*halves),
+        "dci": lambda: dci(*halves),
+        "unified_scores": lambda: unified_scores(*halves),
+    }
+    values: dict[str, Any] = {}
+    errors: dict[str, str] = {}
+    for name, call in calls.items():
+        try:
+            values[name] = call()
+        except ValueError as error:  # too few or too uniform points for this metric
+            errors[name] = str(error)
+    return {
+        "num_points": len(labels),
+        "num_train_points": half,
+        "label_sizes": list(validation.num_classes),
+        "representation": "mean",
+        "values": values,
+        "errors": errors,
+    }
