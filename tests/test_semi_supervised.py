@@ -656,3 +656,37 @@ def test_few_label_run_scores_its_validation_split(tmp_path):
         TrainConfig.from_overrides([*args[:-1], "model.train_percentage=1.0"]), tmp_path / "run2"
     )
     assert not (no_split / "validation.json").exists()
+
+
+def test_a_study_stores_the_validation_split_scores_beside_the_test_scores(tmp_path):
+    from untwine.studies.definitions import ModelSweep, Study
+    from untwine.studies.executors import InlineExecutor
+    from untwine.studies.runner import run_study
+    from untwine.studies.store import open_store
+
+    study = Study(
+        name="few_labels",
+        description="",
+        datasets=("procedural_dsprites",),
+        models=(
+            ModelSweep("s2_beta_vae", "beta", (1.0,), fixed={"num_labels": 40, "train_percentage": 0.5}),
+        ),
+        seeds=(0,),
+        train={"steps": 3, "batch_size": 8, "eval_batches": 1},
+        metrics=("mig",),
+        metric_params={"mig": {"num_train": 500}},
+        representations=("mean",),
+    )
+    summary = run_study(study, tmp_path / "study", executor=InlineExecutor(threads=1), progress=False)
+    assert summary.done == 1 and summary.failed == 0
+    with open_store(tmp_path / "study") as store:
+        wide = store.results_frame(wide=True)
+    (run,) = [p for p in (tmp_path / "study" / "runs").iterdir()]
+    stored = json.loads((run / "validation.json").read_text())
+    assert wide["validation/mig/discrete_mig"].iloc[0] == pytest.approx(
+        stored["values"]["mig"]["discrete_mig"]
+    )
+    assert wide["validation/dci/disentanglement"].iloc[0] == pytest.approx(
+        stored["values"]["dci"]["disentanglement"]
+    )
+    assert np.isfinite(wide["mean/mig/discrete_mig"].iloc[0])

@@ -481,3 +481,44 @@ def test_repeat_summary_and_ranking_stability_by_hand():
     assert summary.loc[100, "seed_std"] == pytest.approx(0.01 / np.sqrt(2))  # two values 0.01 apart, ddof 1
     assert summary.loc[100, "mean"] == pytest.approx(0.205)
     assert summary.loc[10, "seed_std"] == pytest.approx(np.mean([0.2, 0.0, 0.2]) / np.sqrt(2))
+
+
+def test_few_label_validation_scores_are_correlated_with_the_test_scores(tmp_path):
+    from untwine.report.study_report import render_study_report
+
+    rng = np.random.default_rng(3)
+    table = _table(
+        [
+            {"dataset": d, "model": "s2_beta_vae", "value": 1.0, "seed": s}
+            for d in ("a", "b")
+            for s in range(8)
+        ]
+    )
+    test_mig = rng.random(16)
+    table["mean/mig/discrete_mig"] = test_mig
+    table["validation/mig/discrete_mig"] = np.where(table["dataset"] == "a", test_mig * 2 + 1, -test_mig)
+    table["mean/dci/disentanglement"] = rng.random(16)
+    table["validation/dci/disentanglement"] = rng.random(16)
+    matrix = A.validation_correlation(table)
+    assert list(matrix.index) == ["a", "b"] and list(matrix.columns) == ["MIG", "DCI Disentanglement"]
+    assert matrix.loc["a", "MIG"] == pytest.approx(1.0) and matrix.loc["b", "MIG"] == pytest.approx(-1.0)
+    for dataset in ("a", "b"):
+        rows = table["dataset"] == dataset
+        expected = _scipy_spearman(
+            table.loc[rows, "validation/dci/disentanglement"].to_numpy(),
+            table.loc[rows, "mean/dci/disentanglement"].to_numpy(),
+        )
+        assert matrix.loc[dataset, "DCI Disentanglement"] == pytest.approx(expected)
+    assert (
+        A.validation_correlation(
+            table.drop(columns=["validation/mig/discrete_mig", "validation/dci/disentanglement"])
+        )
+        is None
+    )
+    runs = pd.DataFrame(
+        {"model_num": range(16), "status": ["done"] * 16, "train_seconds": 1.0, "eval_seconds": 1.0}
+    )
+    text = render_study_report(table, runs, tmp_path)
+    assert "9. Few-label model selection: validation vs test" in text
+    shown = pd.read_csv(tmp_path / "validation_vs_test.csv", index_col=0)
+    assert np.allclose(shown.to_numpy(float), matrix.to_numpy(float))

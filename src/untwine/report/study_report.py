@@ -86,6 +86,7 @@ class Analyses:
     fairness: list[Picture] | None = None  # None: no fairness metric in the study
     repeats: list[Picture] | None = None  # None: no repeated evaluation (`untwine study reevaluate`)
     repeats_table: Table | None = None
+    validation: list[Picture] | None = None  # None: no run scored a labelled validation split
 
 
 @dataclass(frozen=True)
@@ -455,6 +456,25 @@ def _section_fairness(figures: _Figures, table: pd.DataFrame, scores, out_dir: P
     ]
 
 
+def _section_validation(figures: _Figures, table: pd.DataFrame) -> list[Picture] | None:
+    """Section 9: do the scores on a few labelled validation points rank the models like the test scores?"""
+    matrix = A.validation_correlation(table)
+    if matrix is None:
+        return None
+    return [
+        _heatmap(
+            figures,
+            matrix,
+            "validation_vs_test.png",
+            "Spearman rank correlation, across each dataset's runs, between a score computed on the few "
+            "labelled validation points and the same score on the fresh test sample. Read: values near 1 "
+            "mean a few labels pick the same models as full ground truth would -- the paper's finding for "
+            "its few-label models; near 0, the validation split cannot choose.",
+            "validation vs test scores: Spearman ρ",
+        )
+    ]
+
+
 def _section_repeats(figures: _Figures, repeats: pd.DataFrame | None, out_dir: Path):
     """Section 8: spread across evaluation seeds, drift with the sample size, ranking stability."""
     scores = A.repeat_scores(repeats) if repeats is not None else None
@@ -537,6 +557,7 @@ def _analyses(
     selection = _section_selection(figures, table, scores, out_dir)
     fairness = _section_fairness(figures, table, scores, out_dir)
     repeat_pictures, repeat_table = _section_repeats(figures, repeats, out_dir)
+    validation = _section_validation(figures, table)
     return Analyses(
         tc,
         rank,
@@ -549,6 +570,7 @@ def _analyses(
         fairness,
         repeat_pictures,
         repeat_table,
+        validation,
     )
 
 

@@ -293,6 +293,48 @@ def fairness_correlation(table: pd.DataFrame, scores: Sequence[Score]) -> pd.Dat
     return pd.DataFrame(rows).T
 
 
+# -- 9. few-label model selection (Locatello et al. 2020) -----------------------------------------------
+# The scores a few-label run computes on its labelled validation split (untwine.training.validation),
+# each paired with the same score on the study's fresh test sample (mean representation).
+VALIDATION_PAIRS = (
+    (
+        Score("MIG (validation)", "validation", "mig", "discrete_mig"),
+        Score("MIG", "mean", "mig", "discrete_mig"),
+    ),
+    (
+        Score("SAP (validation)", "validation", "sap_score", "SAP_score"),
+        Score("SAP", "mean", "sap_score", "SAP_score"),
+    ),
+    (
+        Score("DCI Disentanglement (validation)", "validation", "dci", "disentanglement"),
+        Score("DCI Disentanglement", "mean", "dci", "disentanglement"),
+    ),
+)
+
+
+def validation_correlation(table: pd.DataFrame) -> pd.DataFrame | None:
+    """Per dataset (rows): Spearman correlation, across the runs, between each score on the labelled
+    validation split and the same score on the test sample (columns, by score); None when no run has
+    validation scores.  High values: a few labels rank the models as the full ground truth does."""
+    pairs = [(v, t) for v, t in VALIDATION_PAIRS if v.column in table and t.column in table]
+    if not pairs or all(pd.to_numeric(table[v.column], errors="coerce").isna().all() for v, _ in pairs):
+        return None
+    rows = {}
+    for dataset, group in table.groupby("dataset", sort=False):
+        rows[dataset] = {
+            test.label: _spearman_matrix(
+                pd.DataFrame(
+                    {
+                        "validation": pd.to_numeric(group[validation.column], errors="coerce"),
+                        "test": pd.to_numeric(group[test.column], errors="coerce"),
+                    }
+                )
+            ).iloc[0, 1]
+            for validation, test in pairs
+        }
+    return pd.DataFrame(rows).T
+
+
 # -- 8. repeated evaluation (the JMLR extension) --------------------------------------------------------
 def repeat_scores(repeats: pd.DataFrame) -> pd.DataFrame:
     """The repeats of the paper's disentanglement scores (mean representation), labelled: columns dataset,

@@ -178,6 +178,21 @@ def _final_eval(run_dir: Path) -> Evaluation:
     )
 
 
+VALIDATION_REPRESENTATION = "validation"  # few-label runs' scores on their labelled validation split
+
+
+def _validation(run_dir: Path) -> tuple[Evaluation, ...]:
+    """The run's validation-split scores (few-label models with ``train_percentage < 1``), one evaluation
+    per metric under the representation ``validation``; none for other runs."""
+    from untwine.training.validation import VALIDATION_NAME
+
+    data = _read_json(run_dir / VALIDATION_NAME) or {}
+    return tuple(
+        Evaluation(VALIDATION_REPRESENTATION, metric, None, {"values": values})
+        for metric, values in (data.get("values") or {}).items()
+    )
+
+
 def run_model(task: ModelTask) -> ModelResult:
     """Train (or resume), postprocess and evaluate one model; never raises for the model's own errors
     (a failure comes back as a :class:`ModelResult` with ``error`` and ``traceback``)."""
@@ -201,7 +216,7 @@ def run_model(task: ModelTask) -> ModelResult:
             _train_or_resume(task, run_dir)
             train_seconds = time.perf_counter() - started
             middle = time.perf_counter()
-            evaluations = (_final_eval(run_dir), *_evaluate(task, run_dir))
+            evaluations = (_final_eval(run_dir), *_validation(run_dir), *_evaluate(task, run_dir))
             eval_seconds = time.perf_counter() - middle
         return ModelResult(
             model_num=task.model_num,
