@@ -8,15 +8,20 @@ training, the validation images are encoded (mean representation) and scored aga
 the labeller's output, imprecise when the labeller is, exactly what a practitioner would have:
 
 * MIG on all validation points;
-* SAP, DCI and the unified scores on its first half (training points of their predictors) and second
-  half (test points), in order.
+* SAP, DCI and the unified scores with their predictors trained on the first 90 % of the points
+  (``ceil(0.9 n)``) and tested on the rest, in order -- the ``train_percentage = 0.9`` of
+  disentanglement_lib's ``sap_score_validation`` and ``dci_validation`` configs.
 
 Each metric that cannot run on so few points (a factor with one value among them, say) is recorded with
-its error instead of a number; the others go on.  ``RUN_DIR/validation.json`` holds the result.
+its error instead of a number; the others go on.  The warnings a metric raises (scikit-learn's "more
+classes than half the samples" on a few points, non-converged fits) are recorded with it, counted per
+category with the first message, under ``"warnings"``.  ``RUN_DIR/validation.json`` holds the result.
 """
 
 from __future__ import annotations
 
+import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -31,6 +36,8 @@ from untwine.metrics.unified_scores import unified_scores
 __all__ = ["VALIDATION_NAME", "validation_scores"]
 
 VALIDATION_NAME = "validation.json"
+#: the share of the validation points that trains SAP's, DCI's and the unified scores' predictors
+PREDICTOR_TRAIN_SHARE = 0.9
 
 
 @torch.no_grad()
@@ -56,7 +63,7 @@ def validation_scores(model, device: torch.device, seed: int) -> dict[str, Any] 
     images = validation.images_of(np.arange(len(validation)), np.random.default_rng(seed))
     codes = _encode_means(model, images, device)
     labels = np.asarray(validation.labels, dtype=np.int64)
-    half = len(labels) // 2
+    half = math.ceil(len(labels) * PREDICTOR_TRAIN_SHARE)
     halves = (codes[:half], labels[:half], codes[half:], labels[half:])
     calls = {
         "mig": lambda: mig(codes, labels),
@@ -66,11 +73,19 @@ def validation_scores(model, device: torch.device, seed: int) -> dict[str, Any] 
     }
     values: dict[str, Any] = {}
     errors: dict[str, str] = {}
+    raised: dict[str, dict[str, dict[str, Any]]] = {}
     for name, call in calls.items():
-        try:
-            values[name] = call()
-        except ValueError as error:  # too few or too uniform points for this metric
-            errors[name] = str(error)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                values[name] = call()
+            except ValueError as error:  # too few or too uniform points for this metric
+                errors[name] = str(error)
+        for warning in caught:
+            entry = raised.setdefault(name, {}).setdefault(
+                warning.category.__name__, {"count": 0, "first_message": str(warning.message)}
+            )
+            entry["count"] += 1
     return {
         "num_points": len(labels),
         "num_train_points": half,
@@ -78,4 +93,5 @@ def validation_scores(model, device: torch.device, seed: int) -> dict[str, Any] 
         "representation": "mean",
         "values": values,
         "errors": errors,
+        "warnings": raised,
     }
