@@ -695,3 +695,44 @@ def test_a_study_stores_the_validation_split_scores_beside_the_test_scores(tmp_p
         stored["values"]["dci"]["disentanglement"]
     )
     assert np.isfinite(wide["mean/mig/discrete_mig"].iloc[0])
+
+
+def test_supervised_baseline_trains_the_encoder_on_labels_only():
+    from untwine.models.few_label import supervised_loss_xent
+
+    sizes = (3, 4)
+    model = build_model("supervised", 1, num_latents=4, init_generator=0, labelled_batch_size=6)
+    images = (
+        torch.rand(12, 1, 64, 64, generator=torch.Generator().manual_seed(1)).numpy().transpose(0, 2, 3, 1)
+    )
+    labels = np.stack([np.arange(12) % 3, np.arange(12) % 4], axis=1)
+    model.attach_labels(images, labels, sizes)
+    assert set(model.params) == set(MODEL_DEFAULTS["supervised"]) and "gamma_sup" not in model.params
+    x = torch.rand(5, 1, 64, 64, generator=torch.Generator().manual_seed(2))
+    out = model.compute_loss(Batch(x), 0, torch.Generator().manual_seed(3))
+    # loss = reconstruction of the unlabelled batch + the supervised loss on the labelled draw, unweighted
+    replay = torch.Generator().manual_seed(3)
+    torch.randn(5, 4, generator=replay)  # the reparameterisation noise comes first, then the labelled draw
+    drawn_images, drawn_labels = model.labelled_set.draw(6, replay)
+    assert float(out.terms["gamma_sup"]) == 1.0
+    assert float(out.loss.detach()) == pytest.approx(
+        float(out.terms["reconstruction"]) + float(out.terms["supervised_loss"]), rel=1e-6
+    )
+    out.loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.decoder.parameters())
+    # the reconstruction reaches the decoder only: with the supervised part alone the encoder's gradient
+    # is the same (None for the log-variance head, which nothing trains, as in dlib)
+    encoder_grad = [None if p.grad is None else p.grad.clone() for p in model.encoder.parameters()]
+    assert any(g is None for g in encoder_grad) and any(
+        g is not None and g.abs().sum() > 0 for g in encoder_grad
+    )
+    model.zero_grad(set_to_none=True)
+    mean, _ = model.encode(drawn_images)
+    supervised_loss_xent(mean, drawn_labels, sizes).backward()
+    for got, expected in zip(encoder_grad, (p.grad for p in model.encoder.parameters()), strict=True):
+        assert (got is None) == (expected is None)
+        assert got is None or torch.allclose(got, expected, rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match=r"unknown parameter\(s\) model.gamma_sup for model 'supervised'"):
+        from untwine.training import TrainConfig
+
+        TrainConfig.from_overrides(["model=supervised", "model.gamma_sup=2"])

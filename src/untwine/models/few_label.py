@@ -20,6 +20,7 @@ from torch import nn
 
 from untwine.data.labels import LABELLERS, LabelledSet
 from untwine.data.stream import Batch
+from untwine.models import losses as L
 from untwine.models.networks import glorot_uniform_
 from untwine.models.objectives import (
     DIPVAEI,
@@ -42,6 +43,7 @@ __all__ = [
     "S2DIPVAEI",
     "S2DIPVAEII",
     "S2FactorVAE",
+    "SupervisedBaseline",
     "annealed_gamma",
     "supervised_loss_cov",
     "supervised_loss_embed",
@@ -451,3 +453,49 @@ class S2BetaTCVAE(_FewLabelMixin, BetaTCVAE):
     name = "s2_beta_tc_vae"
     param_specs = _few_label_param_specs(BetaTCVAE)
     defaults = defaults_of(param_specs)
+
+
+class _DecoderOnlyReconstruction(VAEModel):
+    """Reconstruction trains the decoder only: it decodes the encoder's samples with the gradient stopped,
+    and there is no KL term (what disentanglement_lib's ``supervised`` model pairs with its supervised loss).
+    The KL is still logged, for the pictures and the collapsed-latent checks."""
+
+    def compute_loss(self, batch: Batch, step: int, generator: torch.Generator) -> LossOutput:
+        x = Batch.checked(batch).images
+        mean, logvar = self.encode(x)
+        mean, logvar = mean.float(), logvar.float()
+        z = L.sample_gaussian(mean, logvar, generator)
+        logits = self.decode(z.detach())
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            reconstruction = L.reconstruction_loss(self.reconstruction, logits.float(), x).mean()
+            kl_per_latent = L.gaussian_kl_per_latent(mean.detach(), logvar.detach())
+            kl = kl_per_latent.sum()
+        terms = {
+            "reconstruction": reconstruction.detach(),
+            "kl": kl,
+            "regularizer": torch.zeros((), device=x.device),
+            "elbo": -(reconstruction.detach() + kl),
+            "loss": reconstruction.detach(),
+            "kl_per_latent": kl_per_latent,
+        }
+        return LossOutput(loss=reconstruction, terms=terms, mean=mean, logvar=logvar, z=z, logits=logits)
+
+
+# The supervised baseline has no weight or schedule on its supervised loss (dlib adds it as it is).
+_UNWEIGHTED = {"gamma_sup", "annealer", "iteration_threshold"}
+
+
+class SupervisedBaseline(_FewLabelMixin, _DecoderOnlyReconstruction):
+    """The ``supervised`` baseline of Locatello et al. (2020), dlib's ``supervised``: the encoder learns
+    from the labelled examples alone (``reconstruction(decoder; stop_gradient(z)) + supervised loss``), the
+    decoder learns to draw its codes.  It shows what the labels alone give; the S^2 models add an
+    unsupervised objective on all images."""
+
+    name = "supervised"
+    param_specs = tuple(p for p in _FewLabelMixin.S2_PARAM_SPECS if p.name not in _UNWEIGHTED)
+    defaults = defaults_of(param_specs)
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)  # gamma_sup 1, annealer fixed: the loss is added as it is
+        for name in _UNWEIGHTED:
+            del self.params[name]

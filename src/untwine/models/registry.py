@@ -14,7 +14,14 @@ from typing import Any
 
 import torch
 
-from untwine.models.few_label import S2DIPVAEI, S2DIPVAEII, S2BetaTCVAE, S2BetaVAE, S2FactorVAE
+from untwine.models.few_label import (
+    S2DIPVAEI,
+    S2DIPVAEII,
+    S2BetaTCVAE,
+    S2BetaVAE,
+    S2FactorVAE,
+    SupervisedBaseline,
+)
 from untwine.models.objectives import (
     DIPVAEI,
     DIPVAEII,
@@ -74,6 +81,11 @@ MODELS: dict[str, ModelEntry] = {
         ModelEntry(S2DIPVAEI, "S^2-DIP-VAE-I (Locatello et al. 2020): DIP-VAE-I + supervised loss"),
         ModelEntry(S2DIPVAEII, "S^2-DIP-VAE-II (Locatello et al. 2020): DIP-VAE-II + supervised loss"),
         ModelEntry(S2BetaTCVAE, "S^2-beta-TC-VAE (Locatello et al. 2020): beta-TC-VAE + supervised loss"),
+        ModelEntry(
+            SupervisedBaseline,
+            "supervised baseline (Locatello et al. 2020): the encoder learns from the labels alone, "
+            "the decoder from its stopped codes",
+        ),
         ModelEntry(
             GroupVAE,
             "GVAE / Ada-GVAE (Hosoya 2019; Locatello et al. 2020): pairs, shared latents averaged "
