@@ -562,6 +562,8 @@ def test_s2_supervision_reaches_only_the_first_latents_and_checks_sizes():
             "s2_beta_tc_vae",
             ["model.supervised_loss=embed", "model.embed_use_order=true", "model.labeller=partial"],
         ),
+        ("s2_mine_vae", ["model.beta=2", "model.gamma_sup=3"]),
+        ("supervised", ["model.supervised_loss=l2"]),
     ],
 )
 def test_s2_models_train_and_resume_through_the_loop(tmp_path, model, extra):
@@ -736,3 +738,54 @@ def test_supervised_baseline_trains_the_encoder_on_labels_only():
         from untwine.training import TrainConfig
 
         TrainConfig.from_overrides(["model=supervised", "model.gamma_sup=2"])
+
+
+def test_mine_estimate_matches_a_loop_over_pairs_and_gradients_stay_apart():
+    from untwine.models.few_label import MineHead
+
+    head = MineHead(2, 3)
+    head.reset_parameters(torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        head.bx.normal_(generator=torch.Generator().manual_seed(1))
+        head.b2.normal_(generator=torch.Generator().manual_seed(2))
+    rng = np.random.default_rng(0)
+    z = torch.tensor(rng.normal(size=(7, 3)), dtype=torch.float32)
+    y = torch.tensor(rng.integers(0, 4, size=(7, 2)))
+    order = torch.stack([torch.randperm(7, generator=torch.Generator().manual_seed(p)) for p in range(6)])
+    got = head.mutual_information(z, y, order, detach_weights=False)
+    for factor in range(2):
+        for r in range(3):
+            p = factor * 3 + r
+
+            def t(x, label, p=p):
+                hidden = torch.nn.functional.elu(
+                    x * head.wx[p] + head.bx[p] + label * head.wy[p] + head.by[p]
+                )
+                return float(((hidden * head.w2[p]).sum() + head.b2[p]).detach())
+
+            joint = [t(z[b, r], float(y[b, factor])) for b in range(7)]
+            marginal = [t(z[b, r], float(y[order[p, b], factor])) for b in range(7)]
+            expected = np.mean(joint) + math.log(7) - math.log(np.sum(np.exp(marginal)))
+            assert float(got[factor, r]) == pytest.approx(expected, rel=1e-5, abs=1e-6)
+
+    model = build_model(
+        "s2_mine_vae", 1, num_latents=3, init_generator=0, gamma_sup=2.0, labelled_batch_size=6
+    )
+    images = (
+        torch.rand(12, 1, 64, 64, generator=torch.Generator().manual_seed(1)).numpy().transpose(0, 2, 3, 1)
+    )
+    model.attach_labels(images, np.stack([np.arange(12) % 3, np.arange(12) % 4], axis=1), (3, 4))
+    out = model.compute_loss(Batch(torch.rand(5, 1, 64, 64)), 0, torch.Generator().manual_seed(3))
+    assert out.discriminator_loss is not None and float(out.terms["gamma_sup"]) == 2.0
+    out.loss.backward()  # the VAE's loss: no gradient on the statistics networks
+    assert all(p.grad is None for p in model.mine_head.parameters())
+    encoder = [p.grad.clone() for p in model.encoder.parameters() if p.grad is not None]
+    out.discriminator_loss.backward()  # the networks' loss: no gradient on the encoder
+    assert all(p.grad is not None for p in model.mine_head.parameters())
+    after = [p.grad for p in model.encoder.parameters() if p.grad is not None]
+    assert all(torch.equal(a, b) for a, b in zip(encoder, after, strict=True))
+    assert [o.defaults["lr"] for o in model.make_optimizers()] == [1e-4, 0.01]
+    with pytest.raises(ValueError, match="num_latents=1 is fewer than the 2 labelled factors"):
+        build_model("s2_mine_vae", 1, num_latents=1, init_generator=0).attach_labels(
+            images, np.zeros((12, 2), int), (3, 4)
+        )

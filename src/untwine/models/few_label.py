@@ -11,6 +11,7 @@ are a :class:`untwine.data.labels.LabelledSet` attached before training.  See do
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +24,7 @@ from untwine.data.stream import Batch
 from untwine.models import losses as L
 from untwine.models.networks import glorot_uniform_
 from untwine.models.objectives import (
+    ADAM_DEFAULTS,
     DIPVAEI,
     DIPVAEII,
     BetaTCVAE,
@@ -43,6 +45,8 @@ __all__ = [
     "S2DIPVAEI",
     "S2DIPVAEII",
     "S2FactorVAE",
+    "S2MineVAE",
+    "MineHead",
     "SupervisedBaseline",
     "annealed_gamma",
     "supervised_loss_cov",
@@ -499,3 +503,144 @@ class SupervisedBaseline(_FewLabelMixin, _DecoderOnlyReconstruction):
         super().__init__(*args, **kwargs)  # gamma_sup 1, annealer fixed: the loss is added as it is
         for name in _UNWEIGHTED:
             del self.params[name]
+
+
+class MineHead(nn.Module):
+    """One MINE statistics network per (labelled factor l, latent r), dlib's ``mine``, batched over the
+    pairs: T(x, y) = w2 · elu(wx x + bx + wy y + by) + b2 with x the latent's value and y the label, 20
+    hidden units.  The number of factors is a buffer, so a head can be rebuilt from a state dict."""
+
+    HIDDEN = 20
+
+    def __init__(self, num_factors: int, num_latents: int):
+        super().__init__()
+        self.register_buffer("shape", torch.tensor([int(num_factors), int(num_latents)], dtype=torch.int64))
+        pairs, hidden = int(num_factors) * int(num_latents), self.HIDDEN
+        self.wx, self.bx = nn.Parameter(torch.zeros(pairs, hidden)), nn.Parameter(torch.zeros(pairs, hidden))
+        self.wy, self.by = nn.Parameter(torch.zeros(pairs, hidden)), nn.Parameter(torch.zeros(pairs, hidden))
+        self.w2, self.b2 = nn.Parameter(torch.zeros(pairs, hidden)), nn.Parameter(torch.zeros(pairs))
+
+    def reset_parameters(self, generator: torch.Generator) -> None:
+        """TF dense layers: glorot-uniform kernels (1 -> 20 and 20 -> 1), zero biases."""
+        with torch.no_grad():
+            glorot_uniform_(self.wx, 1, self.HIDDEN, generator)
+            glorot_uniform_(self.wy, 1, self.HIDDEN, generator)
+            glorot_uniform_(self.w2, self.HIDDEN, 1, generator)
+            for bias in (self.bx, self.by, self.b2):
+                bias.zero_()
+
+    def mutual_information(
+        self, representation: torch.Tensor, labels: torch.Tensor, order: torch.Tensor, detach_weights: bool
+    ) -> torch.Tensor:
+        """The MINE (Donsker-Varadhan) estimate of I(z_r; y_l) for every pair, (num_factors, num_latents):
+        mean T(x, y) + log B - logsumexp T(x, y shuffled); ``order`` (pairs, B) shuffles each pair's labels."""
+        num_factors, num_latents = (int(v) for v in self.shape.tolist())
+        batch = representation.shape[0]
+        weights = [
+            p.detach() if detach_weights else p
+            for p in (self.wx, self.bx, self.wy, self.by, self.w2, self.b2)
+        ]
+        wx, bx, wy, by, w2, b2 = weights
+        x = representation[:, :num_latents].repeat(1, num_factors)  # (B, pairs): pair p = (l, r) -> latent r
+        y = labels.float().repeat_interleave(num_latents, dim=1)  # (B, pairs): label l
+        shuffled = torch.gather(y, 0, order.T)  # each pair's labels in its own random order
+
+        def statistic(values: torch.Tensor) -> torch.Tensor:
+            hidden = F.elu(x[..., None] * wx + bx + values[..., None] * wy + by)
+            return (hidden * w2).sum(-1) + b2  # (B, pairs)
+
+        joint, marginal = statistic(y), statistic(shuffled)
+        estimate = joint.mean(0) + math.log(batch) - torch.logsumexp(marginal, dim=0)
+        return estimate.reshape(num_factors, num_latents)
+
+
+# MINE replaces the supervised loss: these S^2 parameters do not apply to it.
+_NOT_FOR_MINE = {"supervised_loss", "l2_learn_scale", "embed_sigma", "embed_use_order"}
+MINE_ADAM = {"lr": 0.01, "betas": (0.9, 0.999), "eps": 1e-8}  # dlib: tf.train.AdamOptimizer(0.01)
+
+
+class S2MineVAE(_FewLabelMixin, BetaVAE):
+    """dlib's ``s2_mine_vae``: beta-VAE + gamma_sup * sum over labelled factors l and latents r != l of
+    MINE's estimate of I(z_r; y_l), squared -- the labels are pushed out of every latent but their own.
+
+    The statistics networks (:class:`MineHead`) are trained at the same step by their own Adam
+    (learning rate 0.01) to maximise their estimates; the VAE's loss reads them with detached weights and
+    their loss reads the codes detached (``discriminator_loss``, as FactorVAE's discriminator), so each
+    optimiser moves only its own variables, as in dlib.  Each pair's labels are shuffled with a
+    permutation drawn from the run's generator (dlib: TensorFlow's global one)."""
+
+    name = "s2_mine_vae"
+    param_specs = tuple(p for p in _few_label_param_specs(BetaVAE) if p.name not in _NOT_FOR_MINE)
+    defaults = defaults_of(param_specs)
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        for name in _NOT_FOR_MINE:
+            del self.params[name]
+        self.mine_head: MineHead | None = None
+        self._generator: torch.Generator | None = None
+        self._mine_loss: torch.Tensor | None = None
+
+    def _set_labelled(self, labelled: LabelledSet) -> None:
+        num_factors = len(labelled.num_classes)
+        if num_factors > self.num_latents:
+            raise ValueError(
+                f"s2_mine_vae pairs labelled factor l with latent l: num_latents={self.num_latents} is fewer "
+                f"than the {num_factors} labelled factors"
+            )
+        super()._set_labelled(labelled)
+        if self.mine_head is None or [int(v) for v in self.mine_head.shape.tolist()] != [
+            num_factors,
+            self.num_latents,
+        ]:
+            if self._init_generator is None:
+                raise ValueError(
+                    "call reset_parameters(generator) before attaching labels (build_model does)"
+                )
+            head = MineHead(num_factors, self.num_latents)
+            head.reset_parameters(self._init_generator)  # drawn on the CPU, then moved
+            self.mine_head = head.to(next(self.encoder.parameters()).device)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Rebuild the MINE head from the saved shape when it is not there yet (a model loaded for inference)."""
+        key = "mine_head.shape"
+        if key in state_dict and self.mine_head is None:
+            num_factors, num_latents = (int(v) for v in state_dict[key].tolist())
+            self.mine_head = MineHead(num_factors, num_latents).to(state_dict[key].device)
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    def make_optimizers(self, learning_rate: float = ADAM_DEFAULTS["lr"], fused: bool | None = None):
+        optimizers = super().make_optimizers(learning_rate, fused)
+        if self.mine_head is not None:
+            optimizers.append(torch.optim.Adam(self.mine_head.parameters(), **MINE_ADAM, fused=fused))
+        return optimizers
+
+    def supervised_term(self, representation: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """sum_{l != r} MI(z_r; y_l)^2 with detached MINE weights; the networks' own loss is kept for
+        :meth:`compute_loss` (-sum of every pair's estimate, with the codes detached)."""
+        if self.mine_head is None or self._generator is None:
+            raise ValueError("s2_mine_vae needs labels attached first (attach_dataset / attach_labels)")
+        num_factors, num_latents = (int(v) for v in self.mine_head.shape.tolist())
+        batch = representation.shape[0]
+        generator = self._generator
+        order = torch.argsort(
+            torch.rand(num_factors * num_latents, batch, generator=generator, device=generator.device), dim=1
+        ).to(representation.device)
+        labels = labels.to(representation.device)
+        estimate = self.mine_head.mutual_information(representation, labels, order, detach_weights=True)
+        off_diagonal = ~torch.eye(num_factors, num_latents, dtype=torch.bool, device=estimate.device)
+        own = self.mine_head.mutual_information(representation.detach(), labels, order, detach_weights=False)
+        self._mine_loss = -own.sum()
+        return estimate[off_diagonal].square().sum()
+
+    def compute_loss(self, batch: Batch, step: int, generator: torch.Generator) -> LossOutput:
+        self._generator, self._mine_loss = generator, None  # read by supervised_term during this call
+        try:
+            out = super().compute_loss(batch, step, generator)
+            mine_loss = self._mine_loss
+        finally:
+            self._generator, self._mine_loss = None, None
+        if mine_loss is None:
+            return out
+        terms = {**out.terms, "mine_loss": mine_loss.detach()}
+        return dataclasses.replace(out, discriminator_loss=mine_loss, terms=terms)

@@ -20,6 +20,7 @@ from untwine.models.few_label import (
     S2BetaTCVAE,
     S2BetaVAE,
     S2FactorVAE,
+    S2MineVAE,
     SupervisedBaseline,
 )
 from untwine.models.objectives import (
@@ -81,6 +82,10 @@ MODELS: dict[str, ModelEntry] = {
         ModelEntry(S2DIPVAEI, "S^2-DIP-VAE-I (Locatello et al. 2020): DIP-VAE-I + supervised loss"),
         ModelEntry(S2DIPVAEII, "S^2-DIP-VAE-II (Locatello et al. 2020): DIP-VAE-II + supervised loss"),
         ModelEntry(S2BetaTCVAE, "S^2-beta-TC-VAE (Locatello et al. 2020): beta-TC-VAE + supervised loss"),
+        ModelEntry(
+            S2MineVAE,
+            "S^2-MINE-VAE (Locatello et al. 2020): beta-VAE + gamma_sup * sum_{l != r} MINE(z_r; y_l)^2",
+        ),
         ModelEntry(
             SupervisedBaseline,
             "supervised baseline (Locatello et al. 2020): the encoder learns from the labels alone, "
