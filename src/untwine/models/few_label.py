@@ -33,6 +33,7 @@ from untwine.models.objectives import (
     LossOutput,
     VAEModel,
     checked_int,
+    loss_terms,
 )
 from untwine.models.parameters import Param, defaults_of
 
@@ -474,14 +475,9 @@ class _DecoderOnlyReconstruction(VAEModel):
             reconstruction = L.reconstruction_loss(self.reconstruction, logits.float(), x).mean()
             kl_per_latent = L.gaussian_kl_per_latent(mean.detach(), logvar.detach())
             kl = kl_per_latent.sum()
-        terms = {
-            "reconstruction": reconstruction.detach(),
-            "kl": kl,
-            "regularizer": torch.zeros((), device=x.device),
-            "elbo": -(reconstruction.detach() + kl),
-            "loss": reconstruction.detach(),
-            "kl_per_latent": kl_per_latent,
-        }
+        terms = loss_terms(
+            reconstruction, kl, torch.zeros((), device=x.device), reconstruction, kl_per_latent
+        )
         return LossOutput(loss=reconstruction, terms=terms, mean=mean, logvar=logvar, z=z, logits=logits)
 
 

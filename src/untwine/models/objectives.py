@@ -45,6 +45,7 @@ __all__ = [
     "ADAM_DEFAULTS",
     "DISCRIMINATOR_ADAM_DEFAULTS",
     "checked_int",
+    "loss_terms",
 ]
 
 ARCHITECTURES = ("conv", "fc")
@@ -72,6 +73,27 @@ class LossOutput:
     logvar: torch.Tensor | None = field(default=None, repr=False)
     z: torch.Tensor | None = field(default=None, repr=False)
     logits: torch.Tensor | None = field(default=None, repr=False)
+
+
+def loss_terms(
+    reconstruction: torch.Tensor,
+    kl: torch.Tensor,
+    regularizer: torch.Tensor,
+    loss: torch.Tensor,
+    kl_per_latent: torch.Tensor,
+    extra: dict[str, torch.Tensor] | None = None,
+) -> dict[str, torch.Tensor]:
+    """The logged terms every model reports (detached): reconstruction, kl, regularizer, elbo (-(rec + kl)),
+    loss, then the model's ``extra`` terms, then kl_per_latent."""
+    return {
+        "reconstruction": reconstruction.detach(),
+        "kl": kl.detach(),
+        "regularizer": regularizer.detach(),
+        "elbo": -(reconstruction + kl).detach(),
+        "loss": loss.detach(),
+        **{k: v.detach() for k, v in (extra or {}).items()},
+        "kl_per_latent": kl_per_latent.detach(),
+    }
 
 
 def checked_int(name: str, value: Any, minimum: int = 0) -> int:
@@ -198,15 +220,7 @@ class VAEModel(nn.Module):
             kl = kl_per_latent.sum()
         regularizer, extra, discriminator_loss = self.regularizer(kl, mean, logvar, z, int(step), generator)
         loss = reconstruction + regularizer
-        terms = {
-            "reconstruction": reconstruction.detach(),
-            "kl": kl.detach(),
-            "regularizer": regularizer.detach(),
-            "elbo": -(reconstruction + kl).detach(),
-            "loss": loss.detach(),
-            **{k: v.detach() for k, v in extra.items()},
-            "kl_per_latent": kl_per_latent.detach(),
-        }
+        terms = loss_terms(reconstruction, kl, regularizer, loss, kl_per_latent, extra)
         return LossOutput(
             loss=loss,
             terms=terms,

@@ -36,7 +36,7 @@ import torch
 from untwine.data.pairs import RANDOM_K, check_k
 from untwine.data.stream import Batch
 from untwine.models import losses as L
-from untwine.models.objectives import LossOutput, VAEModel
+from untwine.models.objectives import LossOutput, VAEModel, loss_terms
 from untwine.models.parameters import Param, defaults_of
 
 __all__ = [
@@ -170,15 +170,8 @@ class WeakVAE(VAEModel):
             kl = kl_per_latent.sum()
         regularizer = self.beta * kl
         loss = reconstruction + regularizer
-        terms = {
-            "reconstruction": reconstruction.detach(),
-            "kl": kl.detach(),
-            "regularizer": regularizer.detach(),
-            "elbo": -(reconstruction + kl).detach(),
-            "loss": loss.detach(),
-            "shared_latents": (~keep).sum(dim=1).float().mean().detach(),
-            "kl_per_latent": kl_per_latent.detach(),
-        }
+        shared = {"shared_latents": (~keep).sum(dim=1).float().mean()}
+        terms = loss_terms(reconstruction, kl, regularizer, loss, kl_per_latent, shared)
         return LossOutput(loss=loss, terms=terms, mean=mean, logvar=logvar, z=z, logits=logits)
 
 

@@ -27,7 +27,7 @@ by ``ResultStore.results_frame(wide=True)`` or :func:`load_table`.  Nothing here
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
@@ -296,19 +296,10 @@ def fairness_correlation(table: pd.DataFrame, scores: Sequence[Score]) -> pd.Dat
 # -- 9. few-label model selection (Locatello et al. 2020) -----------------------------------------------
 # The scores a few-label run computes on its labelled validation split (untwine.training.validation),
 # each paired with the same score on the study's fresh test sample (mean representation).
-VALIDATION_PAIRS = (
-    (
-        Score("MIG (validation)", "validation", "mig", "discrete_mig"),
-        Score("MIG", "mean", "mig", "discrete_mig"),
-    ),
-    (
-        Score("SAP (validation)", "validation", "sap_score", "SAP_score"),
-        Score("SAP", "mean", "sap_score", "SAP_score"),
-    ),
-    (
-        Score("DCI Disentanglement (validation)", "validation", "dci", "disentanglement"),
-        Score("DCI Disentanglement", "mean", "dci", "disentanglement"),
-    ),
+VALIDATION_PAIRS = tuple(
+    (replace(score, label=f"{score.label} (validation)", representation="validation"), score)
+    for score in DISENTANGLEMENT_SCORES
+    if score.metric in ("mig", "sap_score", "dci")
 )
 
 
