@@ -6,7 +6,10 @@ For each model and channel count it measures
   * full:   ``untwine.training.train`` (data stream, model, logging, checkpoint cadence), images/s from the
             run's own log, excluding the first logging interval (warm-up);
 and prints a markdown table with the ratio full/bound.  The pair models (``group_vae``, ``ml_vae``)
-train on batches of 64 *pairs*; their rates count both images of a pair.  Variants of the bound (NCHW vs channels_last,
+train on batches of 64 *pairs*; their rates count both images of a pair.  The semi-supervised models get
+their labels as in training (``attach_dataset``) and encode a labelled batch besides the stream's 64
+images (``ss_vae``: 16 more); their rates count the stream's images, so they show the cost per
+unlabelled image.  Variants of the bound (NCHW vs channels_last,
 fp32 vs bf16) are measured once to justify the defaults.
 
     python benchmarks/train_throughput.py [--steps 200] [--threads 1] [--models beta_vae,factor_vae]
@@ -22,15 +25,22 @@ from pathlib import Path
 
 import torch
 
-from untwine.data import Batch
+from untwine.data import Batch, get_dataset
 from untwine.models import build_model
 from untwine.training import TrainConfig, train, training_step
 
 
 def bare_loop(
-    model_name: str, channels: int, steps: int, channels_last: bool, bf16: bool, batch: int = 64
+    model_name: str,
+    channels: int,
+    steps: int,
+    channels_last: bool,
+    bf16: bool,
+    batch: int = 64,
+    dataset: str = "procedural_dsprites",
 ) -> float:
     model = build_model(model_name, num_channels=channels, init_generator=0)
+    model.attach_dataset(get_dataset(dataset), 0)  # the semi-supervised models' labels, as in training
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optimizers = model.make_optimizers()
@@ -89,6 +99,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--models", default="beta_vae,factor_vae,beta_tc_vae,group_vae")
     parser.add_argument("--skip-variants", action="store_true")
+    parser.add_argument(
+        "--datasets",
+        default="procedural_dsprites,procedural_shapes3d",
+        help="ss_vae's default labels are dSprites' shapes: run it with --datasets procedural_dsprites",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, threads {args.threads}, batch 64, steps {args.steps}\n")
@@ -102,8 +117,9 @@ def main() -> None:
         print()
     print("| model | data | bound images/s | full step images/s | full / bound |\n|---|---|---|---|---|")
     for model_name in args.models.split(","):
-        for dataset, channels in (("procedural_dsprites", 1), ("procedural_shapes3d", 3)):
-            bound = bare_loop(model_name, channels, args.steps, True, False)
+        for dataset in args.datasets.split(","):
+            channels = get_dataset(dataset).num_channels
+            bound = bare_loop(model_name, channels, args.steps, True, False, dataset=dataset)
             full = full_step(model_name, dataset, args.steps, args.threads, True, False)
             print(
                 f"| {model_name} | {dataset} (64x64x{channels}) | {bound:.0f} | {full:.0f} | {full / bound:.0%} |"
