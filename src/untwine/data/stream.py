@@ -143,12 +143,13 @@ class PairStream(BatchStream):
         self.k = check_k(k, dataset.num_factors)
 
     def __next__(self) -> Batch:
-        pairs, first, second = sample_pairs(self.dataset, self.batch_size, self.k, self.rng)
+        pairs, images = sample_pairs(self.dataset, self.batch_size, self.k, self.rng)
         self.batches_drawn += 1
+        images = to_torch_images(images)  # one NCHW conversion for both halves; the halves are views
         return Batch(
-            to_torch_images(first),
+            images[: self.batch_size],
             pairs.first,
-            second_images=to_torch_images(second),
+            second_images=images[self.batch_size :],
             second_factors=pairs.second,
             changed_factor=pairs.changed,
         )
