@@ -789,3 +789,38 @@ def test_mine_estimate_matches_a_loop_over_pairs_and_gradients_stay_apart():
         build_model("s2_mine_vae", 1, num_latents=1, init_generator=0).attach_labels(
             images, np.zeros((12, 2), int), (3, 4)
         )
+
+
+def test_semi_supervised_study_grid():
+    from untwine.studies.definitions import SEMI_SUPERVISED_STUDY as study
+    from untwine.studies.grid import Selection, decode_model_num, expand, model_num
+
+    keys = [
+        f"{m}_{n}"
+        for m in ("s2_beta_vae", "s2_factor_vae", "s2_dip_vae_i", "s2_beta_tc_vae")
+        for n in (100, 1000)
+    ]
+    assert [m.key for m in study.models] == [*keys, "supervised"]
+    assert study.size == 7 * (8 * 6 + 2) * 5
+    # datasets outermost (9 sweeps x 6 value slots x 5 seeds = 270), then sweeps (30), values (5), seeds
+    assert model_num(study, "cars3d", "s2_dip_vae_i_1000", 3, 4) == 270 * 5 + 30 * 5 + 5 * 3 + 4
+    assert decode_model_num(study, 270 * 6 + 30 * 8 + 5 * 1 + 2) == ("shapes3d", "supervised", 1, 2)
+    (factor, supervised) = expand(
+        study,
+        Selection(
+            datasets=("procedural_dsprites",),
+            models=("s2_factor_vae_100", "supervised"),
+            values=(0,),
+            seeds=(0,),
+        ),
+    )
+    assert (
+        factor.config["model"] == "s2_factor_vae" and factor.config["steps"] == 150_000
+    )  # dlib's global steps
+    assert (
+        factor.config["model_params"]["num_labels"] == 100 and factor.config["model_params"]["gamma"] == 10.0
+    )
+    assert factor.config["model_params"]["train_percentage"] == 0.9
+    assert (
+        supervised.config["model"] == "supervised" and supervised.config["model_params"]["num_labels"] == 100
+    )
