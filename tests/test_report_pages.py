@@ -98,8 +98,10 @@ def test_study_report_escapes_dataset_names_errors_and_title(tmp_path):
     assert f"<h1>Study report: {ESCAPED}</h1>" in text
     assert f"<h3>{ESCAPED}</h3>" in text  # the dataset heading of the distributions
     assert f"<td>{ESCAPED}</td>" in text  # the failed run's error and the dataset column of the tables
-    captions = re.findall(r"<figcaption>([^<]*)</figcaption>", text)
+    # each caption: the escaped dataset name first, then the link to the figure's numbers
+    captions = re.findall(r"<figcaption>(.*?)</figcaption>", text, re.S)
     assert captions and all(caption.startswith(ESCAPED) for caption in captions)
+    assert all(re.search(r'<a class="numbers" href="[^"<>]+\.csv">Numbers \(CSV\)</a>$', c) for c in captions)
     for number in ("1. ", "2. ", "3. ", "4. ", "5. ", "6. "):  # every analysis was drawn
         assert f"<h2>{number}" in text
     assert '<p class="missing">' not in text
