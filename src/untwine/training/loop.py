@@ -48,7 +48,6 @@ from untwine.training.run_files import (
     remove_stale_temporaries,
 )
 from untwine.training.step import TrainingDivergedError, training_step
-from untwine.training.validation import VALIDATION_NAME, validation_scores
 from untwine.utils.io import atomic_write_json, atomic_write_text
 from untwine.utils.locks import directory_lock
 from untwine.utils.versions import git_commit, library_versions
@@ -354,9 +353,11 @@ def _run(
     atomic_write_json(
         run_dir / FINAL_EVAL_NAME, evaluate_held_out(model, dataset, config, seeds.eval, device)
     )
-    validation = validation_scores(model, device, seeds.eval)  # few-label models with a validation split
-    if validation is not None:
-        atomic_write_json(run_dir / VALIDATION_NAME, validation)
+    if getattr(model, "validation_set", None) is not None:  # few-label models with a held-out split
+        # imported here: the metrics pull in scikit-learn, which no other training run needs at start-up
+        from untwine.training.validation import VALIDATION_NAME, validation_scores
+
+        atomic_write_json(run_dir / VALIDATION_NAME, validation_scores(model, device, seeds.eval))
     return run_dir
 
 
