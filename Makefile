@@ -24,10 +24,10 @@ demo: $(STAMP)
 # The split between `make test` (CI, via .ci/run) and `make test-slow`:
 # * make test: everything not marked slow, including the bit-level reference checks of DCI and the
 #   downstream tasks on the dSprites-sized cases (tests/test_metrics_reference.py) and the fault-injection
-#   tests of docs/guarantees.md. 13 min 20 s on this 2-core machine (AMD EPYC, AVX2; 2026-12-03, with
-#   another test job sharing the cores), where the six comparisons that need the
-#   reference CPU's AVX-512 kernels are skipped; on an AVX-512 machine they add about 10-20 min
-#   (22 min for them under load 6, same date), so .ci/run stays well under its 45 minutes.
+#   tests of docs/guarantees.md. 17 min on this 2-core machine (AMD EPYC, AVX2; 2026-12-04, nothing else
+#   running), where the six comparisons that need the reference CPU's AVX-512 kernels are skipped; on an
+#   AVX-512 machine they add about 10-20 min (22 min for them under load 6, 2026-12-03), so .ci/run stays
+#   under its 45 minutes (the last CI run took 12.5 min for the suite).
 # * make test-slow: the fast-mode agreement on the dSprites cases, faithful fairness, every model
 #   learning position in 300 steps, a worker SIGKILLed mid-training (slow-marked tests).
 test: $(STAMP)
