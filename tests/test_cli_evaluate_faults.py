@@ -25,6 +25,13 @@ SRC = str(Path(untwine.__file__).resolve().parents[1])
 HAS_PROC = Path("/proc/self/stat").exists()
 
 
+def _sigint_as_in_a_terminal() -> None:
+    """Run in the child before exec: SIGINT back to its default.  A suite started as a background job of a
+    non-interactive shell (``make test &``) runs with SIGINT ignored, which every child inherits, so the
+    simulated Ctrl-C would never arrive."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     """A tiny trained run (20 steps); its evaluation's DCI fits take minutes, long enough to be killed."""
@@ -122,6 +129,7 @@ def test_stopping_evaluate_during_the_fits_leaves_nothing_holding_its_pipes(run_
         stderr=subprocess.PIPE,
         env=env,
         start_new_session=True,  # its own process group, as a shell job: Ctrl-C reaches all of it
+        preexec_fn=_sigint_as_in_a_terminal,
     )
     try:
         family = _wait_for_fits(process)

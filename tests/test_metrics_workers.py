@@ -36,6 +36,13 @@ EVALUATION = textwrap.dedent(
 )
 
 
+def _sigint_as_in_a_terminal() -> None:
+    """Run in the child before exec: SIGINT back to its default.  A suite started as a background job of a
+    non-interactive shell (``make test &``) runs with SIGINT ignored, which every child inherits, so the
+    simulated Ctrl-C would never arrive."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _alive(pid: int) -> bool:
     """Running (a zombie waiting for a reaper that never comes, in some containers, counts as gone)."""
     try:
@@ -89,7 +96,12 @@ def test_interrupted_evaluation_terminates_its_workers_at_once(tmp_path):
     script.write_text(EVALUATION.format(toy_dir=str(TESTS / "data" / "reference")))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(untwine.metrics.__file__).parents[2])])}
     process = subprocess.Popen(
-        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        preexec_fn=_sigint_as_in_a_terminal,
     )
     try:
         pids = [int(pid) for pid in process.stdout.readline().split()]

@@ -30,6 +30,13 @@ TINY = ["dataset=procedural_dsprites", "batch_size=16", "threads=1", "progress=f
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
+def _sigint_as_in_a_terminal() -> None:
+    """Run in the child before exec: SIGINT back to its default.  A suite started as a background job of a
+    non-interactive shell (``make test &``) runs with SIGINT ignored, which every child inherits, so the
+    simulated Ctrl-C would never arrive."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _config(*overrides):
     return TrainConfig.from_overrides([*TINY, *overrides])
 
@@ -344,6 +351,7 @@ def test_ctrl_c_stops_after_a_checkpointed_step_and_resume_is_bit_identical(caps
         env=ENV,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        preexec_fn=_sigint_as_in_a_terminal,
     )
     deadline = time.time() + 120
     while time.time() < deadline and process.poll() is None:
