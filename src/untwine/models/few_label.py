@@ -380,6 +380,13 @@ class _FewLabelMixin:
             )
         return supervised_loss_embed(representation, labels, *self.embed_head.tables())
 
+    def supervised_terms(
+        self, representation: torch.Tensor, labels: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(supervised loss, auxiliary loss or None): the auxiliary loss trains networks of the supervised
+        term with their own optimiser and reaches nothing else (``s2_mine_vae``'s statistics networks)."""
+        return self.supervised_term(representation, labels), None
+
     def gamma_at(self, step: int) -> float:
         return annealed_gamma(self.annealer, self.gamma_sup, step, self.iteration_threshold)
 
@@ -398,7 +405,7 @@ class _FewLabelMixin:
             images = images.contiguous(memory_format=torch.channels_last)
         mean, _ = self.encode(images)
         with torch.autocast(device_type=x.device.type, enabled=False):
-            supervised = self.supervised_term(mean.float(), labels.to(x.device))
+            supervised, auxiliary = self.supervised_terms(mean.float(), labels.to(x.device), generator)
             gamma = self.gamma_at(int(step))
             loss = out.loss + gamma * supervised
         terms = dict(out.terms)
@@ -408,10 +415,14 @@ class _FewLabelMixin:
                 "loss": loss.detach(),
                 "supervised_loss": supervised.detach(),
                 "gamma_sup": torch.tensor(gamma, dtype=torch.float32, device=x.device),
+                **({} if auxiliary is None else {"auxiliary_loss": auxiliary.detach()}),
                 "kl_per_latent": per_latent,
             }
         )
-        return dataclasses.replace(out, loss=loss, terms=terms)
+        # The auxiliary loss reaches only its own networks, so it is backpropagated like FactorVAE's
+        # discriminator loss (the two never meet: FactorVAE's supervised term has no auxiliary loss).
+        second = out.discriminator_loss if auxiliary is None else auxiliary
+        return dataclasses.replace(out, loss=loss, terms=terms, discriminator_loss=second)
 
 
 def _few_label_param_specs(parent: type[VAEModel]) -> tuple[Param, ...]:
@@ -574,8 +585,6 @@ class S2MineVAE(_FewLabelMixin, BetaVAE):
         for name in _NOT_FOR_MINE:
             del self.params[name]
         self.mine_head: MineHead | None = None
-        self._generator: torch.Generator | None = None
-        self._mine_loss: torch.Tensor | None = None
 
     def _set_labelled(self, labelled: LabelledSet) -> None:
         num_factors = len(labelled.num_classes)
@@ -611,14 +620,15 @@ class S2MineVAE(_FewLabelMixin, BetaVAE):
             optimizers.append(torch.optim.Adam(self.mine_head.parameters(), **MINE_ADAM, fused=fused))
         return optimizers
 
-    def supervised_term(self, representation: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        """sum_{l != r} MI(z_r; y_l)^2 with detached MINE weights; the networks' own loss is kept for
-        :meth:`compute_loss` (-sum of every pair's estimate, with the codes detached)."""
-        if self.mine_head is None or self._generator is None:
+    def supervised_terms(
+        self, representation: torch.Tensor, labels: torch.Tensor, generator: torch.Generator
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sum_{l != r} MI(z_r; y_l)^2 with detached MINE weights, the networks' own loss: -sum of every
+        pair's estimate with the codes detached); each pair's labels shuffled by ``generator``."""
+        if self.mine_head is None:
             raise ValueError("s2_mine_vae needs labels attached first (attach_dataset / attach_labels)")
         num_factors, num_latents = (int(v) for v in self.mine_head.shape.tolist())
         batch = representation.shape[0]
-        generator = self._generator
         order = torch.argsort(
             torch.rand(num_factors * num_latents, batch, generator=generator, device=generator.device), dim=1
         ).to(representation.device)
@@ -626,17 +636,4 @@ class S2MineVAE(_FewLabelMixin, BetaVAE):
         estimate = self.mine_head.mutual_information(representation, labels, order, detach_weights=True)
         off_diagonal = ~torch.eye(num_factors, num_latents, dtype=torch.bool, device=estimate.device)
         own = self.mine_head.mutual_information(representation.detach(), labels, order, detach_weights=False)
-        self._mine_loss = -own.sum()
-        return estimate[off_diagonal].square().sum()
-
-    def compute_loss(self, batch: Batch, step: int, generator: torch.Generator) -> LossOutput:
-        self._generator, self._mine_loss = generator, None  # read by supervised_term during this call
-        try:
-            out = super().compute_loss(batch, step, generator)
-            mine_loss = self._mine_loss
-        finally:
-            self._generator, self._mine_loss = None, None
-        if mine_loss is None:
-            return out
-        terms = {**out.terms, "mine_loss": mine_loss.detach()}
-        return dataclasses.replace(out, discriminator_loss=mine_loss, terms=terms)
+        return estimate[off_diagonal].square().sum(), -own.sum()
