@@ -240,3 +240,17 @@ def test_a_pair_model_trains_from_the_pair_stream_with_k_rnd(tmp_path):
     assert saved["model_params"] == {"beta": 4, "aggregation": "argmax", "k": "rnd"}  # defaults resolved
     log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
     assert log[-1]["step"] == 3 and 0 <= log[-1]["shared_latents"] <= 10
+
+
+def test_pair_chains_resample_from_the_previous_frame(dsprites):
+    from untwine.visualisation.pair_animation import pair_chains
+
+    factors, captions = pair_chains(dsprites, 1, 0, num_chains=6, num_frames=8)
+    assert factors.shape == (8, 6, 5) and captions[0] == ["start"] * 6
+    for before, after, caption in zip(factors[:-1], factors[1:], captions[1:], strict=True):
+        changed = before != after
+        assert (changed.sum(1) <= 1).all()  # k = 1: one factor resampled per frame
+        expected = [
+            dsprites.factor_names[int(i)] if row.any() else "=" for row, i in zip(changed, changed.argmax(1))
+        ]
+        assert caption == expected

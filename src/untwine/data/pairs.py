@@ -26,7 +26,7 @@ import numpy as np
 from untwine.data.base import GroundTruthDataset
 from untwine.utils.rng import RandomLike, as_generator
 
-__all__ = ["RANDOM_K", "FactorPairs", "check_k", "sample_pair_factors", "sample_pairs"]
+__all__ = ["RANDOM_K", "FactorPairs", "check_k", "resample_factors", "sample_pair_factors", "sample_pairs"]
 
 #: ``k`` meaning "rnd": k_observed uniform in 1 .. num_factors - 1 for each pair (disentanglement_lib's -1).
 RANDOM_K = -1
@@ -60,9 +60,17 @@ def check_k(k: int, num_factors: int) -> int:
 def sample_pair_factors(dataset: GroundTruthDataset, num: int, k: int, rng: RandomLike) -> FactorPairs:
     """``num`` pairs of factors by the rule of the module docstring, every draw from ``rng``."""
     rng = as_generator(rng)
+    k = check_k(k, dataset.num_factors)
+    return resample_factors(dataset, dataset.sample_factors(num, rng), k, rng)
+
+
+def resample_factors(dataset: GroundTruthDataset, first: np.ndarray, k: int, rng: RandomLike) -> FactorPairs:
+    """Pairs whose first halves are the given factors (steps 2-5 of the module docstring's rule)."""
+    rng = as_generator(rng)
     num_factors = dataset.num_factors
     k = check_k(k, num_factors)
-    first = dataset.sample_factors(num, rng)
+    first = dataset.factor_space.validate(first, "first")
+    num = first.shape[0]
     if k == RANDOM_K:
         k_observed = rng.integers(1, num_factors, size=num)  # 1 .. num_factors - 1
     else:

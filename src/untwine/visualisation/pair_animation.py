@@ -14,24 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-from untwine.data.pairs import sample_pair_factors
+from untwine.data.pairs import resample_factors
 from untwine.utils.rng import RandomLike, as_generator
 from untwine.visualisation.animations import grid_shape, save_gif
 from untwine.visualisation.annotate import as_rgb_uint8, caption_strip
 from untwine.visualisation.images import image_grid
 
 __all__ = ["pair_chains", "pair_chain_frames", "write_pair_animation"]
-
-
-class _Fixed:
-    """A dataset view whose factor sampler returns given factors (to chain the pair rule)."""
-
-    def __init__(self, dataset, factors: np.ndarray):
-        self.dataset, self.factors = dataset, factors
-        self.num_factors, self.factor_sizes = dataset.num_factors, dataset.factor_sizes
-
-    def sample_factors(self, num: int, rng) -> np.ndarray:
-        return self.factors
 
 
 def pair_chains(
@@ -43,7 +32,7 @@ def pair_chains(
     captions = [["start"] * num_chains]
     names = dataset.factor_names
     for _ in range(num_frames - 1):
-        pairs = sample_pair_factors(_Fixed(dataset, factors[-1]), num_chains, k, rng)
+        pairs = resample_factors(dataset, factors[-1], k, rng)
         factors.append(pairs.second)
         changed = pairs.first != pairs.second
         captions.append([", ".join(names[i] for i in np.flatnonzero(row)) or "=" for row in changed])
