@@ -251,6 +251,7 @@ def test_pair_chains_resample_from_the_previous_frame(dsprites):
         changed = before != after
         assert (changed.sum(1) <= 1).all()  # k = 1: one factor resampled per frame
         expected = [
-            dsprites.factor_names[int(i)] if row.any() else "=" for row, i in zip(changed, changed.argmax(1))
+            dsprites.factor_names[int(i)] if row.any() else "="
+            for row, i in zip(changed, changed.argmax(1), strict=True)
         ]
         assert caption == expected
