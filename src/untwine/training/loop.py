@@ -357,7 +357,7 @@ def _run(
         # imported here: the metrics pull in scikit-learn, which no other training run needs at start-up
         from untwine.training.validation import VALIDATION_NAME, validation_scores
 
-        atomic_write_json(run_dir / VALIDATION_NAME, validation_scores(model, device, seeds.eval))
+        atomic_write_json(run_dir / VALIDATION_NAME, validation_scores(model, seeds.eval))
     return run_dir
 
 

@@ -25,13 +25,12 @@ import warnings
 from typing import Any
 
 import numpy as np
-import torch
 
-from untwine.data.stream import to_torch_images
 from untwine.metrics.dci import dci
 from untwine.metrics.mig import mig
 from untwine.metrics.sap import sap
 from untwine.metrics.unified_scores import unified_scores
+from untwine.training.representation import Encoder
 
 __all__ = ["VALIDATION_NAME", "validation_scores"]
 
@@ -40,19 +39,7 @@ VALIDATION_NAME = "validation.json"
 PREDICTOR_TRAIN_SHARE = 0.9
 
 
-@torch.no_grad()
-def _encode_means(model, images: np.ndarray, device: torch.device, batch_size: int = 256) -> np.ndarray:
-    was_training = model.training
-    model.eval()
-    means = []
-    for start in range(0, len(images), batch_size):
-        batch = to_torch_images(images[start : start + batch_size]).to(device)
-        means.append(model.encode(batch)[0].float().cpu().numpy())
-    model.train(was_training)
-    return np.concatenate(means).astype(np.float64)
-
-
-def validation_scores(model, device: torch.device, seed: int) -> dict[str, Any] | None:
+def validation_scores(model, seed: int) -> dict[str, Any] | None:
     """The validation split's scores (see the module docstring), or None when the model has no split.
 
     ``seed`` draws the nuisance factors of rendered validation images (none for deterministic datasets).
@@ -61,7 +48,7 @@ def validation_scores(model, device: torch.device, seed: int) -> dict[str, Any] 
     if validation is None:
         return None
     images = validation.images_of(np.arange(len(validation)), np.random.default_rng(seed))
-    codes = _encode_means(model, images, device)
+    codes = Encoder(model).mean_logvar(images)[0].astype(np.float64)
     labels = np.asarray(validation.labels, dtype=np.int64)
     half = math.ceil(len(labels) * PREDICTOR_TRAIN_SHARE)
     halves = (codes[:half], labels[:half], codes[half:], labels[half:])
