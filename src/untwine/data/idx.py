@@ -109,10 +109,11 @@ def _find(directory: Path | None, name: str, fallbacks: tuple[Path, ...]) -> Pat
     )
 
 
-def load_mnist_format(
-    data_dir: Path | None, *, name: str, split: str = "train", fallbacks: tuple[str, ...] = (), classes=None
-) -> ArrayGroundTruthDataset:
-    """The ``split`` of an MNIST-format dataset from ``data_dir`` (or the first fallback folder holding it)."""
+def read_split(
+    data_dir: Path | None, split: str = "train", fallbacks: tuple[str, ...] = ()
+) -> tuple[np.ndarray, np.ndarray, tuple[Path, Path]]:
+    """(images (n, 28, 28) uint8, labels (n,) int64, (images path, labels path)) of an MNIST-format split,
+    in the published order, from ``data_dir`` (or the first fallback folder holding it), checked."""
     images_name, labels_name = file_names(split)
     folders = tuple(Path(f) for f in fallbacks)
     images_path = _find(data_dir, images_name, folders)
@@ -128,6 +129,14 @@ def load_mnist_format(
         )
     if labels.min() < 0 or labels.max() > 9:
         raise ValueError(f"{labels_path}: labels must lie in 0..9, found {labels.min()}..{labels.max()}")
+    return images, labels.astype(np.int64), (images_path, labels_path)
+
+
+def load_mnist_format(
+    data_dir: Path | None, *, name: str, split: str = "train", fallbacks: tuple[str, ...] = (), classes=None
+) -> ArrayGroundTruthDataset:
+    """The ``split`` of an MNIST-format dataset from ``data_dir`` (or the first fallback folder holding it)."""
+    images, labels, (images_path, labels_path) = read_split(data_dir, split, fallbacks)
     dataset = ArrayGroundTruthDataset(
         images, labels[:, np.newaxis], factor_names=["label"], factor_sizes=[10], name=name
     )
@@ -145,6 +154,17 @@ DATASETS = {
 
 def load_mnist(data_dir: Path | None, split: str = "train") -> ArrayGroundTruthDataset:
     return load_idx_dataset(data_dir, dataset="mnist", split=split)
+
+
+def read_dataset_split(
+    dataset: str, split: str = "train", data_root=None
+) -> tuple[np.ndarray, np.ndarray, tuple[Path, Path]]:
+    """:func:`read_split` for ``mnist`` or ``fashion_mnist`` under the data root (``$UNTWINE_DATA``)."""
+    from untwine.data.paths import dataset_dir
+
+    if dataset not in DATASETS:
+        raise ValueError(f"unknown MNIST-format dataset {dataset!r}; valid: {', '.join(DATASETS)}")
+    return read_split(dataset_dir(dataset, data_root), split, DATASETS[dataset]["fallbacks"])
 
 
 def load_idx_dataset(data_dir: Path | None, *, dataset: str, split: str = "train") -> ArrayGroundTruthDataset:

@@ -11,7 +11,19 @@ Per unlabelled image the objective is the ELBO with ``y`` summed out exactly ove
     U(x) = sum_y q(y|x) [ E_q(z|x,y) log p(x|y,z) - KL(q(z|x,y) || p(z)) + log p(y) - log q(y|x) ]
 
 and per labelled pair the paper's importance-sampled bound on ``log p(x, y)`` plus ``alpha * log q(y|x)``
-(:func:`supervised_bound`).  Which examples carry labels is a
+(:func:`supervised_bound`).
+
+``unlabelled`` chooses how ``y`` is handled for unlabelled images:
+
+* ``"enumerate"`` (default): ``y`` summed out exactly as above, one decoder pass per class -- Kingma et
+  al.'s M2 (2014), the special case the paper compares with;
+* ``"concrete"``: as the authors' released code (probtorch's ``mnist-semisupervised`` example): per
+  importance sample a relaxed one-hot ``y~ = softmax((log q(y|x) + Gumbel) / temperature)`` feeds
+  ``q(z|x,y~)`` and the decoder, and ``y`` enters the bound through ``log q(k|x) - log p(k)`` at
+  ``k = argmax y~`` (probtorch scores a Concrete variable by the categorical mass of its argmax).  The S
+  samples are averaged with equal weights (nothing is observed, so the log-weights are 0).  As the
+  temperature goes to 0 its expectation is the enumerated ELBO (Gumbel-max), at S decoder passes per image
+  instead of K.  Which examples carry labels is a
 :class:`untwine.data.labels.LabelledSet`: a fixed subset of
 a dataset's factor grid chosen from the run's seed (or given arrays), from which ``labelled_batch_size``
 labelled rows are drawn into every batch with the run's torch generator -- so training stays
@@ -47,8 +59,10 @@ from untwine.models.parameters import Param, defaults_of
 __all__ = [
     "SS_ARCHITECTURES",
     "SS_ESTIMATORS",
+    "SS_UNLABELLED",
     "SemiSupervisedVAE",
     "label_log_likelihood_estimate",
+    "gumbel_softmax_sample",
     "log_mean_exp",
     "supervised_bound",
     "unsupervised_bound",
@@ -56,6 +70,7 @@ __all__ = [
 
 SS_ARCHITECTURES = ("conv", "fc", "mlp")
 SS_ESTIMATORS = ("weighted", "iwae")
+SS_UNLABELLED = ("enumerate", "concrete")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -137,6 +152,22 @@ def unsupervised_bound(
     return (q_y * (elbo_given_y + log_prior_y - log_q_y)).sum(-1)
 
 
+def gumbel_softmax_sample(
+    logits: torch.Tensor, temperature: float, num_samples: int, generator: torch.Generator
+) -> torch.Tensor:
+    """``num_samples`` relaxed one-hot draws per row of ``logits`` (N, K): (S, N, K).
+
+    ``softmax((logits + g) / temperature)`` with ``g = -log(-log u)``, ``u ~ U(0, 1)`` from ``generator``
+    (the Concrete / Gumbel-softmax distribution of Maddison et al. and Jang et al., 2017); differentiable in
+    ``logits``.  Its argmax is distributed as ``softmax(logits)`` (Gumbel-max) at every temperature.
+    """
+    shape = (num_samples, *logits.shape)
+    u = torch.rand(shape, generator=generator, device=generator.device, dtype=torch.float32)
+    tiny = torch.finfo(torch.float32).tiny
+    gumbel = -torch.log((-torch.log(u.clamp(tiny, 1.0))).clamp_min(tiny)).to(logits.device)
+    return torch.softmax((logits.float().unsqueeze(0) + gumbel) / temperature, -1)
+
+
 # ---------------------------------------------------------------------------------------------------
 # Networks: q(y|x), q(z|x,y) on a shared trunk; p(x|y,z)
 # ---------------------------------------------------------------------------------------------------
@@ -163,13 +194,14 @@ class _ConvTrunk(nn.Module):
 
 
 class _MLPTrunk(nn.Module):
-    """flatten -> ``hidden`` ReLU -> ``hidden`` ReLU (``fc``: 64x64 images and 1200 units, as dlib's ``fc_encoder``)."""
+    """flatten -> ``hidden`` ReLU [-> ``hidden`` ReLU] (``fc``: 64x64 images, two layers of 1200 units, as
+    dlib's ``fc_encoder``; the authors' MNIST network: one layer of 256)."""
 
-    def __init__(self, num_channels: int, image_size: int, hidden: int):
+    def __init__(self, num_channels: int, image_size: int, hidden: int, hidden_layers: int = 2):
         super().__init__()
         self.num_channels, self.image_size, self.out_features = num_channels, image_size, hidden
         self.fc1 = nn.Linear(image_size * image_size * num_channels, hidden)
-        self.fc2 = nn.Linear(hidden, hidden)
+        self.fc2 = nn.Linear(hidden, hidden) if hidden_layers == 2 else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (torch.jit.is_tracing() or torch.compiler.is_compiling()):
@@ -179,21 +211,26 @@ class _MLPTrunk(nn.Module):
                     f"expected images of shape (N, {', '.join(map(str, expected))}) (NCHW), "
                     f"got {tuple(x.shape)}"
                 )
-        return F.relu(self.fc2(F.relu(self.fc1(_flatten_nhwc(x)))))
+        h = F.relu(self.fc1(_flatten_nhwc(x)))
+        return h if self.fc2 is None else F.relu(self.fc2(h))
 
 
 class _MLPDecoder(nn.Module):
-    """``[z, onehot(y)]`` -> ``hidden`` ReLU -> ``hidden`` ReLU -> logits (N, C, S, S)."""
+    """``[z, onehot(y)]`` -> ``hidden`` ReLU [-> ``hidden`` ReLU] -> logits (N, C, S, S)."""
 
-    def __init__(self, num_channels: int, num_inputs: int, image_size: int, hidden: int):
+    def __init__(
+        self, num_channels: int, num_inputs: int, image_size: int, hidden: int, hidden_layers: int = 2
+    ):
         super().__init__()
         self.num_channels, self.image_size = num_channels, image_size
         self.fc1 = nn.Linear(num_inputs, hidden)
-        self.fc2 = nn.Linear(hidden, hidden)
+        self.fc2 = nn.Linear(hidden, hidden) if hidden_layers == 2 else None
         self.out = nn.Linear(hidden, image_size * image_size * num_channels)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        h = F.relu(self.fc2(F.relu(self.fc1(h))))
+        h = F.relu(self.fc1(h))
+        if self.fc2 is not None:
+            h = F.relu(self.fc2(h))
         return _unflatten_nhwc(self.out(h), self.num_channels, self.image_size, self.image_size).contiguous()
 
 
@@ -247,6 +284,8 @@ class SemiSupervisedVAE(VAEModel):
         Param("alpha", 0.1, float, low=0),
         Param("num_samples", 1, int, low=1),
         Param("estimator", "weighted", str, choices=SS_ESTIMATORS),
+        Param("unlabelled", "enumerate", str, choices=SS_UNLABELLED),
+        Param("temperature", 0.66, float, low=0, low_open=True),  # the authors' Concrete temperature
     )
     defaults = defaults_of(param_specs)
 
@@ -265,8 +304,11 @@ class SemiSupervisedVAE(VAEModel):
         alpha: float = 0.1,
         num_samples: int = 1,
         estimator: str = "weighted",
+        unlabelled: str = "enumerate",
+        temperature: float = 0.66,
         image_size: int | None = None,
         hidden: int | None = None,
+        hidden_layers: int = 2,
     ):
         nn.Module.__init__(self)
         num_channels = checked_int("num_channels", num_channels, 1)
@@ -278,6 +320,12 @@ class SemiSupervisedVAE(VAEModel):
             raise ValueError(f"reconstruction must be one of {L.RECONSTRUCTIONS}, got {reconstruction!r}")
         if estimator not in SS_ESTIMATORS:
             raise ValueError(f"estimator must be one of {SS_ESTIMATORS}, got {estimator!r}")
+        if unlabelled not in SS_UNLABELLED:
+            raise ValueError(f"unlabelled must be one of {SS_UNLABELLED}, got {unlabelled!r}")
+        if not float(temperature) > 0:
+            raise ValueError(f"temperature must be > 0, got {temperature!r}")
+        if hidden_layers not in (1, 2):
+            raise ValueError(f"hidden_layers must be 1 or 2, got {hidden_layers!r}")
         if not float(alpha) >= 0:
             raise ValueError(f"alpha must be >= 0, got {alpha!r}")
         if num_labels is None and not 0.0 < float(labelled_fraction) <= 1.0:
@@ -302,6 +350,7 @@ class SemiSupervisedVAE(VAEModel):
         self.alpha = float(alpha)
         self.num_samples = checked_int("num_samples", num_samples, 1)
         self.estimator = estimator
+        self.unlabelled, self.temperature = unlabelled, float(temperature)
         self.params = {
             "num_classes": num_classes,
             "label_factor": self.label_factor,
@@ -311,6 +360,8 @@ class SemiSupervisedVAE(VAEModel):
             "alpha": self.alpha,
             "num_samples": self.num_samples,
             "estimator": estimator,
+            "unlabelled": unlabelled,
+            "temperature": self.temperature,
         }
         if architecture == "conv":
             trunk: nn.Module = _ConvTrunk(num_channels, encoder_kernels)
@@ -322,8 +373,8 @@ class SemiSupervisedVAE(VAEModel):
             decoder = FCDecoder(num_channels, num_latents + num_classes)
         else:
             hidden = 256 if hidden is None else checked_int("hidden", hidden, 1)
-            trunk = _MLPTrunk(num_channels, image_size, hidden)
-            decoder = _MLPDecoder(num_channels, num_latents + num_classes, image_size, hidden)
+            trunk = _MLPTrunk(num_channels, image_size, hidden, hidden_layers)
+            decoder = _MLPDecoder(num_channels, num_latents + num_classes, image_size, hidden, hidden_layers)
         self.encoder = ClassStyleEncoder(trunk, num_classes, num_latents)
         self.decoder = decoder
         self.labelled_set: LabelledSet | None = None
@@ -440,28 +491,38 @@ class SemiSupervisedVAE(VAEModel):
         h, class_logits = self.encoder(images)
         log_q_y_all = torch.log_softmax(class_logits.float(), 1)
         eye = torch.eye(K, device=device, dtype=h.dtype)
-        # Style posteriors: every class for each unlabelled image, the given class for the labelled ones.
+        concrete = self.unlabelled == "concrete"
+        # Rows per unlabelled image: one per class (enumerate) or one per importance sample (concrete).
+        R = S if concrete else K
         h_u, h_l = h[:n_u], h[n_u:]
-        style_h = [h_u.unsqueeze(0).expand(K, n_u, h.shape[1]).reshape(K * n_u, -1)] if n_u else []
-        style_y = [eye.unsqueeze(1).expand(K, n_u, K).reshape(K * n_u, K)] if n_u else []
+        style_h = [h_u.unsqueeze(0).expand(R, n_u, h.shape[1]).reshape(R * n_u, -1)] if n_u else []
+        if not n_u:
+            style_y = []
+        elif concrete:
+            relaxed_y = gumbel_softmax_sample(
+                log_q_y_all[:n_u], self.temperature, S, generator
+            )  # (S, n_u, K)
+            style_y = [relaxed_y.reshape(S * n_u, K).to(h.dtype)]
+        else:
+            style_y = [eye.unsqueeze(1).expand(K, n_u, K).reshape(K * n_u, K)]
         if n_l:
             style_h.append(h_l)
             style_y.append(eye[y_l])
         style_h_cat, style_y_cat = torch.cat(style_h, 0), torch.cat(style_y, 0)
         mean, logvar = self.encoder.style(style_h_cat, style_y_cat)
         mean, logvar = mean.float(), logvar.float()
-        # Samples: one per (class, unlabelled image); S per labelled image.
-        mean_u, logvar_u = mean[: K * n_u], logvar[: K * n_u]
-        mean_l, logvar_l = mean[K * n_u :], logvar[K * n_u :]
+        # Samples: one per unlabelled row; S per labelled image.
+        mean_u, logvar_u = mean[: R * n_u], logvar[: R * n_u]
+        mean_l, logvar_l = mean[R * n_u :], logvar[R * n_u :]
         d = mean.shape[1]
         mean_ls = mean_l.unsqueeze(0).expand(S, n_l, d).reshape(S * n_l, d)
         logvar_ls = logvar_l.unsqueeze(0).expand(S, n_l, d).reshape(S * n_l, d)
         sample_mean = torch.cat([mean_u, mean_ls], 0)
         sample_logvar = torch.cat([logvar_u, logvar_ls], 0)
         z = L.sample_gaussian(sample_mean, sample_logvar, generator)
-        dec_y = torch.cat([style_y_cat[: K * n_u], style_y_cat[K * n_u :].repeat(S, 1)], 0)
+        dec_y = torch.cat([style_y_cat[: R * n_u], style_y_cat[R * n_u :].repeat(S, 1)], 0)
         recon_logits = self.decode(z, dec_y)
-        target_parts = ([x.repeat(K, 1, 1, 1)] if n_u else []) + (
+        target_parts = ([x.repeat(R, 1, 1, 1)] if n_u else []) + (
             [labelled_images.repeat(S, 1, 1, 1)] if n_l else []
         )
         targets = torch.cat(target_parts, 0) if len(target_parts) > 1 else target_parts[0]
@@ -470,20 +531,37 @@ class SemiSupervisedVAE(VAEModel):
             recon = L.reconstruction_loss(self.reconstruction, recon_logits.float(), targets)
             terms: dict[str, torch.Tensor] = {}
             total = torch.zeros((), device=device)
+            reconstruction_sum = torch.zeros((), device=device)
             if n_u:
                 log_q_y = log_q_y_all[:n_u]
                 q_y = log_q_y.exp()
-                recon_u = recon[: K * n_u].view(K, n_u).t()  # (n_u, K)
-                kl_u = (0.5 * (mean_u.square() + logvar_u.exp() - logvar_u - 1.0)).view(K, n_u, d)
-                elbo_given_y = -(recon_u + kl_u.sum(-1).t())
-                bound_u = unsupervised_bound(log_q_y, elbo_given_y, log_prior_y)
+                kl_u = (0.5 * (mean_u.square() + logvar_u.exp() - logvar_u - 1.0)).view(R, n_u, d)
+                if concrete:
+                    recon_u = recon[: S * n_u].view(S, n_u)
+                    z_u = z[: S * n_u]
+                    log_p_z = L.gaussian_log_density(z_u, torch.zeros_like(z_u), torch.zeros_like(z_u))
+                    log_q_z = L.gaussian_log_density(z_u, mean_u, logvar_u)
+                    picked = relaxed_y.argmax(-1)  # (S, n_u): the class each relaxed sample stands for
+                    log_q_k = (
+                        log_q_y.unsqueeze(0).expand(S, n_u, K).gather(2, picked.unsqueeze(-1)).squeeze(-1)
+                    )
+                    per_sample = -recon_u + (log_p_z - log_q_z).sum(-1).view(S, n_u) + log_prior_y - log_q_k
+                    bound_u = per_sample.mean(0)  # nothing observed: equal importance weights
+                    expected_recon = recon_u.mean(0)
+                    kl_per_latent = kl_u.mean((0, 1))
+                else:
+                    recon_u = recon[: K * n_u].view(K, n_u).t()  # (n_u, K)
+                    elbo_given_y = -(recon_u + kl_u.sum(-1).t())
+                    bound_u = unsupervised_bound(log_q_y, elbo_given_y, log_prior_y)
+                    expected_recon = (q_y * recon_u).sum(1)
+                    kl_per_latent = (q_y.t().unsqueeze(-1) * kl_u).sum(0).mean(0)
                 total = total + bound_u.sum()
+                reconstruction_sum = reconstruction_sum + expected_recon.sum()
                 kl_y = (q_y * (log_q_y - log_prior_y)).sum(1)
-                kl_per_latent = (q_y.t().unsqueeze(-1) * kl_u).sum(0).mean(0)
                 terms.update(
                     {
                         "elbo": bound_u.mean(),
-                        "reconstruction": (q_y * recon_u).sum(1).mean(),
+                        "reconstruction": expected_recon.mean(),
                         "kl": kl_per_latent.sum() + kl_y.mean(),
                         "kl_y": kl_y.mean(),
                         "class_entropy": -(q_y * log_q_y).sum(1).mean(),
@@ -493,8 +571,8 @@ class SemiSupervisedVAE(VAEModel):
                     truth = torch.from_numpy(unlabelled_labels).to(device)
                     terms["accuracy_unlabelled"] = (log_q_y.argmax(1) == truth).float().mean()
             if n_l:
-                recon_l = recon[K * n_u :].view(S, n_l)
-                z_l = z[K * n_u :]
+                recon_l = recon[R * n_u :].view(S, n_l)
+                z_l = z[R * n_u :]
                 zeros = torch.zeros_like(z_l)
                 log_p_z = L.gaussian_log_density(z_l, zeros, zeros).sum(1).view(S, n_l)
                 log_q_z = L.gaussian_log_density(z_l, mean_ls, logvar_ls).sum(1).view(S, n_l)
@@ -504,6 +582,7 @@ class SemiSupervisedVAE(VAEModel):
                     log_joint, log_q_z, log_q_y_l.unsqueeze(0).expand(S, n_l), self.alpha, self.estimator
                 )
                 total = total + bound_l.sum()
+                reconstruction_sum = reconstruction_sum + recon_l.mean(0).sum()
                 kl_l = 0.5 * (mean_l.square() + logvar_l.exp() - logvar_l - 1.0)
                 terms.update(
                     {
@@ -518,11 +597,6 @@ class SemiSupervisedVAE(VAEModel):
                     terms["reconstruction"] = recon_l.mean()
                     terms["kl"] = kl_per_latent.sum()
             loss = -total / (n_u + n_l)
-            reconstruction_sum = (
-                recon[: K * n_u].view(K, n_u).t().mul(log_q_y_all[:n_u].exp()).sum() if n_u else 0.0
-            )
-            if n_l:
-                reconstruction_sum = reconstruction_sum + recon[K * n_u :].view(S, n_l).mean(0).sum()
             # everything in the loss but the (expected) reconstruction: KL terms, label terms
             terms["regularizer"] = loss - reconstruction_sum / (n_u + n_l)
         terms = {
@@ -530,8 +604,11 @@ class SemiSupervisedVAE(VAEModel):
             **{k: v.detach() for k, v in terms.items()},
             "kl_per_latent": kl_per_latent.detach(),
         }
-        # The forward pass for the most probable class of each unlabelled image (labelled: given class).
-        if n_u:
+        # The forward pass for the most probable class of each unlabelled image (concrete: its first
+        # relaxed sample; labelled: the given class).
+        if n_u and concrete:
+            rows = torch.arange(n_u, device=device)
+        elif n_u:
             pick = log_q_y_all[:n_u].argmax(1)
             rows = pick * n_u + torch.arange(n_u, device=device)
         else:
