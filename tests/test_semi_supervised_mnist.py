@@ -250,3 +250,17 @@ def test_summary_uses_the_sample_standard_deviation():
     assert row["test_error_mean"] == pytest.approx(0.2)
     assert row["test_error_std"] == pytest.approx(0.1)  # sqrt(((0.1)^2 + 0 + (0.1)^2) / 2)
     assert math.isclose(row["test_errors"][2], 0.3)
+
+
+def test_label_accuracy_curve_averages_equal_groups_of_log_records(tmp_path):
+    from untwine.experiments.semi_supervised import label_accuracy_curve
+
+    log = tmp_path / "log.jsonl"
+    records = [{"step": 10 * (i + 1), "loss": 1.0, "accuracy_unlabelled": i / 10} for i in range(10)]
+    log.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    curve = label_accuracy_curve(log, windows=3)  # groups of 4, 3, 3 records
+    assert [c["step"] for c in curve] == [40, 70, 100] and [c["batches"] for c in curve] == [4, 3, 3]
+    assert [c["accuracy"] for c in curve] == pytest.approx([0.15, 0.5, 0.8])
+    log.write_text(json.dumps({"step": 1, "loss": 2.0}) + "\n")
+    with pytest.raises(ValueError, match="no accuracy_unlabelled records"):
+        label_accuracy_curve(log)

@@ -444,7 +444,7 @@ def run_dsprites(
             f"threads={threads}",
             "progress=false",
             f"checkpoint_every={steps}",
-            f"log_every={max(steps // 20, 1)}",
+            f"log_every={max(steps // 100, 1)}",
             "eval_batches=4",
             "device=cpu",
             f"model.labelled_fraction={fraction}",
@@ -475,6 +475,7 @@ def run_dsprites(
                 "command": "untwine train " + " ".join(overrides),
                 "train_seconds": train_seconds,
                 "final_eval": final,
+                "label_accuracy_curve": label_accuracy_curve(run_dir / "log.jsonl"),
                 **evaluation,
             }
         )
@@ -487,6 +488,27 @@ def run_dsprites(
     atomic_write_json(out_dir / "results.json", results)
     atomic_write_text(out_dir / "summary.md", dsprites_summary(results))
     return results
+
+
+def label_accuracy_curve(log_path: str | Path, windows: int = 10) -> list[dict[str, float]]:
+    """How ``q(y|x)``'s accuracy on the unlabelled batches grew: the logged ``accuracy_unlabelled`` values
+    (one batch each) averaged over ``windows`` consecutive, equal-count groups of log records.
+
+    Returns one ``{"step": last step of the group, "accuracy": mean, "batches": records}`` per group.
+    """
+    records = [json.loads(line) for line in Path(log_path).read_text().splitlines() if line.strip()]
+    records = [r for r in records if "accuracy_unlabelled" in r]
+    if not records:
+        raise ValueError(f"{log_path} has no accuracy_unlabelled records (is it an ss_vae run's log?)")
+    groups = [g for g in np.array_split(np.arange(len(records)), min(windows, len(records))) if g.size]
+    return [
+        {
+            "step": int(records[g[-1]]["step"]),
+            "accuracy": float(np.mean([records[i]["accuracy_unlabelled"] for i in g])),
+            "batches": int(g.size),
+        }
+        for g in groups
+    ]
 
 
 def dsprites_summary(results: dict[str, Any]) -> str:
@@ -510,6 +532,11 @@ def dsprites_summary(results: dict[str, Any]) -> str:
             f"{run['mig_style_vs_other_factors']['discrete_mig']:.3f} | {dci_text} | "
             f"{100 * pred['logistic_accuracy']:.1f} % / {100 * pred['boosted_trees_accuracy']:.1f} % |"
         )
+    for run in results["runs"]:
+        curve = run.get("label_accuracy_curve")
+        if curve:
+            points = ", ".join(f"{c['step']}: {100 * c['accuracy']:.0f} %" for c in curve)
+            lines.append(f"\n{100 * run['labelled_fraction']:g} % labelled, q(y|x) accuracy by step: {points}")
     return "\n".join(lines) + "\n"
 
 
