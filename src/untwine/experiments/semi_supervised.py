@@ -536,7 +536,9 @@ def dsprites_summary(results: dict[str, Any]) -> str:
         curve = run.get("label_accuracy_curve")
         if curve:
             points = ", ".join(f"{c['step']}: {100 * c['accuracy']:.0f} %" for c in curve)
-            lines.append(f"\n{100 * run['labelled_fraction']:g} % labelled, q(y|x) accuracy by step: {points}")
+            lines.append(
+                f"\n{100 * run['labelled_fraction']:g} % labelled, q(y|x) accuracy by step: {points}"
+            )
     return "\n".join(lines) + "\n"
 
 
