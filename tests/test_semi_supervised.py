@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from untwine.data import Batch, LabelledSet
+from untwine.data import labels as labels_module
 from untwine.models import MODEL_DEFAULTS, build_model, instantiate
 from untwine.models.ss_vae import (
     SemiSupervisedVAE,
@@ -308,7 +309,7 @@ def test_labelled_fraction_one_labels_the_whole_grid():
     dataset = get_dataset("procedural_dsprites")
     everything = LabelledSet.from_dataset(dataset, 0, 3, seed=0, labelled_fraction=1.0)
     assert len(everything) == dataset.num_states
-    np.testing.assert_array_equal(everything.indices, np.arange(dataset.num_states))
+    np.testing.assert_array_equal(np.sort(everything.indices), np.arange(dataset.num_states))
     np.testing.assert_array_equal(np.bincount(everything.labels), [dataset.num_states // 3] * 3)
 
 
@@ -667,6 +668,24 @@ def test_labelled_split_follows_dlibs_train_test_split():
     assert labelled.split(0.95)[1] is None  # ceil(9.5) = 10: nothing left to validate on
     with pytest.raises(ValueError, match=r"train_percentage must be in \(0, 1\]"):
         labelled.split(0.0)
+
+
+def test_the_validation_split_of_a_grid_subset_spans_the_grid():
+    """The labelled points keep the order they were drawn in, so the split's last 10 % are a random 10 %
+    (as in dlib, whose labelled points are random draws); on sorted grid indices they would be the grid's
+    end -- for dSprites, whose slowest factor is shape, only hearts (the bug a scaled study showed)."""
+    from untwine.data import get_dataset
+
+    dataset = get_dataset("procedural_dsprites")
+    labelled = LabelledSet.from_dataset_factors(dataset, seed=0, num_labels=1000)
+    rng = np.random.default_rng(np.random.SeedSequence([0, labels_module._LABEL_SEED_SALT]))
+    np.testing.assert_array_equal(labelled.indices, rng.choice(dataset.num_states, 1000, replace=False))
+    _, validation = labelled.split(0.9)
+    assert len(validation) == 100
+    np.testing.assert_array_equal(validation.indices, labelled.indices[900:])
+    # every shape among the 100 validation points (all hearts before), each about a third of them
+    counts = np.bincount(validation.factors[:, 0], minlength=3)
+    assert counts.min() >= 20, counts
 
 
 def test_few_label_run_scores_its_validation_split(tmp_path):

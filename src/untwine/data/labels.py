@@ -78,8 +78,11 @@ def _check_label_matrix(
 def _choose_grid_subset(
     dataset, seed: int, num_labels: int | None, labelled_fraction: float | None
 ) -> np.ndarray:
-    """Sorted distinct factor-grid indices: ``num_labels`` of them, or ``round(fraction * num_states)``
-    (at least 1), drawn with ``numpy.random.default_rng(SeedSequence([seed, salt]))``."""
+    """Distinct factor-grid indices in the order drawn: ``num_labels`` of them, or
+    ``round(fraction * num_states)`` (at least 1), drawn with ``numpy.random.default_rng(SeedSequence([seed,
+    salt]))``.  Not sorted: :meth:`LabelledSet.split` keeps the first ``ceil(n p)`` for training, as
+    disentanglement_lib splits its randomly drawn labelled points; on sorted grid indices the validation
+    part would be the end of the grid (dSprites: only hearts)."""
     total = int(dataset.num_states)
     if num_labels is None:
         if labelled_fraction is None:
@@ -98,7 +101,7 @@ def _choose_grid_subset(
                 f"num_labels must lie in 1..{total} (the dataset's factor grid), got {num_labels}"
             )
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), _LABEL_SEED_SALT]))
-    return np.sort(rng.choice(total, size=num_labels, replace=False)).astype(np.int64)
+    return rng.choice(total, size=num_labels, replace=False).astype(np.int64)
 
 
 LABELLERS = ("perfect", "bin", "noisy", "permuted", "partial")
