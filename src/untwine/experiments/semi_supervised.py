@@ -161,23 +161,46 @@ def train_digits_ss_vae(
     return model, history
 
 
-def train_digits_supervised(
-    data: DigitsData, labelled: np.ndarray, config: DigitsConfig
-) -> SemiSupervisedVAE:
-    """The supervised-only baseline: the same encoder trunk and class head, cross-entropy on the labelled
-    images only (``labelled_batch_size`` per step, ``steps`` steps, same optimiser)."""
-    model = _digits_model(config)
+def fit_classifier(
+    model: SemiSupervisedVAE,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    steps: int,
+    batch_size: int,
+    learning_rate: float,
+    generator: torch.Generator,
+    betas: tuple[float, float] = (0.9, 0.999),
+) -> None:
+    """The supervised-only baseline: ``model``'s encoder trunk and class head trained by cross-entropy on
+    ``images`` (N, C, H, W) and ``labels`` (N,) alone, ``batch_size`` rows a step drawn with replacement
+    from ``generator``, Adam; the rest of the model is left as built.  Leaves the model in eval mode."""
     parameters = [*model.encoder.trunk.parameters(), *model.encoder.class_logits.parameters()]
-    optimizer = torch.optim.Adam(parameters, lr=config.learning_rate)
-    generator = torch.Generator().manual_seed(config.seed)
-    images, labels = to_torch_images(data.x_train[labelled]), torch.from_numpy(data.y_train[labelled])
-    for _ in range(config.steps):
-        rows = torch.randint(images.shape[0], (config.labelled_batch_size,), generator=generator)
+    optimizer = torch.optim.Adam(parameters, lr=learning_rate, betas=betas)
+    for _ in range(steps):
+        rows = torch.randint(images.shape[0], (batch_size,), generator=generator)
         loss = F.cross_entropy(model.classify(images[rows]), labels[rows])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
     model.eval()
+
+
+def train_digits_supervised(
+    data: DigitsData, labelled: np.ndarray, config: DigitsConfig
+) -> SemiSupervisedVAE:
+    """The supervised-only baseline on the digits: :func:`fit_classifier` on the labelled images
+    (``labelled_batch_size`` per step, ``steps`` steps, the ss_vae's optimiser settings)."""
+    model = _digits_model(config)
+    images, labels = to_torch_images(data.x_train[labelled]), torch.from_numpy(data.y_train[labelled])
+    fit_classifier(
+        model,
+        images,
+        labels,
+        config.steps,
+        config.labelled_batch_size,
+        config.learning_rate,
+        torch.Generator().manual_seed(config.seed),
+    )
     return model
 
 

@@ -48,12 +48,16 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from untwine.data import Batch
 from untwine.data.idx import FASHION_MNIST_CLASSES, read_dataset_split
 from untwine.data.stream import to_torch_images
-from untwine.experiments.semi_supervised import analogy_grid, choose_labelled, classification_error
+from untwine.experiments.semi_supervised import (
+    analogy_grid,
+    choose_labelled,
+    classification_error,
+    fit_classifier,
+)
 from untwine.models import instantiate
 from untwine.models.ss_vae import SemiSupervisedVAE
 from untwine.utils.io import atomic_write_json, atomic_write_text
@@ -173,35 +177,40 @@ def train_run(
     model = build(config)
     generator = torch.Generator().manual_seed(config.seed)
     history: list[dict[str, float]] = []
+    betas = (config.beta1, 0.999)
     if config.method == "supervised":
-        parameters = [*model.encoder.trunk.parameters(), *model.encoder.class_logits.parameters()]
-    else:
-        parameters = list(model.parameters())
-        model.attach_labels(data.x_train[labelled], data.y_train[labelled])
-    optimizer = torch.optim.Adam(parameters, lr=config.learning_rate, betas=(config.beta1, 0.999))
+        images = to_torch_images(data.x_train[labelled])
+        labels = torch.from_numpy(data.y_train[labelled])
+        fit_classifier(
+            model,
+            images,
+            labels,
+            config.steps,
+            config.labelled_batch_size,
+            config.learning_rate,
+            generator,
+            betas,
+        )
+        return model, history
+    model.attach_labels(data.x_train[labelled], data.y_train[labelled])
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, betas=betas)
     x_train = to_torch_images(data.x_train)
-    x_labelled = x_train[torch.from_numpy(labelled)]
-    y_labelled = torch.from_numpy(data.y_train[labelled])
     order_rng = np.random.default_rng(np.random.SeedSequence([config.seed, 3]))
     order, position = order_rng.permutation(x_train.shape[0]), 0
     for step in range(config.steps):
-        if config.method == "supervised":
-            rows = torch.randint(x_labelled.shape[0], (config.labelled_batch_size,), generator=generator)
-            loss = F.cross_entropy(model.classify(x_labelled[rows]), y_labelled[rows])
-            terms = {"loss": loss.detach()}
-        else:
-            if position + config.batch_size > order.shape[0]:
-                order, position = order_rng.permutation(x_train.shape[0]), 0
-            rows = order[position : position + config.batch_size]
-            position += config.batch_size
-            # the batch's labels only feed the logged accuracy on unlabelled images, never the loss
-            out = model.compute_loss(Batch(x_train[rows], data.y_train[rows, None]), step, generator)
-            loss, terms = out.loss, out.terms
+        if position + config.batch_size > order.shape[0]:
+            order, position = order_rng.permutation(x_train.shape[0]), 0
+        rows = order[position : position + config.batch_size]
+        position += config.batch_size
+        # the batch's labels only feed the logged accuracy on unlabelled images, never the loss
+        out = model.compute_loss(Batch(x_train[rows], data.y_train[rows, None]), step, generator)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        out.loss.backward()
         optimizer.step()
         if log_every and ((step + 1) % log_every == 0 or step + 1 == config.steps):
-            history.append({"step": step + 1, **{k: float(v) for k, v in terms.items() if v.numel() == 1}})
+            history.append(
+                {"step": step + 1, **{k: float(v) for k, v in out.terms.items() if v.numel() == 1}}
+            )
     model.eval()
     return model, history
 
