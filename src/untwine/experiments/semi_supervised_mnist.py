@@ -288,33 +288,24 @@ def style_traversal_grid(
 
 
 def summarise(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean and standard deviation of test error per (method, label count), in METHODS order."""
+    """Mean and sample standard deviation of test error per (label count, method), in METHODS order."""
     table = []
-    counts = sorted({r["config"]["num_labels"] for r in runs})
-    for n in counts:
+    for n in sorted({r["config"]["num_labels"] for r in runs}):
         for method in METHODS:
-            errors = np.array(
-                [
-                    r["test_error"]
-                    for r in runs
-                    if r["config"]["num_labels"] == n and r["config"]["method"] == method
-                ]
+            cell = [r for r in runs if r["config"]["num_labels"] == n and r["config"]["method"] == method]
+            if not cell:
+                continue
+            errors = np.array([r["test_error"] for r in cell])
+            table.append(
+                {
+                    "num_labels": n,
+                    "method": method,
+                    "test_error_mean": float(errors.mean()),
+                    "test_error_std": float(errors.std(ddof=1)) if errors.size > 1 else 0.0,
+                    "test_errors": errors.tolist(),
+                    "seeds": [r["config"]["seed"] for r in cell],
+                }
             )
-            if errors.size:
-                table.append(
-                    {
-                        "num_labels": n,
-                        "method": method,
-                        "test_error_mean": float(errors.mean()),
-                        "test_error_std": float(errors.std(ddof=1)) if errors.size > 1 else 0.0,
-                        "test_errors": errors.tolist(),
-                        "seeds": [
-                            r["config"]["seed"]
-                            for r in runs
-                            if r["config"]["num_labels"] == n and r["config"]["method"] == method
-                        ],
-                    }
-                )
     return table
 
 
