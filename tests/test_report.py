@@ -24,7 +24,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 needs_chromium = pytest.mark.skipif(
     not CHROMIUM.exists(),
-    reason="headless Chromium not installed at /usr/bin/chromium (scripts/install_chromium.sh)",
+    reason="headless Chromium not installed at /usr/bin/chromium (scripts/install_test_packages.sh)",
 )
 NUM_FRAMES = 6
 MI = (np.arange(50, dtype=float).reshape(10, 5) / 50).tolist()  # (latents, factors)

@@ -280,7 +280,7 @@ def test_report_notes_missing_analyses(tmp_path):
 
 @pytest.mark.skipif(
     CHROMIUM is None or not CHROMIUM.exists(),
-    reason="headless Chromium not installed at /usr/bin/chromium (scripts/install_chromium.sh)",
+    reason="headless Chromium not installed at /usr/bin/chromium (scripts/install_test_packages.sh)",
 )
 def test_report_renders_in_headless_chromium(report, tmp_path):
     text = report.read_text()
