@@ -76,7 +76,8 @@ def test_downloads_are_the_published_files_with_their_checksums():
 
 
 @pytest.mark.skipif(
-    not DEBIAN_FASHION_MNIST.is_dir(), reason="Debian's dataset-fashion-mnist is not installed (scripts/install_test_packages.sh)"
+    not DEBIAN_FASHION_MNIST.is_dir(),
+    reason="Debian's dataset-fashion-mnist is not installed (scripts/install_test_packages.sh)",
 )
 def test_debians_fashion_mnist_is_the_published_split(tmp_path, monkeypatch):
     monkeypatch.setenv("UNTWINE_DATA", str(tmp_path))  # an empty data root: the Debian folder is used
