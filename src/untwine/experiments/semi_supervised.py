@@ -25,7 +25,7 @@ import argparse
 import dataclasses
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -143,22 +143,50 @@ def train_digits_ss_vae(
     model = _digits_model(config)
     model.attach_labels(data.x_train[labelled], data.y_train[labelled])
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
-    generator = torch.Generator().manual_seed(config.seed)
     rng = np.random.default_rng(np.random.SeedSequence([config.seed, 2]))
-    x_train = to_torch_images(data.x_train)
+    history = fit_semi_supervised(
+        model,
+        data.x_train,
+        data.y_train,
+        config.steps,
+        optimizer,
+        torch.Generator().manual_seed(config.seed),
+        lambda: rng.integers(0, data.x_train.shape[0], config.batch_size),
+        log_every,
+    )
+    return model, history
+
+
+def fit_semi_supervised(
+    model: SemiSupervisedVAE,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    steps: int,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    next_rows: Callable[[], np.ndarray],
+    log_every: int = 0,
+) -> list[dict[str, float]]:
+    """``steps`` steps of ``model.compute_loss`` (its attached labelled set adds the labelled rows) on the
+    unlabelled training images ``next_rows()`` picks each step; returns the logged scalar terms.
+
+    ``y_train`` only feeds the logged accuracy on the unlabelled images, never the loss.  Leaves the model
+    in eval mode.
+    """
+    images = to_torch_images(x_train)
     history = []
-    for step in range(config.steps):
-        rows = rng.integers(0, x_train.shape[0], config.batch_size)
-        out = model.compute_loss(Batch(x_train[rows], data.y_train[rows, None]), step, generator)
+    for step in range(steps):
+        rows = next_rows()
+        out = model.compute_loss(Batch(images[rows], y_train[rows, None]), step, generator)
         optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         optimizer.step()
-        if log_every and ((step + 1) % log_every == 0 or step + 1 == config.steps):
+        if log_every and ((step + 1) % log_every == 0 or step + 1 == steps):
             history.append(
                 {"step": step + 1, **{k: float(v) for k, v in out.terms.items() if v.numel() == 1}}
             )
     model.eval()
-    return model, history
+    return history
 
 
 def fit_classifier(

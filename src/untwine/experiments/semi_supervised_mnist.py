@@ -40,7 +40,7 @@ import argparse
 import dataclasses
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,7 +49,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from untwine.data import Batch
 from untwine.data.idx import FASHION_MNIST_CLASSES, read_dataset_split
 from untwine.data.stream import to_torch_images
 from untwine.experiments.semi_supervised import (
@@ -57,6 +56,7 @@ from untwine.experiments.semi_supervised import (
     choose_labelled,
     classification_error,
     fit_classifier,
+    fit_semi_supervised,
 )
 from untwine.models import instantiate
 from untwine.models.ss_vae import SemiSupervisedVAE
@@ -194,25 +194,27 @@ def train_run(
         return model, history
     model.attach_labels(data.x_train[labelled], data.y_train[labelled])
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, betas=betas)
-    x_train = to_torch_images(data.x_train)
-    order_rng = np.random.default_rng(np.random.SeedSequence([config.seed, 3]))
-    order, position = order_rng.permutation(x_train.shape[0]), 0
-    for step in range(config.steps):
-        if position + config.batch_size > order.shape[0]:
-            order, position = order_rng.permutation(x_train.shape[0]), 0
-        rows = order[position : position + config.batch_size]
-        position += config.batch_size
-        # the batch's labels only feed the logged accuracy on unlabelled images, never the loss
-        out = model.compute_loss(Batch(x_train[rows], data.y_train[rows, None]), step, generator)
-        optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
-        optimizer.step()
-        if log_every and ((step + 1) % log_every == 0 or step + 1 == config.steps):
-            history.append(
-                {"step": step + 1, **{k: float(v) for k, v in out.terms.items() if v.numel() == 1}}
-            )
-    model.eval()
+    history = fit_semi_supervised(
+        model,
+        data.x_train,
+        data.y_train,
+        config.steps,
+        optimizer,
+        generator,
+        epoch_batches(data.x_train.shape[0], config.batch_size, config.seed).__next__,
+        log_every,
+    )
     return model, history
+
+
+def epoch_batches(num_images: int, batch_size: int, seed: int) -> Iterator[np.ndarray]:
+    """Batches of ``batch_size`` rows walking a fresh permutation of ``num_images`` each epoch (a partial
+    last batch is dropped, as the notebook's loop does), drawn from ``seed``."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 3]))
+    while True:
+        order = rng.permutation(num_images)
+        for start in range(0, num_images - batch_size + 1, batch_size):
+            yield order[start : start + batch_size]
 
 
 def run_one(config: RunConfig, data_root: str | None = None) -> dict[str, Any]:
