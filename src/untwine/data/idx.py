@@ -159,12 +159,13 @@ def load_mnist(data_dir: Path | None, split: str = "train") -> ArrayGroundTruthD
 def read_dataset_split(
     dataset: str, split: str = "train", data_root=None
 ) -> tuple[np.ndarray, np.ndarray, tuple[Path, Path]]:
-    """:func:`read_split` for ``mnist`` or ``fashion_mnist`` under the data root (``$UNTWINE_DATA``)."""
-    from untwine.data.paths import dataset_dir
+    """:func:`read_split` for ``mnist`` or ``fashion_mnist`` in the dataset's folder under the data root
+    (``$UNTWINE_DATA``), as the dataset table names it."""
+    from untwine.data.registry import get_spec
 
     if dataset not in DATASETS:
         raise ValueError(f"unknown MNIST-format dataset {dataset!r}; valid: {', '.join(DATASETS)}")
-    return read_split(dataset_dir(dataset, data_root), split, DATASETS[dataset]["fallbacks"])
+    return read_split(get_spec(dataset).data_dir(data_root), split, DATASETS[dataset]["fallbacks"])
 
 
 def load_idx_dataset(data_dir: Path | None, *, dataset: str, split: str = "train") -> ArrayGroundTruthDataset:

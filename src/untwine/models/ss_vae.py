@@ -23,8 +23,9 @@ and per labelled pair the paper's importance-sampled bound on ``log p(x, y)`` pl
   ``k = argmax y~`` (probtorch scores a Concrete variable by the categorical mass of its argmax).  The S
   samples are averaged with equal weights (nothing is observed, so the log-weights are 0).  As the
   temperature goes to 0 its expectation is the enumerated ELBO (Gumbel-max), at S decoder passes per image
-  instead of K.  Which examples carry labels is a
-:class:`untwine.data.labels.LabelledSet`: a fixed subset of
+  instead of K.
+
+Which examples carry labels is a :class:`untwine.data.labels.LabelledSet`: a fixed subset of
 a dataset's factor grid chosen from the run's seed (or given arrays), from which ``labelled_batch_size``
 labelled rows are drawn into every batch with the run's torch generator -- so training stays
 bit-identical on resume.  The training loop attaches the set (``attach_dataset``); the batch's factors are used
